@@ -1,0 +1,3 @@
+from vidkd.cli import main
+
+raise SystemExit(main())

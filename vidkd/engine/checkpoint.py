@@ -1,0 +1,142 @@
+"""Safe, atomic checkpoints.
+
+A checkpoint is a directory: `model.safetensors` (weights; loading runs no code), `meta.json`
+(arch, config, epoch, metrics) and `trainer.pt` (optimizer, scheduler, RNG; plain tensors and
+containers only, read with `torch.load(weights_only=True)`). A checkpoint directory is written
+under a temporary name and renamed into place, so a crash never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from vidkd.errors import CheckpointError
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "meta.json"
+TRAINER_FILE = "trainer.pt"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise CheckpointError(f"cannot read weights {path}: {exc}; the file is damaged or not safetensors") from None
+
+
+def safe_torch_load(path: Path) -> Any:
+    """Load a torch file without executing code; a pickle that needs code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain-tensor checkpoint ({first[:200]}); "
+            "vidkd never runs code from a checkpoint — re-save it as a state_dict"
+        ) from None
+
+
+def save_checkpoint(
+    directory: Path,
+    model_state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    trainer_state: dict[str, Any] | None = None,
+) -> None:
+    """Write a whole checkpoint directory atomically (temp dir, then rename)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_weights(model_state, tmp / WEIGHTS_FILE)
+        atomic_write_json(tmp / META_FILE, meta)
+        if trainer_state is not None:
+            atomic_torch_save(trainer_state, tmp / TRAINER_FILE)
+        old = directory.with_name(f".{directory.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_checkpoint(directory: Path, with_trainer: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
+    directory = Path(directory)
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"no checkpoint at {directory} (expected {WEIGHTS_FILE} there)")
+    weights = load_weights(directory / WEIGHTS_FILE)
+    meta_path = directory / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    trainer = safe_torch_load(directory / TRAINER_FILE) if with_trainer else None
+    return weights, meta, trainer
