@@ -1,0 +1,127 @@
+"""The backbone registry and what every backbone shares.
+
+A backbone is a `VideoBackbone`: it maps a clip batch `(B, C, T, H, W)` to its last feature map
+and pools it globally. Registering one is a decorator line on its builder:
+
+    @register_backbone("my_net")
+    class MyNet(VideoBackbone): ...
+
+`build_backbone("my_net", width=0.5)` then builds it, with typed errors for a wrong name or option.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+
+from vidkd.errors import ConfigError
+
+BackboneBuilder = Callable[..., "VideoBackbone"]
+_Builder = TypeVar("_Builder", bound=Callable[..., Any])
+
+_BACKBONES: dict[str, BackboneBuilder] = {}
+
+
+def register_backbone(name: str) -> Callable[[_Builder], _Builder]:
+    """Class/function decorator: make `build_backbone(name, ...)` call the decorated builder.
+
+    The builder takes `width` and `in_channels` (and any options of its own as keyword arguments)
+    and returns a `VideoBackbone`.
+    """
+
+    def decorator(builder: _Builder) -> _Builder:
+        if name in _BACKBONES:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        _BACKBONES[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by `build_backbone`, sorted."""
+    return sorted(_BACKBONES)
+
+
+def build_backbone(name: str, width: float = 1.0, in_channels: int = 3, **kw: Any) -> "VideoBackbone":
+    """Build the backbone registered as `name`.
+
+    Args:
+        name: one of `list_backbones()` (c3d, r3d, r21d, r3d_18, mc3_18, r2plus1d_18).
+        width: channel multiplier; every channel count c becomes max(8, round(c * width)).
+        in_channels: input channels (3 for RGB and for the RGB frame-difference "residual").
+        **kw: options of that backbone (e.g. `num_classes` for the torchvision-style ones).
+
+    Raises:
+        ConfigError: unknown name, unknown option, or a non-positive width / channel count.
+    """
+    if name not in _BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(list_backbones())}")
+    if not width > 0:
+        raise ConfigError(f"backbone width must be positive; got {width}")
+    if int(in_channels) != in_channels or in_channels < 1:
+        raise ConfigError(f"backbone in_channels must be a positive integer; got {in_channels}")
+    builder = _BACKBONES[name]
+    options = [p for p in inspect.signature(builder).parameters if p not in ("width", "in_channels")]
+    unknown = sorted(set(kw) - set(options))
+    if unknown:
+        accepted = ", ".join(options) if options else "none besides width and in_channels"
+        raise ConfigError(
+            f"backbone {name!r} has no option {', '.join(map(repr, unknown))}; its options: {accepted}"
+        )
+    return builder(width=float(width), in_channels=int(in_channels), **kw)
+
+
+def scale_channels(channels: int, width: float) -> int:
+    """Channel count under a width multiplier (never below 8, so BN statistics stay sane)."""
+    return max(8, int(round(channels * width)))
+
+
+class VideoBackbone(nn.Module):
+    """Base class: subclasses build their layers and implement `forward_features`.
+
+    Attributes:
+        arch: the registry name.
+        width: the channel multiplier it was built with.
+        feature_dim: channels of the last stage = size of the pooled feature.
+    """
+
+    arch: str
+    width: float
+    feature_dim: int
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> last feature map (B, feature_dim, T', H', W')."""
+        raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor, return_map: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Pooled feature (B, feature_dim); with `return_map=True` also the last feature map."""
+        if x.dim() != 5:
+            raise ValueError(f"{self.arch} expects a (B, C, T, H, W) clip batch; got shape {tuple(x.shape)}")
+        feature_map = self.forward_features(x)
+        pooled = feature_map.mean(dim=(2, 3, 4))  # global average pool (AdaptiveAvgPool3d(1))
+        if return_map:
+            return pooled, feature_map
+        return pooled
+
+    def init_weights(self) -> None:
+        """Kaiming-normal convs (fan_out, as torchvision), BN weight 1 / bias 0, linear N(0, 0.01)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv3d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm3d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, width={self.width}, feature_dim={self.feature_dim}"
