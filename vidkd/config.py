@@ -43,6 +43,9 @@ class ModelConfig:
     arch: str = "r3d"  # c3d | r3d | r21d | r3d_18 | mc3_18 | r2plus1d_18
     width: float = 1.0  # channel multiplier; 1.0 is the published network
     sync_bn: bool = False
+    init: str | None = None  # initialise the backbone from these weights (run dir, checkpoint, state_dict)
+    init_allow_partial: bool = False
+    freeze_backbone: bool = False  # train only the heads (adapt-teacher)
 
 
 @dataclass
@@ -106,12 +109,12 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
+def coerce_value(value: Any, annotation: Any, key: str) -> Any:
     """Check and convert one YAML value to the field's declared type."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -119,11 +122,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        return coerce_value(value, inner[0], key)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' needs a list, got {value!r}")
-        return [_coerce(v, args[0], key) for v in value]
+        return [coerce_value(v, args[0], key) for v in value]
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -145,7 +148,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def _unknown_key(key: str, known: list[str]) -> ConfigError:
+def unknown_key_error(key: str, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
     return ConfigError(f"unknown config key '{key}'{hint}")
@@ -153,9 +156,9 @@ def _unknown_key(key: str, known: list[str]) -> ConfigError:
 
 def _all_keys() -> list[str]:
     keys = []
-    for section, cls in _field_types(Config).items():
+    for section, cls in field_types(Config).items():
         if dataclasses.is_dataclass(cls):
-            keys += [f"{section}.{k}" for k in _field_types(cls)]
+            keys += [f"{section}.{k}" for k in field_types(cls)]
         else:
             keys.append(section)
     return keys
@@ -164,17 +167,17 @@ def _all_keys() -> list[str]:
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"config section '{prefix.rstrip('.') or 'top'}' must be a mapping")
-    types = _field_types(cls)
+    types = field_types(cls)
     obj = cls()
     for key, value in values.items():
         full = f"{prefix}{key}"
         if key not in types:
-            raise _unknown_key(full, _all_keys())
+            raise unknown_key_error(full, _all_keys())
         annotation = types[key]
         if dataclasses.is_dataclass(annotation):
             setattr(obj, key, _build(annotation, value or {}, f"{full}."))
         else:
-            setattr(obj, key, _coerce(value, annotation, full))
+            setattr(obj, key, coerce_value(value, annotation, full))
     return obj
 
 
@@ -196,17 +199,17 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--set expects key=value, got '{item}' (for example --set train.epochs=5)")
         key, raw = item.split("=", 1)
         key = key.strip()
-        if key not in _all_keys() and key not in _field_types(Config):
-            raise _unknown_key(key, _all_keys())
+        if key not in _all_keys() and key not in field_types(Config):
+            raise unknown_key_error(key, _all_keys())
         _set_path(tree, key, yaml.safe_load(raw) if raw.strip() else None)
     return tree
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -229,7 +232,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return config_from_dict(_merge(values, parse_overrides(overrides)))
+    return config_from_dict(deep_merge(values, parse_overrides(overrides)))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

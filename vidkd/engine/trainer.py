@@ -50,10 +50,18 @@ def build_pcl_model(cfg: Config) -> nn.Module:
     from vidkd.models import build_backbone
     from vidkd.ssl.pcl import PCLModel
 
-    in_channels = 3
-    backbone = build_backbone(cfg.model.arch, width=cfg.model.width, in_channels=in_channels)
-    return PCLModel(backbone, tuple_len=cfg.data.tuple_len, pretext_classes=cfg.ssl.pretext_classes,
-                    proj_dim=cfg.ssl.proj_dim, use_projection=cfg.ssl.contrastive != "none")
+    backbone = build_backbone(cfg.model.arch, width=cfg.model.width)
+    model = PCLModel.from_config(backbone, cfg)
+    if cfg.model.init:
+        from vidkd.models.loading import load_into, read_weights
+
+        report = load_into(backbone, read_weights(cfg.model.init), cfg.model.arch, cfg.model.width,
+                           allow_partial=cfg.model.init_allow_partial, only_backbone=True)
+        log.info("backbone initialised from %s", report.summary)
+    if cfg.model.freeze_backbone:
+        for parameter in backbone.parameters():
+            parameter.requires_grad_(False)
+    return model
 
 
 def build_transforms(cfg: Config):
@@ -162,7 +170,7 @@ class Trainer:
             from vidkd.engine.syncbn import convert_sync_batchnorm
 
             self.model = convert_sync_batchnorm(self.model, self.device.type)
-        self.criterion = PCLLoss(cfg.ssl, num_train_videos=len(self.train_set)).to(self.device)
+        self.criterion = PCLLoss(cfg.ssl, num_train_videos=len(self.train_set), seed=cfg.train.seed).to(self.device)
 
         self.teacher = None
         self.kd_loss = None
@@ -176,7 +184,8 @@ class Trainer:
             if self.is_main:
                 log.info("teacher: %s", teacher_info.get("summary", cfg.teacher.path))
 
-        params = list(self.model.parameters()) + (list(self.kd_loss.parameters()) if self.kd_loss else [])
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        params += list(self.kd_loss.parameters()) if self.kd_loss else []
         self.optimizer = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum,
                                          weight_decay=cfg.train.weight_decay)
         self.steps_per_epoch = self._steps_per_epoch()
@@ -297,6 +306,8 @@ class Trainer:
     # ----------------------------------------------------------------- epochs
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
         self.train_model.train()
+        if self.cfg.model.freeze_backbone:
+            self.model.backbone.eval()  # frozen BatchNorm statistics too
         self.train_set.set_epoch(epoch)
         loader = self._loader(self.train_set, shuffle=True, drop_last=True)
         loader.sampler.set_epoch(epoch)

@@ -1,0 +1,76 @@
+"""Small real videos for the data tests: every frame encodes its own index, so decoding can be checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidkd.data.video import write_video
+
+INDEX_BITS = 8  # frames 0..255 can be told apart
+_ROWS, _COLS = 2, 4  # the 8 bits as big black/white blocks: robust to lossy mpeg4
+
+
+def index_frame(i: int, height: int = 64, width: int = 96) -> np.ndarray:
+    """An RGB frame whose 2x4 grid of blocks spells `i` in binary (white = 1)."""
+    frame = np.zeros((height, width, 3), np.uint8)
+    bh, bw = height // _ROWS, width // _COLS
+    for bit in range(INDEX_BITS):
+        if (i >> bit) & 1:
+            r, c = divmod(bit, _COLS)
+            frame[r * bh:(r + 1) * bh, c * bw:(c + 1) * bw] = 255
+    return frame
+
+
+def decode_index(frame: np.ndarray) -> int:
+    """Inverse of `index_frame` (reads the centre of each block)."""
+    height, width = frame.shape[:2]
+    bh, bw = height // _ROWS, width // _COLS
+    value = 0
+    for bit in range(INDEX_BITS):
+        r, c = divmod(bit, _COLS)
+        block = frame[r * bh + bh // 4:(r + 1) * bh - bh // 4, c * bw + bw // 4:(c + 1) * bw - bw // 4]
+        if block.mean() > 127:
+            value |= 1 << bit
+    return value
+
+
+def write_index_video(path: Path, num_frames: int, height: int = 64, width: int = 96, gop: int = 12,
+                      codec: str = "mpeg4") -> Path:
+    """Write a video whose frame i shows the number i (see `index_frame`)."""
+    write_video(path, (index_frame(i, height, width) for i in range(num_frames)), gop=gop, codec=codec)
+    return path
+
+
+def write_ucf_layout(root: Path, classes: dict[str, int], groups: int = 2, clips: int = 2, num_frames: int = 80,
+                     test_groups: int = 1) -> list[str]:
+    """A tiny UCF101 tree: `classes` maps class name -> 1-based label. Returns the video list lines.
+
+    Groups 1..test_groups go to the test lists (like the official split 1), the rest to train.
+    """
+    (root / "splits").mkdir(parents=True, exist_ok=True)
+    names = sorted(classes, key=classes.get)
+    (root / "splits" / "classInd.txt").write_text("".join(f"{classes[c]} {c}\r\n" for c in names))
+    train, test, lines = [], [], []
+    for name in names:
+        for g in range(1, groups + 1):
+            for c in range(1, clips + 1):
+                rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                write_index_video(root / "videos" / rel, num_frames, height=32, width=48)
+                lines.append(rel)
+                if g <= test_groups:
+                    test.append(f"{rel}\r\n")
+                else:
+                    train.append(f"{rel} {classes[name]}\r\n")
+    for s in (1, 2, 3):
+        (root / "splits" / f"trainlist0{s}.txt").write_text("".join(train))
+        (root / "splits" / f"testlist0{s}.txt").write_text("".join(test))
+    return lines
+
+
+@pytest.fixture(scope="session")
+def index_video(tmp_path_factory) -> Path:
+    """150 frames at 96x64, GOP 12 (keyframes at 0, 12, 24, ...)."""
+    return write_index_video(tmp_path_factory.mktemp("video") / "index.avi", 150)

@@ -1,0 +1,93 @@
+"""What a backbone costs: parameters, FLOPs per clip, CPU latency per clip.
+
+Each (arch, width, input shape) is measured once and cached in a JSON file, so a report can be
+rebuilt as often as needed without timing the networks again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from vidkd.engine.checkpoint import atomic_write_json
+
+log = logging.getLogger("vidkd.report")
+
+LATENCY_WARMUP = 1
+LATENCY_MIN_RUNS = 3
+LATENCY_MAX_RUNS = 10
+LATENCY_BUDGET_S = 3.0  # stop timing once this much was spent (after LATENCY_MIN_RUNS)
+
+
+def efficiency_key(arch: str, width: float, input_shape: Sequence[int]) -> str:
+    """Cache key, e.g. 'r3d|w1|3x16x112x112'."""
+    return f"{arch}|w{float(width):g}|{'x'.join(str(int(s)) for s in input_shape)}"
+
+
+def measure_latency_ms(model: torch.nn.Module, input_shape: Sequence[int]) -> float:
+    """Median CPU milliseconds of one batch-1 forward (eval, no_grad) after a warm-up run."""
+    clip = torch.randn(1, *input_shape)
+    times = []
+    with torch.no_grad():
+        for _ in range(LATENCY_WARMUP):
+            model(clip)
+        spent = 0.0
+        while len(times) < LATENCY_MAX_RUNS and (len(times) < LATENCY_MIN_RUNS or spent < LATENCY_BUDGET_S):
+            start = time.perf_counter()
+            model(clip)
+            times.append(time.perf_counter() - start)
+            spent += times[-1]
+    return 1000.0 * statistics.median(times)
+
+
+def measure_efficiency(arch: str, width: float, input_shape: Sequence[int]) -> dict[str, Any]:
+    """Parameters, GFLOPs and CPU latency of `build_backbone(arch, width)` on one clip of `input_shape` (C, T, H, W)."""
+    from vidkd.models import build_backbone, count_flops, count_parameters
+
+    model = build_backbone(arch, width=width, in_channels=int(input_shape[0])).eval()
+    return {
+        "arch": arch,
+        "width": float(width),
+        "input_shape": [int(s) for s in input_shape],
+        "params": int(count_parameters(model)),
+        "gflops": count_flops(model, input_shape) / 1e9,
+        "cpu_latency_ms": measure_latency_ms(model, input_shape),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def load_or_measure(cache_path: Path, wanted: Sequence[tuple[str, float, Sequence[int]]]) -> dict[str, dict[str, Any]]:
+    """Efficiency of every (arch, width, input_shape) in `wanted`, measuring only those not cached yet.
+
+    A network that cannot be built (an unknown arch in an old plan) is recorded with an "error" and
+    reported as missing rather than failing the report.
+    """
+    cache_path = Path(cache_path)
+    cache: dict[str, dict[str, Any]] = {}
+    if cache_path.is_file():
+        try:
+            cache = json.loads(cache_path.read_text())
+        except json.JSONDecodeError:
+            log.warning("ignoring unreadable efficiency cache %s; measuring again", cache_path)
+    changed = False
+    for arch, width, shape in wanted:
+        key = efficiency_key(arch, width, shape)
+        if key in cache:
+            continue
+        log.info("measuring %s", key)
+        try:
+            cache[key] = measure_efficiency(arch, width, shape)
+        except Exception as exc:  # a report must not die on one network; say why instead
+            cache[key] = {"arch": arch, "width": float(width), "input_shape": list(shape),
+                          "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
+        changed = True
+    if changed:
+        atomic_write_json(cache_path, cache)
+    return cache

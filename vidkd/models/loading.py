@@ -1,0 +1,250 @@
+"""Load trained weights from any source vidkd understands, and say exactly what was loaded.
+
+Sources:
+- a vidkd run directory (`config.yaml` + `checkpoints/best|last`), or a checkpoint directory;
+- a `.safetensors` file (vidkd PCL layout or a bare backbone);
+- a checkpoint of the published PCL code: a `state_dict` with `base_network.*`, `fc.*`,
+  `projector.*` keys, possibly under a `model` / `state_dict` key (DDP `module.` prefixes too);
+- a torchvision-layout video ResNet `state_dict` (`stem.*`, `layer1.*`, `fc.*`: Kinetics-400).
+
+Everything is mapped to the vidkd PCL layout (`backbone.*`, `pretext_head.fc.*`,
+`projection.mlp.*`) and loaded strictly: a partial load is refused unless asked for.
+Torch files are read with `weights_only=True`; nothing from a checkpoint is executed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from vidkd.engine.checkpoint import META_FILE, WEIGHTS_FILE, load_weights, safe_torch_load
+from vidkd.errors import CheckpointError
+
+log = logging.getLogger("vidkd.models")
+
+HEAD_PREFIXES = ("pretext_head.", "projection.")
+
+
+@dataclass
+class WeightSource:
+    """Weights mapped to the vidkd PCL layout, plus what is known of the network."""
+
+    path: Path
+    format: str  # vidkd | pcl | torchvision | backbone
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # source tensors with no place in vidkd (e.g. a 400-way fc)
+
+
+@dataclass
+class LoadReport:
+    source: str
+    format: str
+    arch: str
+    width: float
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    dropped: list[str]
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{self.source} ({self.format}, {self.arch} width {self.width}): loaded {len(self.loaded)} tensors"]
+        if self.missing:
+            parts.append(f"missing {len(self.missing)} (e.g. {', '.join(self.missing[:3])})")
+        if self.unexpected:
+            parts.append(f"unused {len(self.unexpected)} (e.g. {', '.join(self.unexpected[:3])})")
+        if self.dropped:
+            parts.append(f"dropped {len(self.dropped)} ({', '.join(self.dropped[:3])})")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "format": self.format, "arch": self.arch, "width": self.width,
+                "loaded": self.loaded, "missing": self.missing, "unexpected": self.unexpected,
+                "dropped": self.dropped}
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    for key in ("model", "state_dict", "model_state", "network"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state_dict of tensors (looked at the top level and under "
+                              "'model' / 'state_dict'); save the model with model.state_dict()")
+    return _strip(dict(obj), "module.")
+
+
+def _projector_keys(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """PCL's projector is Linear-ReLU-Linear in a Sequential; map its Linears to ours by order."""
+    indices = sorted({int(k.split(".")[1]) for k in state if k.startswith("projector.") and k.split(".")[1].isdigit()})
+    ours = {old: new for old, new in zip(indices, (0, 2))}
+    mapping = {}
+    for key in state:
+        if key.startswith("projector."):
+            _, index, rest = key.split(".", 2)
+            if index.isdigit() and int(index) in ours:
+                mapping[key] = f"projection.mlp.{ours[int(index)]}.{rest}"
+    return mapping
+
+
+def _from_pcl(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    mapped, dropped = {}, []
+    projector = _projector_keys(state)
+    for key, value in state.items():
+        if key.startswith("base_network."):
+            mapped["backbone." + key[len("base_network."):]] = value
+        elif key.startswith("fc.") and key.count(".") == 1:
+            mapped["pretext_head." + key] = value
+        elif key in projector:
+            mapped[projector[key]] = value
+        else:
+            dropped.append(key)
+    return mapped, dropped
+
+
+def infer_torchvision_arch(state: dict[str, torch.Tensor]) -> str | None:
+    stem = state.get("stem.0.weight")
+    if stem is None:
+        return None
+    if stem.shape[2] == 1:  # (1, 7, 7) spatial stem conv
+        return "r2plus1d_18"
+    layer2 = state.get("layer2.0.conv1.0.weight")
+    if layer2 is not None and layer2.shape[2] == 1:
+        return "mc3_18"
+    return "r3d_18"
+
+
+def infer_width(state: dict[str, torch.Tensor]) -> float:
+    """The last stage is the widest: its channel count over 512."""
+    sizes = [v.shape[0] for k, v in state.items() if k.startswith("backbone.") and k.endswith("running_mean")]
+    return max(sizes) / 512 if sizes else 1.0
+
+
+def read_weights(source: str | Path) -> WeightSource:
+    """Find, read and map the weights at `source` (no model is built here)."""
+    path = Path(source)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; give a run directory, a checkpoint directory or a weights file")
+    if path.is_dir():
+        if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
+            for name in ("best", "last"):
+                if (path / "checkpoints" / name / WEIGHTS_FILE).is_file():
+                    path = path / "checkpoints" / name
+                    break
+            else:
+                raise CheckpointError(f"run {source} has no checkpoint yet (checkpoints/best or last); train it first")
+        if not (path / WEIGHTS_FILE).is_file():
+            raise CheckpointError(f"{path} is neither a vidkd run nor a checkpoint directory (no {WEIGHTS_FILE})")
+        meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).is_file() else {}
+        return WeightSource(path, "vidkd", load_weights(path / WEIGHTS_FILE), meta)
+    if path.suffix == ".safetensors":
+        state = load_weights(path)
+        sidecar = path.with_name(META_FILE)
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        if any(k.startswith("backbone.") for k in state):
+            return WeightSource(path, "vidkd", state, meta)
+        return _classify(path, state, meta)
+    return _classify(path, _unwrap(safe_torch_load(path), path), {})
+
+
+def _classify(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> WeightSource:
+    if any(k.startswith("base_network.") for k in state):
+        mapped, dropped = _from_pcl(state)
+        return WeightSource(path, "pcl", mapped, meta, dropped)
+    if any(k.startswith("backbone.") for k in state):
+        return WeightSource(path, "vidkd", state, meta)
+    arch = infer_torchvision_arch(state)
+    if arch is not None:
+        dropped = [k for k in state if k.startswith("fc.")]
+        mapped = {f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+        return WeightSource(path, "torchvision", mapped, {"arch": arch, **meta}, dropped)
+    return WeightSource(path, "backbone", {f"backbone.{k}": v for k, v in state.items()}, meta)
+
+
+def load_into(model: nn.Module, weights: WeightSource, arch: str, width: float, allow_partial: bool,
+              only_backbone: bool = False) -> LoadReport:
+    """Load mapped weights into `model` (a PCLModel, or a bare backbone with only_backbone)."""
+    state = weights.state
+    if only_backbone:
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise CheckpointError(
+                f"{weights.path} does not fit {arch} (width {width}): '{key}' is {tuple(value.shape)} in the "
+                f"checkpoint but {tuple(expected[key].shape)} in the model; check --arch / model.width")
+    loaded = [k for k in state if k in expected]
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    report = LoadReport(str(weights.path), weights.format, arch, width, loaded, missing, unexpected, weights.dropped)
+    if not loaded:
+        raise CheckpointError(f"nothing in {weights.path} matches a {arch} model ({len(state)} tensors, e.g. "
+                              f"{', '.join(list(state)[:3])}); is --arch right?")
+    if (missing or unexpected) and not allow_partial:
+        raise CheckpointError(f"{weights.path} loads only partly into {arch}: {report.summary}; "
+                              "pass teacher.allow_partial=true (or --allow-partial) if that is intended")
+    merged = {**expected, **{k: state[k] for k in loaded}}
+    model.load_state_dict(merged, strict=True)
+    log.info("loaded %s", report.summary)
+    return report
+
+
+def resolve_arch(weights: WeightSource, arch: str | None, width: float | None) -> tuple[str, float]:
+    arch = arch or weights.meta.get("arch")
+    if not arch:
+        raise CheckpointError(f"cannot tell the architecture of {weights.path}; pass it (--arch or teacher.arch)")
+    if width is None:
+        width = weights.meta.get("width") or infer_width(weights.state)
+    return arch, float(width)
+
+
+def load_backbone(source: str | Path, arch: str | None = None, width: float | None = None,
+                  allow_partial: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """A backbone with trained weights, for evaluation and export."""
+    from vidkd.models import build_backbone
+
+    weights = read_weights(source)
+    arch, width = resolve_arch(weights, arch, width)
+    backbone = build_backbone(arch, width=width)
+    report = load_into(backbone, weights, arch, width, allow_partial, only_backbone=True)
+    return backbone, {"report": report.to_dict(), "meta": weights.meta, "arch": arch, "width": width}
+
+
+def load_pcl_model(source: str | Path, arch: str | None = None, width: float | None = None,
+                   allow_partial: bool = False, tuple_len: int | None = None, pretext_classes: int | None = None,
+                   proj_dim: int | None = None) -> tuple[nn.Module, LoadReport, WeightSource]:
+    """A whole PCL model (backbone + heads present in the checkpoint)."""
+    from vidkd.models import build_backbone
+    from vidkd.ssl.pcl import PCLModel
+
+    weights = read_weights(source)
+    arch, width = resolve_arch(weights, arch, width)
+    state, meta = weights.state, weights.meta
+    head = state.get("pretext_head.fc.weight")
+    backbone = build_backbone(arch, width=width)
+    if head is not None:
+        classes = head.shape[0]
+        inferred_tuple = head.shape[1] // backbone.feature_dim
+    else:
+        classes, inferred_tuple = 0, meta.get("tuple_len", 3)
+    proj = state.get("projection.mlp.2.weight")
+    model = PCLModel(backbone,
+                     tuple_len=int(tuple_len or meta.get("tuple_len") or inferred_tuple),
+                     pretext_classes=int(pretext_classes if pretext_classes is not None else classes),
+                     proj_dim=int(proj_dim or (proj.shape[0] if proj is not None else meta.get("proj_dim", 128))),
+                     use_projection=proj is not None)
+    report = load_into(model, weights, arch, width, allow_partial)
+    return model, report, weights
