@@ -45,7 +45,7 @@ def write_index_video(path: Path, num_frames: int, height: int = 64, width: int 
 
 
 def write_ucf_layout(root: Path, classes: dict[str, int], groups: int = 2, clips: int = 2, num_frames: int = 80,
-                     test_groups: int = 1) -> list[str]:
+                     test_groups: int = 1, height: int = 32, width: int = 48) -> list[str]:
     """A tiny UCF101 tree: `classes` maps class name -> 1-based label. Returns the video list lines.
 
     Groups 1..test_groups go to the test lists (like the official split 1), the rest to train.
@@ -58,7 +58,7 @@ def write_ucf_layout(root: Path, classes: dict[str, int], groups: int = 2, clips
         for g in range(1, groups + 1):
             for c in range(1, clips + 1):
                 rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
-                write_index_video(root / "videos" / rel, num_frames, height=32, width=48)
+                write_index_video(root / "videos" / rel, num_frames, height=height, width=width)
                 lines.append(rel)
                 if g <= test_groups:
                     test.append(f"{rel}\r\n")

@@ -121,16 +121,16 @@ def _clusters(num_classes: int, per_class: int, dim: int, seed: int, spread: flo
 def test_linear_probe_separates_clusters_and_uses_the_fraction():
     train, train_labels = _clusters(5, 40, 32, seed=0)
     test, test_labels = _clusters(5, 20, 32, seed=1)
-    result = linear_probe(train, train_labels, test, test_labels, steps=100)
+    result = linear_probe(train, train_labels, test, test_labels, steps=30)
     assert result["train_top1"] == 1.0 and result["test_top1"] >= 0.95
     assert result["train_videos"] == 200 and result["test_videos"] == 100
 
-    small = linear_probe(train, train_labels, test, test_labels, fraction=0.1, steps=100)
+    small = linear_probe(train, train_labels, test, test_labels, fraction=0.1, steps=30)
     assert small["train_videos"] == 20 and small["fraction"] == 0.1
-    assert small == linear_probe(train, train_labels, test, test_labels, fraction=0.1, steps=100)  # deterministic
+    assert small == linear_probe(train, train_labels, test, test_labels, fraction=0.1, steps=30)  # deterministic
 
     shuffled = train_labels[torch.randperm(200, generator=torch.Generator().manual_seed(0))]
-    assert linear_probe(train, shuffled, test, test_labels, steps=100)["test_top1"] < 0.5
+    assert linear_probe(train, shuffled, test, test_labels, steps=30)["test_top1"] < 0.5
 
 
 # ---------------------------------------------------------------- feature extraction and cache
@@ -288,3 +288,65 @@ def test_finetune_one_epoch_trains_and_reports_fractions(tmp_path):
     assert math.isfinite(result["final_train_loss"])
     changed = [k for k, v in backbone.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert changed, "fine-tuning did not update the backbone"
+
+
+def test_find_run_dir_from_run_checkpoint_or_weights(tmp_path):
+    from vidkd.eval.run import find_run_dir, result_name
+
+    run_dir = tmp_path / "run"
+    best = run_dir / "checkpoints" / "best"
+    best.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: x\n")
+    (best / "model.safetensors").write_bytes(b"")
+    for source in (run_dir, best, best / "model.safetensors"):
+        assert find_run_dir(source) == run_dir
+    assert find_run_dir(tmp_path) is None
+    assert result_name("finetune", 1, 1.0) == "finetune.json"
+    assert result_name("finetune", 2, 0.25) == "finetune_split2_frac0.25.json"
+    assert result_name("retrieval", 1, 0.25) == "retrieval.json"  # the fraction does not apply to retrieval
+
+
+@NEEDS_DATA_AND_MODELS
+def test_evaluate_refuses_user_mistakes_with_clear_errors(tmp_path):
+    from vidkd.errors import DatasetError
+    from vidkd.eval.run import evaluate
+
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        evaluate("random:r3d", protocols=("recall",), overrides=TINY)
+    with pytest.raises(ConfigError, match="fraction"):
+        evaluate("random:r3d", protocols=("linear",), fraction=0.0, overrides=TINY)
+    with pytest.raises(DatasetError, match="--data"):
+        evaluate("random:r3d", data_root=tmp_path / "missing", overrides=TINY)
+    with pytest.raises(ConfigError, match="does not exist"):
+        evaluate(tmp_path / "no-run", overrides=TINY)
+
+
+@NEEDS_DATA_AND_MODELS
+def test_evaluate_run_directory_reads_its_config_and_checkpoint(tmp_path):
+    from vidkd.config import load_config, save_config
+    from vidkd.engine.checkpoint import save_checkpoint
+    from vidkd.engine.trainer import build_pcl_model, model_meta, seed_everything
+    from vidkd.eval.run import evaluate
+
+    torch.set_num_threads(2)
+    root = _write_tiny_ucf(tmp_path / "ucf")
+    cfg = load_config(None, TINY + [f"data.root={root}"])
+    run_dir = tmp_path / "run"
+    save_config(cfg, run_dir / "config.yaml")
+    seed_everything(cfg.train.seed)  # the backbone then gets the same weights as random:r3d with this seed
+    model = build_pcl_model(cfg)
+    save_checkpoint(run_dir / "checkpoints" / "best", model.state_dict(), model_meta(cfg, 7, {}))
+
+    result = evaluate(run_dir, protocols=("knn",), overrides=["data.num_workers=0"], progress=False)["knn"]
+    saved = json.loads((run_dir / "eval" / "knn.json").read_text())
+    assert saved["dataset"]["root"] == str(root) and saved["checkpoint"]["epoch"] == 7
+    assert saved["arch"] == "r3d" and saved["width"] == 0.125
+    reference = evaluate("random:r3d", protocols=("knn",), data_root=root, overrides=TINY, out=tmp_path / "ref",
+                         progress=False)["knn"]
+    assert result["metrics"] == reference["metrics"]
+    # same weights, so the same cached test features: the checkpoint really was loaded
+    from safetensors.torch import load_file
+
+    run_feats = load_file(str(next((run_dir / "eval" / "features").glob("test-*.safetensors"))))["features"]
+    ref_feats = load_file(str(next((tmp_path / "ref" / "features").glob("test-*.safetensors"))))["features"]
+    assert torch.allclose(run_feats, ref_feats, atol=1e-5) and run_feats.abs().sum() > 0

@@ -64,7 +64,8 @@ def test_registry_lists_the_six_backbones():
 
 @pytest.mark.parametrize("name", ALL)
 def test_parameter_count_at_width_1_matches_the_reference(name):
-    model = build_backbone(name)
+    # the torchvision-style nets are counted with their Kinetics-400 fc, as torchvision reports them
+    model = build_backbone(name, num_classes=400) if name in TORCHVISION else build_backbone(name)
     assert count_parameters(model) == PARAMS_AT_WIDTH_1[name]
     assert model.feature_dim == 512
     assert model.arch == name
@@ -173,7 +174,8 @@ def _torchvision_keys(name: str, with_fc: bool) -> set[str]:
             prefix = f"layer{layer}.{block}"
             for conv in ("conv1", "conv2"):
                 if factorised:  # Sequential(Conv2Plus1D(conv, BN, ReLU, conv), BN[, ReLU])
-                    keys += [f"{prefix}.{conv}.0.0.weight", *_bn_keys(f"{prefix}.{conv}.0.1"), f"{prefix}.{conv}.0.3.weight"]
+                    keys += [f"{prefix}.{conv}.0.0.weight", *_bn_keys(f"{prefix}.{conv}.0.1")]
+                    keys.append(f"{prefix}.{conv}.0.3.weight")
                 else:
                     keys.append(f"{prefix}.{conv}.0.weight")
                 keys += _bn_keys(f"{prefix}.{conv}.1")
@@ -186,7 +188,7 @@ def _torchvision_keys(name: str, with_fc: bool) -> set[str]:
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_state_dict_keys(name):
-    with_fc = build_backbone(name, width=0.125)
+    with_fc = build_backbone(name, width=0.125, num_classes=400)
     assert set(with_fc.state_dict()) == _torchvision_keys(name, with_fc=True)
     without_fc = build_backbone(name, width=0.125, num_classes=0)
     assert set(without_fc.state_dict()) == _torchvision_keys(name, with_fc=False)
@@ -194,7 +196,7 @@ def test_torchvision_state_dict_keys(name):
 
 
 def test_torchvision_weight_shapes():
-    r3d = build_backbone("r3d_18").state_dict()
+    r3d = build_backbone("r3d_18", num_classes=400).state_dict()
     assert r3d["stem.0.weight"].shape == (64, 3, 3, 7, 7)
     assert r3d["layer2.0.conv1.0.weight"].shape == (128, 64, 3, 3, 3)
     assert r3d["layer2.0.downsample.0.weight"].shape == (128, 64, 1, 1, 1)
@@ -325,7 +327,8 @@ def test_pretext_head():
     features = torch.randn(4, 3, 16)
     logits = head(features)
     assert logits.shape == (4, 5)
-    torch.testing.assert_close(logits, head.fc(torch.cat([features[:, 0], features[:, 1], features[:, 2]], 1)))
+    concatenated = torch.cat([features[:, 0], features[:, 1], features[:, 2]], dim=1)
+    torch.testing.assert_close(logits, head.fc(concatenated))
     with pytest.raises(ValueError, match="PretextHead expects"):
         head(torch.randn(4, 2, 16))
 

@@ -79,7 +79,9 @@ def init_distributed(backend: str | None = None) -> DistInfo:
     else:
         device = torch.device("cpu")
 
-    if world_size > 1 and not is_distributed():
+    if is_distributed():  # already joined (several runs in one process, e.g. the experiment grid)
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    elif world_size > 1:
         backend = backend or ("nccl" if cuda else "gloo")
         if backend == "nccl" and not cuda:
             raise ConfigError("the NCCL backend needs CUDA GPUs; use backend 'gloo' on CPU")
@@ -99,6 +101,19 @@ def cleanup() -> None:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def is_main_process_env() -> bool:
+    """Rank 0 as torchrun announces it, usable before the process group exists."""
+    return get_rank() == 0 if is_distributed() else _env_int("RANK", 0) == 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of `tensor` over all ranks (a detached copy; for metrics and counts)."""
+    out = tensor.detach().clone()
+    if is_distributed():
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:

@@ -325,12 +325,19 @@ class Trainer:
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
             clips_seen += batch["clips"].shape[0] * batch["clips"].shape[1] * self.dist.world_size
-            rate = clips_seen / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{parts['loss']:.3f}", acc=f"{parts.get('pretext_acc', 0.0):.2f}",
-                            clips_s=f"{rate:.1f}")
+            if step % 10 == 0 or step + 1 == self.steps_per_epoch:  # .item() syncs a GPU: not every step
+                rate = clips_seen / (time.perf_counter() - start)
+                acc = parts.get("pretext_acc")
+                bar.set_postfix(loss=f"{parts['loss'].item():.3f}", acc=f"{acc.item() if acc is not None else 0:.2f}",
+                                clips_s=f"{rate:.1f}")
             bar.update(1)
         bar.close()
         seconds = time.perf_counter() - start
+        names = sorted(totals)
+        if names:
+            stacked = dist_utils.all_reduce_mean(torch.stack([torch.as_tensor(totals[k], dtype=torch.float64)
+                                                              for k in names]).to(self.device))
+            totals = dict(zip(names, stacked.tolist()))
         means = {key: value / max(1, steps) for key, value in totals.items()}
         out = {"train_loss": means.get("loss"), "train_pretext_acc": means.get("pretext_acc"),
                "train_pretext_ce": means.get("pretext_ce"), "train_nce": means.get("nce"),
@@ -366,8 +373,8 @@ class Trainer:
         if self.cfg.train.scheduler != "plateau":
             self.scheduler.step()
         self.global_step += 1
-        result = {"loss": float(loss.detach())}
-        result.update({key: float(value) for key, value in parts.items()})
+        result = {key: torch.as_tensor(value).detach().float() for key, value in parts.items()}
+        result["loss"] = loss.detach().float()
         return result
 
     @torch.no_grad()

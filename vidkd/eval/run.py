@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vidkd.config import Config, load_config
+from vidkd.config import Config, load_config, parse_overrides
 from vidkd.engine.checkpoint import atomic_write_json
 from vidkd.errors import ConfigError, DatasetError
 from vidkd.eval.features import FeatureCache, extract_features, split_fingerprint, weights_fingerprint
@@ -48,9 +48,18 @@ def find_run_dir(source: Path) -> Path | None:
     return None
 
 
-def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()
-            if isinstance(v, (str, int, float, bool, Path, type(None)))}
+def checkpoint_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """What the result file records about the weights: file, format, epoch, tensors loaded."""
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()
+               if isinstance(v, (str, int, float, bool, Path, type(None)))}
+    report = info.get("report")
+    if isinstance(report, dict):
+        summary.update(file=report.get("source"), format=report.get("format"),
+                       loaded_tensors=len(report.get("loaded", [])), missing_tensors=len(report.get("missing", [])))
+    meta = info.get("meta")
+    if isinstance(meta, dict) and "epoch" in meta:
+        summary["epoch"] = meta["epoch"]
+    return summary
 
 
 def load_source(source: str | Path, overrides: list[str] | None) -> tuple[nn.Module, Config, Path | None, dict[str, Any]]:
@@ -75,7 +84,9 @@ def load_source(source: str | Path, overrides: list[str] | None) -> tuple[nn.Mod
         raise ConfigError(f"evaluation source {path} does not exist; pass a run directory, a checkpoint, or random:ARCH")
     run_dir = find_run_dir(path)
     cfg = load_config(run_dir / "config.yaml" if run_dir else None, overrides)
-    backbone, info = load_backbone(path)
+    # a foreign state_dict says nothing about its network: --set model.arch/model.width name it
+    model_overrides = parse_overrides(overrides).get("model", {})
+    backbone, info = load_backbone(path, arch=model_overrides.get("arch"), width=model_overrides.get("width"))
     info = dict(info)
     info.setdefault("arch", getattr(backbone, "arch", cfg.model.arch))
     return backbone, cfg, run_dir, info
@@ -222,7 +233,7 @@ def evaluate(
             "source": str(source),
             "arch": info.get("arch", cfg.model.arch),
             "width": info.get("width", cfg.model.width),
-            "checkpoint": _jsonable(info),
+            "checkpoint": checkpoint_summary(info),
             "dataset": dict(dataset_info),
             "input": {"clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
                       "modality": cfg.data.modality},

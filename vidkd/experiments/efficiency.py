@@ -66,8 +66,8 @@ def measure_efficiency(arch: str, width: float, input_shape: Sequence[int]) -> d
 def load_or_measure(cache_path: Path, wanted: Sequence[tuple[str, float, Sequence[int]]]) -> dict[str, dict[str, Any]]:
     """Efficiency of every (arch, width, input_shape) in `wanted`, measuring only those not cached yet.
 
-    A network that cannot be built (an unknown arch in an old plan) is recorded with an "error" and
-    reported as missing rather than failing the report.
+    A network that cannot be built (an unknown arch in an old plan) gets an entry with an "error"
+    (not cached, so it is tried again next time) and is reported as missing rather than failing the report.
     """
     cache_path = Path(cache_path)
     cache: dict[str, dict[str, Any]] = {}
@@ -76,18 +76,19 @@ def load_or_measure(cache_path: Path, wanted: Sequence[tuple[str, float, Sequenc
             cache = json.loads(cache_path.read_text())
         except json.JSONDecodeError:
             log.warning("ignoring unreadable efficiency cache %s; measuring again", cache_path)
-    changed = False
+    results = dict(cache)
+    measured = False
     for arch, width, shape in wanted:
         key = efficiency_key(arch, width, shape)
-        if key in cache:
+        if key in results:
             continue
         log.info("measuring %s", key)
         try:
-            cache[key] = measure_efficiency(arch, width, shape)
+            results[key] = cache[key] = measure_efficiency(arch, width, shape)
+            measured = True
         except Exception as exc:  # a report must not die on one network; say why instead
-            cache[key] = {"arch": arch, "width": float(width), "input_shape": list(shape),
-                          "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
-        changed = True
-    if changed:
+            results[key] = {"arch": arch, "width": float(width), "input_shape": list(shape),
+                            "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
+    if measured:
         atomic_write_json(cache_path, cache)
-    return cache
+    return results

@@ -22,7 +22,9 @@ class PretextHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         expected = (self.tuple_len, self.feature_dim)
         if features.dim() != 3 or tuple(features.shape[1:]) != expected:
-            raise ValueError(f"PretextHead expects (B, {expected[0]}, {expected[1]}); got {tuple(features.shape)}")
+            raise ValueError(
+                f"PretextHead expects (B, {expected[0]}, {expected[1]}); got {tuple(features.shape)}"
+            )
         return self.fc(features.flatten(1))
 
 
@@ -31,7 +33,9 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int = 128) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.mlp(x), dim=-1)

@@ -69,7 +69,9 @@ class Conv2Plus1D(nn.Sequential):
 
     def __init__(self, in_planes: int, out_planes: int, midplanes: int, stride: int = 1):
         super().__init__(
-            nn.Conv3d(in_planes, midplanes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+            nn.Conv3d(
+                in_planes, midplanes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
+            ),
             nn.BatchNorm3d(midplanes),
             nn.ReLU(inplace=True),
             nn.Conv3d(midplanes, out_planes, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),
@@ -93,7 +95,7 @@ def r2plus1d_stem(in_channels: int, mid_channels: int, out_channels: int) -> nn.
 
 
 @register_backbone("r2plus1d_18")
-def r2plus1d_18(width: float = 1.0, in_channels: int = 3, num_classes: int = 400) -> VideoResNet:
+def r2plus1d_18(width: float = 1.0, in_channels: int = 3, num_classes: int = 0) -> VideoResNet:
     """torchvision `r2plus1d_18`: 31,505,325 parameters with the 400-way fc."""
     stem = r2plus1d_stem(in_channels, scale_channels(45, width), scale_channels(64, width))
     return VideoResNet("r2plus1d_18", stem, [Conv2Plus1D] * 4, width, num_classes=num_classes)

@@ -82,7 +82,9 @@ class VCOPResBlock(nn.Module):
 class VCOPResLayer(nn.Module):
     """One stage: `block1` (maybe downsampling) then `blocks` (layer_size - 1 more)."""
 
-    def __init__(self, in_channels: int, out_channels: int, conv: VCOPConvBuilder, layer_size: int, downsample: bool):
+    def __init__(
+        self, in_channels: int, out_channels: int, conv: VCOPConvBuilder, layer_size: int, downsample: bool
+    ) -> None:
         super().__init__()
         self.block1 = VCOPResBlock(in_channels, out_channels, conv, downsample)
         self.blocks = nn.ModuleList(
@@ -163,7 +165,12 @@ class Conv3DNoTemporal(nn.Conv3d):
 
     def __init__(self, in_planes: int, out_planes: int, midplanes: int | None = None, stride: int = 1):
         super().__init__(
-            in_planes, out_planes, kernel_size=(1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
+            in_planes,
+            out_planes,
+            kernel_size=(1, 3, 3),
+            stride=(1, stride, stride),
+            padding=(0, 1, 1),
+            bias=False,
         )
 
     @staticmethod
@@ -219,7 +226,7 @@ class VideoResNet(VideoBackbone):
         conv_builders: Sequence[type[nn.Module]],
         width: float = 1.0,
         layers: Sequence[int] = (2, 2, 2, 2),
-        num_classes: int = 400,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -247,7 +254,9 @@ class VideoResNet(VideoBackbone):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B, num_classes) of torchvision's head on the pooled feature."""
         if self.fc is None:
-            raise ConfigError(f"{self.arch} was built with num_classes=0, so it has no fc; build it with num_classes>0")
+            raise ConfigError(
+                f"{self.arch} was built with num_classes=0, so it has no fc; build it with num_classes > 0"
+            )
         return self.fc(self.forward(x))
 
 
@@ -257,14 +266,14 @@ def _stem_out_channels(stem: nn.Module) -> int:
 
 
 @register_backbone("r3d_18")
-def r3d_18(width: float = 1.0, in_channels: int = 3, num_classes: int = 400) -> VideoResNet:
+def r3d_18(width: float = 1.0, in_channels: int = 3, num_classes: int = 0) -> VideoResNet:
     """torchvision `r3d_18`: 3x3x3 convs everywhere; 33,371,472 parameters with the 400-way fc."""
     stem = basic_stem(in_channels, scale_channels(64, width))
     return VideoResNet("r3d_18", stem, [Conv3DSimple] * 4, width, num_classes=num_classes)
 
 
 @register_backbone("mc3_18")
-def mc3_18(width: float = 1.0, in_channels: int = 3, num_classes: int = 400) -> VideoResNet:
+def mc3_18(width: float = 1.0, in_channels: int = 3, num_classes: int = 0) -> VideoResNet:
     """torchvision `mc3_18`: 3D convs in layer1, spatial-only in layers 2-4; 11,695,440 parameters."""
     stem = basic_stem(in_channels, scale_channels(64, width))
     builders = [Conv3DSimple] + [Conv3DNoTemporal] * 3

@@ -1,0 +1,176 @@
+"""Loaders end to end on real files: shapes, frame positions, VCP on the middle clip, bad files, workers."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import decode_index, write_index_video, write_ucf_layout
+from vidkd.data.datasets import load_split
+from vidkd.data.loaders import ClipDataset, MultiClipDataset, PCLTupleDataset
+from vidkd.data.sampling import TupleSpec
+from vidkd.data.transforms import ClipTransform
+from vidkd.errors import DatasetError
+
+SIZE = 48
+# Identity-like transform: no resize, full-frame square crop, values frame/255, so frame indices
+# can be read back out of the output tensors.
+IDENTITY = dict(resize=None, crop=SIZE, train=False, mean=(0, 0, 0), std=(1, 1, 1))
+
+
+@pytest.fixture(scope="module")
+def ucf(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ucf")
+    write_ucf_layout(root, {"Run": 1, "Jump": 2}, groups=3, clips=2, num_frames=100, height=SIZE, width=SIZE)
+    return root
+
+
+def frame_ids(clip: torch.Tensor) -> list[int]:
+    """Frame indices shown in a (C, T, H, W) clip made with IDENTITY."""
+    frames = (clip.permute(1, 2, 3, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    return [decode_index(f) for f in frames]
+
+
+def test_pcl_tuple_positions_without_pretext(ucf):
+    dataset = PCLTupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext=False)
+    assert len(dataset) == 8
+    for index in range(len(dataset)):
+        item = dataset[index]
+        assert item["clips"].shape == (3, 3, 16, SIZE, SIZE) and item["pretext_label"] == 0
+        ids = [frame_ids(c) for c in item["clips"]]
+        start = ids[0][0]
+        assert 0 <= start <= 100 - 64
+        assert ids == [list(range(start + k * 24, start + k * 24 + 16)) for k in range(3)]
+        assert item["index"] == index and item["label"] == dataset.records[index].label
+
+
+def test_vcp_lands_on_the_middle_clip_only(ucf):
+    dataset = PCLTupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext=True, fixed=True)
+    labels = set()
+    for seed in range(12):
+        dataset.seed = seed
+        for index in range(len(dataset)):
+            item = dataset[index]
+            label, clips = item["pretext_label"], item["clips"]
+            first, last = frame_ids(clips[0]), frame_ids(clips[2])
+            start = first[0]
+            assert first == list(range(start, start + 16)) and last == list(range(start + 48, start + 64))
+            middle = list(range(start + 24, start + 40))
+            labels.add(label)
+            if label in (0, 3):
+                ids = frame_ids(clips[1])
+                if label == 0:
+                    assert ids == middle
+                else:  # two chunks of 4 frames swapped
+                    assert sorted(ids) == middle and sum(a != b for a, b in zip(ids, middle)) == 8
+            elif label == 4:
+                ids = frame_ids(clips[1])
+                assert ids == list(range(ids[0], ids[0] + 16))
+                assert ids[-1] < start - 16 or ids[0] >= start + 64 + 16
+            else:  # rotation / quadrant permutation: same pixels, moved
+                assert not torch.equal(clips[1], dataset[index]["clips"][1] * 0 + clips[1].flip(-1))
+    assert labels == {0, 1, 2, 3, 4}
+
+
+def test_fixed_is_repeatable_and_epochs_differ(ucf):
+    split = load_split(ucf, "train")
+    transform = ClipTransform(resize=(40, 44), crop=32, train=True)
+    fixed = PCLTupleDataset(split, TupleSpec(), transform, fixed=True, seed=3)
+    a = [fixed[i]["clips"] for i in range(4)]
+    fixed.set_epoch(5)
+    b = [fixed[i]["clips"] for i in range(4)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+    train = PCLTupleDataset(split, TupleSpec(), transform, seed=3)
+    train.set_epoch(0)
+    e0 = train[0]["clips"]
+    assert torch.equal(e0, train[0]["clips"])  # reproducible within an epoch
+    train.set_epoch(1)
+    assert not torch.equal(e0, train[0]["clips"])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_dataloader_batches(ucf, workers):
+    torch.set_num_threads(1)
+    dataset = PCLTupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(resize=(40, 44), crop=32))
+    dataset.set_epoch(0)
+    loader = DataLoader(dataset, batch_size=4, num_workers=workers, shuffle=False)
+    batches = list(loader)
+    assert len(batches) == 2
+    assert batches[0]["clips"].shape == (4, 3, 3, 16, 32, 32)
+    assert batches[0]["pretext_label"].dtype == torch.int64
+    assert torch.cat([b["index"] for b in batches]).tolist() == list(range(8))
+    # same tuples whatever the number of workers
+    assert torch.equal(batches[1]["clips"][0], dataset[4]["clips"])
+
+
+def test_clip_and_multiclip_datasets(ucf):
+    split = load_split(ucf, "test")
+    clips = ClipDataset(split, 16, ClipTransform(**IDENTITY))
+    item = clips[0]
+    ids = frame_ids(item["clip"])
+    assert item["clip"].shape == (3, 16, SIZE, SIZE) and ids == list(range(ids[0], ids[0] + 16))
+
+    multi = MultiClipDataset(split, 4, 16, ClipTransform(**IDENTITY))
+    item = multi[1]
+    assert item["clips"].shape == (4, 3, 16, SIZE, SIZE)
+    assert [frame_ids(c)[0] for c in item["clips"]] == [0, 28, 56, 84]
+    centre = MultiClipDataset(split, 1, 16, ClipTransform(**IDENTITY))[0]["clips"]
+    assert frame_ids(centre[0]) == list(range(42, 58))
+
+
+def test_short_video_padding_in_clip_datasets(tmp_path):
+    for k in range(2):
+        write_index_video(tmp_path / "a" / f"a{k}.avi", 10, SIZE, SIZE)
+        write_index_video(tmp_path / "b" / f"b{k}.avi", 10, SIZE, SIZE)
+    split = load_split(tmp_path, "train", layout="folder", test_fraction=0.5)
+    item = MultiClipDataset(split, 2, 16, ClipTransform(**IDENTITY))[0]
+    assert frame_ids(item["clips"][0]) == list(range(10)) + [9] * 6
+
+
+def make_bad_dataset(root, good, zero=0, garbage=0, short=0):
+    write_ucf_layout(root, {"Run": 1}, groups=good + 1, clips=1, num_frames=70, height=SIZE, width=SIZE)
+    videos = sorted((root / "videos").rglob("*_g0[2-9]_*.avi"))  # the train videos
+    for path in videos[:zero]:
+        path.write_bytes(b"")
+    for path in videos[zero:zero + garbage]:
+        path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    for path in videos[zero + garbage:zero + garbage + short]:
+        write_index_video(path, 30, SIZE, SIZE)
+    return load_split(root, "train")
+
+
+def test_bad_files_are_skipped_with_a_summary(tmp_path, caplog):
+    split = make_bad_dataset(tmp_path, good=8, zero=1, garbage=1, short=1)
+    with caplog.at_level(logging.WARNING, logger="vidkd.data"):
+        dataset = PCLTupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
+    assert len(dataset) == 5
+    assert len(dataset.skipped["unreadable"]) == 2 and len(dataset.skipped["too short"]) == 1
+    assert "skipped 3 of 8 videos (2 unreadable, 1 too short)" in caplog.text
+    assert "vidkd data check" in caplog.text
+
+
+def test_mostly_bad_dataset_raises(tmp_path):
+    split = make_bad_dataset(tmp_path, good=6, zero=2, garbage=2)
+    with pytest.raises(DatasetError, match="only 2 of 6"):
+        PCLTupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
+
+
+def test_decode_failure_at_getitem_substitutes_next_video(tmp_path, caplog):
+    split = make_bad_dataset(tmp_path, good=4)
+    dataset = PCLTupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY), fixed=True)
+    dataset.records[1].path.write_bytes(b"garbage" * 100)  # breaks after indexing
+    with caplog.at_level(logging.WARNING, logger="vidkd.data"):
+        item = dataset[1]
+        again = dataset[1]
+    assert item["index"] == 2 and torch.equal(item["clips"], again["clips"])
+    assert dataset.skipped["decode error"] == [dataset.records[1].path]
+    assert caplog.text.count("failed to decode") == 1  # warned once per file
+    for record in dataset.records:
+        record.path.write_bytes(b"")
+    with pytest.raises(DatasetError):
+        dataset[0]

@@ -1,0 +1,227 @@
+"""`vidkd report`: a small experiment directory written here (plan, configs, metrics, evals) is reported."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vidkd.cli import main as cli_main
+from vidkd.engine.checkpoint import save_checkpoint
+from vidkd.errors import VidkdError
+from vidkd.experiments import efficiency, report
+from vidkd.models import build_backbone
+
+EPOCHS = 10
+TINY = {"clip_len": 8, "crop": 32}  # small enough that the efficiency measurement takes milliseconds
+
+# val pretext accuracy per epoch (epoch 0 = untrained). R3D baselines peak at 0.6 at epoch 8;
+# the first R3D student reaches 0.57 (= 95% of 0.6) at epoch 3 and 0.6 at epoch 4.
+CURVES = {
+    "baseline_c3d_s0": [0.2, 0.25, 0.3, 0.35, 0.4, 0.42, 0.45, 0.47, 0.48, 0.50, 0.49],
+    "baseline_c3d_s1": [0.2, 0.26, 0.31, 0.36, 0.41, 0.45, 0.48, 0.50, 0.52, 0.54, 0.53],
+    "baseline_r3d_s0": [0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.58, 0.60, 0.59, 0.59],
+    "baseline_r3d_s1": [0.2, 0.3, 0.36, 0.41, 0.46, 0.51, 0.56, 0.59, 0.60, 0.60, 0.58],
+    "student_r3d_c3d_s0": [0.2, 0.4, 0.5, 0.57, 0.6, 0.61, 0.62, 0.62, 0.63, 0.63, 0.63],
+    "student_r3d_c3d_s1": [0.2, 0.35, 0.45, 0.5, 0.55, 0.57, 0.6, 0.61, 0.62, 0.62, 0.62],
+    "student_c3d_c3d_s0": [0.2, 0.3, 0.4, 0.45],  # still training
+}
+
+
+def plan_entry(name: str) -> dict:
+    kind, arch, *rest = name.split("_")
+    teacher = rest[0] if kind == "student" else None
+    seed = int(name.rsplit("_s", 1)[1])
+    return {"name": name, "kind": kind, "arch": arch, "teacher_arch": teacher,
+            "teacher_run": f"baseline_{teacher}_s{seed}" if teacher else None, "seed": seed, "run_dir": f"runs/{name}"}
+
+
+def write_run(run_dir: Path, entry: dict, curve: list[float], width: float, dataset_root: str, data: dict) -> None:
+    run_dir.mkdir(parents=True)
+    config = {"name": entry["name"], "data": {"root": dataset_root, **data},
+              "model": {"arch": entry["arch"], "width": width},
+              "train": {"epochs": EPOCHS, "seed": entry["seed"]},
+              "teacher": {"path": f"runs/{entry['teacher_run']}" if entry["teacher_run"] else None,
+                          "arch": entry["teacher_arch"]}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    lines = []
+    for epoch, acc in enumerate(curve):
+        line = {"epoch": epoch, "val_pretext_acc": acc, "val_knn_top1": acc / 2, "val_loss": 2.0 - acc}
+        if epoch > 0:
+            line.update(train_loss=3.0 - 2 * acc, train_pretext_acc=acc + 0.05, lr=0.01, epoch_seconds=30.0,
+                        clips_per_second=12.0, wall_seconds=31.0 * epoch)
+            if entry["kind"] == "student":
+                line["train_kd_loss"] = 1.0 - acc
+        if epoch % 3 == 1:
+            line["val_knn_top1"] = None  # kNN is not probed every epoch
+        lines.append(json.dumps(line))
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    if len(curve) == EPOCHS + 1:
+        best = max(curve)
+        (run_dir / "eval").mkdir()
+        (run_dir / "eval" / "retrieval.json").write_text(json.dumps(
+            {"protocol": "retrieval", "metrics": {"R@1": best * 0.5, "R@5": best * 0.7, "R@10": best * 0.8,
+                                                  "R@20": best * 0.9, "R@50": best}}))
+        (run_dir / "eval" / "finetune.json").write_text(json.dumps(
+            {"protocol": "finetune", "metrics": {"video_top1": best + 0.1, "clip_top1": best}}))
+
+
+def make_experiment(root: Path, dataset: str = "synthetic", width: float = 0.125, data: dict = TINY,
+                    names: list[str] | None = None) -> Path:
+    names = names or list(CURVES)
+    entries = [plan_entry(n) for n in names]
+    for entry in entries:
+        write_run(root / entry["run_dir"], entry, CURVES[entry["name"]], width, f"data/{dataset}", data)
+    # a planned run that has not started: no directory at all
+    entries.append({"name": "student_r21d_c3d_s0", "kind": "student", "arch": "r21d", "teacher_arch": "c3d",
+                    "teacher_run": "baseline_c3d_s0", "seed": 0, "run_dir": "runs/student_r21d_c3d_s0"})
+    (root / "plan.json").write_text(json.dumps({"runs": entries, "evaluations": ["retrieval", "finetune"],
+                                                "dataset": dataset, "epochs": EPOCHS}))
+    (root / "experiment.yaml").write_text("name: test\n")
+    return root
+
+
+def load(tmp_path: Path, name: str) -> report.Run:
+    entry = plan_entry(name)
+    return report.load_run(entry, tmp_path, EPOCHS)
+
+
+def test_epoch_to_reach_baseline_best(tmp_path):
+    make_experiment(tmp_path)
+    groups = report.group_runs(report.load_experiment(tmp_path).runs)
+    baseline = report.baseline_group(groups, "r3d", 0.125)
+    target = report.target_accuracy(baseline)
+    assert target == pytest.approx(0.6)
+    student = load(tmp_path, "student_r3d_c3d_s0")
+    summary = report.summarise_run(student, target)
+    assert summary.epoch_to_target == 4
+    assert summary.epoch_to_near_target == 3  # 0.57 is exactly 95% of 0.6: float rounding must not hide it
+    assert summary.best_pretext == pytest.approx(0.63)
+    assert summary.final_pretext == pytest.approx(0.63)
+    assert summary.best_knn == pytest.approx(0.315)
+    assert summary.wall_seconds == pytest.approx(310.0)
+    # the baseline reaches its own best at epoch 8; a curve that never gets there gives None
+    assert report.summarise_run(load(tmp_path, "baseline_r3d_s0"), target).epoch_to_target == 8
+    assert report.summarise_run(load(tmp_path, "baseline_c3d_s0"), target).epoch_to_target is None
+
+
+def test_mean_std_and_wall_time():
+    assert report.format_percent([0.50, 0.54]) == "52.0 ± 2.8"  # sample std over two seeds
+    assert report.format_percent([0.5]) == "50.0"
+    assert report.format_percent([0.5, None]) == "50.0 (1/2 seeds)"
+    assert report.format_percent([None, None]) == "—"
+    assert report.format_epochs([4, 6]) == "5.0 ± 1.4"
+    # wall_seconds restarts on resume: both stretches count
+    metrics = [{"epoch": 1, "wall_seconds": 10.0}, {"epoch": 2, "wall_seconds": 20.0}, {"epoch": 3, "wall_seconds": 9.0}]
+    assert report.total_wall_seconds(metrics) == pytest.approx(29.0)
+
+
+def test_report_of_an_experiment(tmp_path, monkeypatch):
+    make_experiment(tmp_path)
+    # one run has a real checkpoint, so the efficiency table shows the file size
+    backbone = build_backbone("r3d", width=0.125)
+    state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    save_checkpoint(tmp_path / "runs" / "baseline_r3d_s0" / "checkpoints" / "last", state, {"arch": "r3d"})
+
+    md_path = report.write_report(tmp_path)
+    assert md_path == tmp_path / "report" / "report.md"
+    md = md_path.read_text()
+    html = (tmp_path / "report" / "report.html").read_text()
+
+    for name in CURVES:
+        assert f"`{name}`" in md, name
+    assert "`student_r21d_c3d_s0`" in md and "not started" in md  # the missing run is listed, not fatal
+    assert "incomplete (3/10 epochs)" in md
+
+    def row(label: str, kind: str) -> list[str]:
+        line = next(l for l in md.splitlines() if l.startswith(f"| {label} | {kind} |"))
+        return [c.strip() for c in line.strip("|").split("|")]
+
+    c3d = row("C3D ×0.125", "baseline")
+    assert c3d[4] == "52.0 ± 2.8"  # best val pretext, two seeds (0.50, 0.54)
+    student = row("R3D ×0.125 ← C3D", "student")
+    assert student[8] == "5.0 ± 1.4"  # epochs to the R3D baseline's best: 4 and 6
+    assert student[9] == "4.0 ± 1.4"  # epochs to 95% of it: 3 and 5
+    assert "| R3D ×0.125 ← C3D | 2 | 31.2 ± 0.4 |" in md  # retrieval R@1 = best/2 -> 31.5 and 31.0
+    assert "not comparable" in md  # synthetic data: no published numbers beside ours
+
+    figures = sorted(p.name for p in (tmp_path / "report" / "figures").iterdir())
+    assert {"baselines.png", "baselines.svg", "teacher_c3d_w0.125.png", "teacher_c3d_w0.125.svg", "train_loss.png"} <= set(figures)
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(images) == 3
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert "<table>" in html and "52.0 ± 2.8" in html
+
+    cache = json.loads((tmp_path / "report" / "efficiency.json").read_text())
+    assert set(cache) == {"c3d|w0.125|3x8x32x32", "r3d|w0.125|3x8x32x32"}
+    assert cache["r3d|w0.125|3x8x32x32"]["params"] == sum(p.numel() for p in backbone.parameters())
+    size_mb = (tmp_path / "runs/baseline_r3d_s0/checkpoints/last/model.safetensors").stat().st_size / 2**20
+    assert f"| R3D | 0.125 | 3×8×32×32 | {cache['r3d|w0.125|3x8x32x32']['params'] / 1e6:.2f} |" in md
+    assert f"| {size_mb:.1f} |" in md
+
+    # a second report reads the cache instead of timing the networks again
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("efficiency measured twice")
+
+    monkeypatch.setattr(efficiency, "measure_efficiency", no_measuring)
+    report.write_report(tmp_path)
+
+
+def test_published_numbers_only_in_the_published_setting(tmp_path):
+    data = {"clip_len": 16, "crop": 112}
+    names = ["baseline_r3d_s0", "student_r3d_c3d_s0"]
+    make_experiment(tmp_path, dataset="ucf101", width=1.0, data=data, names=names)
+    # the full-size networks' cost is cached beforehand, so the test does not time them on the CPU
+    cached = {f"{a}|w1|3x16x112x112": {"arch": a, "width": 1.0, "input_shape": [3, 16, 112, 112], "params": p,
+                                       "gflops": g, "cpu_latency_ms": 900.0, "cpu_threads": 1}
+              for a, p, g in (("r3d", 14_361_792, 40.0), ("r21d", 14_365_303, 41.0))}
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "efficiency.json").write_text(json.dumps(cached))
+    md = report.write_report(tmp_path).read_text()
+    assert "PCL R@1 (published)" in md and "55.1" in md
+    assert "PCL video top-1 on UCF101 (published)" in md and "81.1" in md
+    assert "not comparable" not in md
+
+
+def test_not_an_experiment_and_single_run(tmp_path, capsys):
+    with pytest.raises(VidkdError, match="not an experiment directory"):
+        report.write_report(tmp_path)
+    assert cli_main(["report", str(tmp_path)]) == 2
+    assert "vidkd: error:" in capsys.readouterr().err
+
+    entry = plan_entry("baseline_r3d_s0")
+    run_dir = tmp_path / "one_run"
+    write_run(run_dir, entry, CURVES["baseline_r3d_s0"], 0.125, "data/synthetic", TINY)
+    assert cli_main(["report", str(run_dir)]) == 0
+    assert "report written to" in capsys.readouterr().out
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "vidkd run report: one_run" in md and "| R3D ×0.125 | baseline |" in md
+
+
+def test_broken_pieces_do_not_crash(tmp_path):
+    make_experiment(tmp_path, names=["baseline_r3d_s0", "student_r3d_c3d_s0"])
+    run_dir = tmp_path / "runs" / "student_r3d_c3d_s0"
+    with open(run_dir / "metrics.jsonl", "a") as fh:
+        fh.write('{"epoch": 11, "val_pre')  # cut short by a crash
+    (run_dir / "eval" / "finetune.json").write_text("{not json")
+    md = report.write_report(tmp_path).read_text()
+    assert "metrics.jsonl line 12 is not JSON" in md
+    assert "cannot read finetune.json" in md
+    # the teacher (C3D baseline) is not in this plan: the student is still reported
+    assert "| R3D ×0.125 ← C3D | student |" in md
+    (tmp_path / "plan.json").write_text("[1, 2]")
+    with pytest.raises(VidkdError, match="not a valid experiment plan"):
+        report.write_report(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,122 @@
+"""Sampler arithmetic: clip positions, bounds, remote clip distance, short videos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidkd.data.sampling import (TuplePositions, TupleSpec, clip_indices, evenly_spaced_starts, fit_interval,
+                                 frames_needed, min_tuple_frames, random_clip_start, remote_positions,
+                                 remote_possible, sample_tuple, tuple_clip_starts)
+
+
+def test_span_and_clip_starts_do_not_overlap():
+    spec = TupleSpec()
+    assert spec.span == 64
+    assert tuple_clip_starts(10, spec) == [10, 34, 58]
+    assert TupleSpec(clip_len=8, interval=4, tuple_len=4).span == 4 * 8 + 3 * 4
+    starts = tuple_clip_starts(0, spec)
+    for a, b in zip(starts, starts[1:]):
+        assert b - (a + spec.clip_len) == spec.interval  # gap of exactly `interval` frames
+
+
+def test_invalid_spec():
+    with pytest.raises(ValueError):
+        TupleSpec(clip_len=0)
+    with pytest.raises(ValueError):
+        TupleSpec(interval=-1)
+
+
+@pytest.mark.parametrize("num_frames", [64, 65, 96, 150, 300])
+def test_sample_tuple_bounds_over_many_seeds(num_frames):
+    spec = TupleSpec()
+    seen_starts = set()
+    for seed in range(300):
+        pos = sample_tuple(num_frames, spec, np.random.default_rng(seed))
+        assert pos.remote_start is None
+        assert pos.clip_starts == tuple_clip_starts(pos.clip_starts[0], spec)
+        assert 0 <= pos.clip_starts[0] and pos.clip_starts[-1] + spec.clip_len <= num_frames
+        seen_starts.add(pos.clip_starts[0])
+    if num_frames - spec.span <= 50:  # uniform over 0..num_frames-span: both ends are reached
+        assert {0, num_frames - spec.span} <= seen_starts
+
+
+@pytest.mark.parametrize("num_frames", [96, 97, 120, 150, 400])
+def test_remote_clip_is_at_least_clip_len_outside_the_tuple(num_frames):
+    spec = TupleSpec()
+    sides = set()
+    for seed in range(300):
+        pos = sample_tuple(num_frames, spec, np.random.default_rng(seed), need_remote=True)
+        assert pos.remote_start is not None  # these videos always have room for one
+        start, end = pos.clip_starts[0], pos.clip_starts[-1] + spec.clip_len  # tuple is [start, end)
+        remote_end = pos.remote_start + spec.clip_len
+        assert 0 <= pos.remote_start and remote_end <= num_frames
+        assert start - remote_end >= spec.clip_len or pos.remote_start - end >= spec.clip_len
+        sides.add("before" if pos.remote_start < start else "after")
+    assert sides == {"before", "after"}  # both sides are used
+
+
+def test_remote_positions_enumerates_exactly_the_valid_windows():
+    spec = TupleSpec()
+    num_frames, start = 200, 60
+    valid = remote_positions(num_frames, start, spec.span, spec.clip_len)
+    brute = [r for r in range(num_frames - spec.clip_len + 1)
+             if start - (r + spec.clip_len) >= spec.clip_len or r - (start + spec.span) >= spec.clip_len]
+    assert valid == brute
+
+
+def test_no_remote_when_video_too_short_for_one():
+    spec = TupleSpec()
+    assert remote_possible(96, spec) and not remote_possible(95, spec)
+    for seed in range(50):
+        assert sample_tuple(95, spec, np.random.default_rng(seed), need_remote=True).remote_start is None
+
+
+def test_short_video_shrinks_interval_then_gives_up():
+    spec = TupleSpec()
+    assert fit_interval(64, spec) == 8
+    assert fit_interval(60, spec) == 6
+    assert fit_interval(48, spec) == 0
+    assert min_tuple_frames(spec) == 48
+    with pytest.raises(ValueError):
+        fit_interval(47, spec)
+    for num_frames in range(48, 64):
+        for seed in range(20):
+            pos = sample_tuple(num_frames, spec, np.random.default_rng(seed))
+            starts = pos.clip_starts
+            assert starts[-1] + spec.clip_len <= num_frames
+            gaps = {b - a - spec.clip_len for a, b in zip(starts, starts[1:])}
+            assert gaps == {fit_interval(num_frames, spec)}
+    with pytest.raises(ValueError):
+        sample_tuple(40, spec, np.random.default_rng(0))
+
+
+def test_frames_needed_is_sorted_union():
+    spec = TupleSpec()
+    pos = TuplePositions([0, 24, 48], remote_start=100)
+    needed = frames_needed(pos, spec)
+    assert needed == sorted(set(range(0, 16)) | set(range(24, 40)) | set(range(48, 64)) | set(range(100, 116)))
+    assert frames_needed(TuplePositions([0]), TupleSpec(tuple_len=1), num_frames=10) == list(range(10))
+
+
+def test_random_clip_start_bounds():
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        s = random_clip_start(40, 16, rng)
+        assert 0 <= s <= 24
+        assert random_clip_start(10, 16, rng) == 0
+
+
+def test_evenly_spaced_starts():
+    assert evenly_spaced_starts(100, 16, 1) == [42]  # centre clip
+    starts = evenly_spaced_starts(160, 16, 10)
+    assert starts[0] == 0 and starts[-1] == 144 and len(starts) == 10
+    assert all(b > a for a, b in zip(starts, starts[1:]))
+    assert evenly_spaced_starts(10, 16, 3) == [0, 0, 0]
+    with pytest.raises(ValueError):
+        evenly_spaced_starts(100, 16, 0)
+
+
+def test_clip_indices_pad_with_last_frame():
+    assert clip_indices(0, 5, 3) == [0, 1, 2, 2, 2]
+    assert clip_indices(4, 3, 100) == [4, 5, 6]

@@ -1,0 +1,120 @@
+"""The report's figures (matplotlib, Agg): curves per epoch, mean over seeds with a min-max band.
+
+Colour tells the architecture, line style the kind: a from-scratch baseline (a teacher) is solid,
+a distilled student dashed; a network at reduced width gets round markers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from vidkd.experiments.report import Group
+
+ARCH_COLOURS = {"c3d": "tab:blue", "r3d": "tab:orange", "r21d": "tab:green", "r3d_18": "tab:red",
+                "mc3_18": "tab:purple", "r2plus1d_18": "tab:brown"}
+_SPARE_COLOURS = ["tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
+
+METRIC_LABELS = {
+    "val_pretext_acc": "val pretext accuracy (%)",
+    "val_knn_top1": "kNN top-1 (%)",
+    "train_loss": "train loss",
+    "train_kd_loss": "train KD loss",
+}
+PERCENT_METRICS = ("val_pretext_acc", "val_knn_top1", "train_pretext_acc")
+
+
+def arch_colour(arch: str) -> str:
+    if arch in ARCH_COLOURS:
+        return ARCH_COLOURS[arch]
+    return _SPARE_COLOURS[sum(map(ord, arch)) % len(_SPARE_COLOURS)]
+
+
+def mean_curve(group: "Group", key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, mean, min, max) of `key` over the group's seeds, at every epoch some seed logged it."""
+    by_epoch: dict[int, list[float]] = {}
+    for run in group.runs:
+        for epoch, value in zip(*run.series(key)):
+            by_epoch.setdefault(epoch, []).append(value)
+    epochs = np.array(sorted(by_epoch), dtype=float)
+    values = [np.array(by_epoch[int(e)]) for e in epochs]
+    scale = 100.0 if key in PERCENT_METRICS else 1.0
+    mean = np.array([v.mean() for v in values]) * scale
+    low = np.array([v.min() for v in values]) * scale
+    high = np.array([v.max() for v in values]) * scale
+    return epochs, mean, low, high
+
+
+def _plot_group(ax: plt.Axes, group: "Group", key: str) -> bool:
+    epochs, mean, low, high = mean_curve(group, key)
+    if len(epochs) == 0:
+        return False
+    colour = arch_colour(group.arch)
+    style = "-" if group.kind == "baseline" else "--"
+    marker = "o" if (group.width or 1.0) < 1.0 else None
+    seeds = len([r for r in group.runs if r.series(key)[0]])
+    label = group.label + (f" ({seeds} seeds)" if seeds > 1 else "")
+    ax.plot(epochs, mean, style, color=colour, marker=marker, markersize=3, label=label)
+    if seeds > 1:
+        ax.fill_between(epochs, low, high, color=colour, alpha=0.15, linewidth=0)
+    return True
+
+
+def _panel(ax: plt.Axes, groups: Sequence["Group"], key: str, title: str) -> None:
+    drawn = [_plot_group(ax, g, key) for g in groups]
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(METRIC_LABELS.get(key, key))
+    ax.grid(alpha=0.3)
+    if any(drawn):
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def _save(fig: plt.Figure, out_dir: Path, stem: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    png = out_dir / f"{stem}.png"
+    fig.savefig(png, dpi=110)
+    fig.savefig(out_dir / f"{stem}.svg")
+    plt.close(fig)
+    return png
+
+
+def plot_baselines(baselines: Sequence["Group"], out_dir: Path) -> Path:
+    """Every from-scratch baseline side by side: val pretext accuracy and kNN top-1 per epoch."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    _panel(axes[0], baselines, "val_pretext_acc", "Baselines: val pretext accuracy")
+    _panel(axes[1], baselines, "val_knn_top1", "Baselines: kNN top-1")
+    return _save(fig, out_dir, "baselines")
+
+
+def plot_teacher_students(teacher: "Group", students: Sequence["Group"], out_dir: Path) -> Path:
+    """One teacher against its students: the same-architecture student first, then all of them."""
+    same_arch = [s for s in students if s.arch == teacher.arch]
+    rows = [(f"{teacher.label} vs same-architecture student", same_arch)] if same_arch else []
+    rows.append((f"{teacher.label} vs all its students", list(students)))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 4 * len(rows)), squeeze=False)
+    for (title, shown), ax_row in zip(rows, axes):
+        _panel(ax_row[0], [teacher, *shown], "val_pretext_acc", f"{title}: val pretext accuracy")
+        _panel(ax_row[1], [teacher, *shown], "val_knn_top1", f"{title}: kNN top-1")
+    return _save(fig, out_dir, f"teacher_{teacher.slug}")
+
+
+def plot_train_loss(groups: Sequence["Group"], out_dir: Path) -> Path:
+    """Train loss of every configuration; a second panel with the KD term when students exist."""
+    students = [g for g in groups if g.kind == "student"]
+    panels = 2 if students else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    _panel(axes[0][0], groups, "train_loss", "Train loss (PCL, + KD for students)")
+    if students:
+        _panel(axes[0][1], students, "train_kd_loss", "Students: KD term")
+    return _save(fig, out_dir, "train_loss")
