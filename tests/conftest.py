@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vidkd.data.video import write_video
 
@@ -68,6 +69,15 @@ def write_ucf_layout(root: Path, classes: dict[str, int], groups: int = 2, clips
         (root / "splits" / f"trainlist0{s}.txt").write_text("".join(train))
         (root / "splits" / f"testlist0{s}.txt").write_text("".join(test))
     return lines
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny tensors on a shared CPU: torch's intra-op threads cost far more than they save."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

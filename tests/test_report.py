@@ -80,6 +80,10 @@ def make_experiment(root: Path, dataset: str = "synthetic", width: float = 0.125
     # a planned run that has not started: no directory at all
     entries.append({"name": "student_r21d_c3d_s0", "kind": "student", "arch": "r21d", "teacher_arch": "c3d",
                     "teacher_run": "baseline_c3d_s0", "seed": 0, "run_dir": "runs/student_r21d_c3d_s0"})
+    # the untrained reference the grid evaluates beside the plan (eval.random_init)
+    (root / "runs" / "random_r3d" / "eval").mkdir(parents=True)
+    (root / "runs" / "random_r3d" / "eval" / "retrieval.json").write_text(json.dumps(
+        {"protocol": "retrieval", "arch": "r3d", "width": width, "metrics": {"R@1": 0.1, "R@5": 0.3}}))
     (root / "plan.json").write_text(json.dumps({"runs": entries, "evaluations": ["retrieval", "finetune"],
                                                 "dataset": dataset, "epochs": EPOCHS}))
     (root / "experiment.yaml").write_text("name: test\n")
@@ -148,6 +152,7 @@ def test_report_of_an_experiment(tmp_path, monkeypatch):
     assert student[8] == "5.0 ± 1.4"  # epochs to the R3D baseline's best: 4 and 6
     assert student[9] == "4.0 ± 1.4"  # epochs to 95% of it: 3 and 5
     assert "| R3D ×0.125 ← C3D | 2 | 31.2 ± 0.4 |" in md  # retrieval R@1 = best/2 -> 31.5 and 31.0
+    assert "| R3D ×0.125 (random init) | 1 | 10.0 | 30.0 | — |" in md
     assert "not comparable" in md  # synthetic data: no published numbers beside ours
 
     figures = sorted(p.name for p in (tmp_path / "report" / "figures").iterdir())
@@ -183,7 +188,8 @@ def test_published_numbers_only_in_the_published_setting(tmp_path):
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "efficiency.json").write_text(json.dumps(cached))
     md = report.write_report(tmp_path).read_text()
-    assert "PCL R@1 (published)" in md and "55.1" in md
+    assert "PCL R@1 (published)" in md and "| R3D | 1 | 30.0 | 42.0 | 48.0 | 54.0 | 60.0 | 55.1 |" in md
+    assert "| R3D (random init) | 1 | 10.0 | 30.0 | — | — | — | — |" in md  # no published number beside it
     assert "PCL video top-1 on UCF101 (published)" in md and "81.1" in md
     assert "not comparable" not in md
 

@@ -8,6 +8,8 @@ import torch
 
 from vidkd.data.transforms import ClipParams, ClipTransform
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 

@@ -134,7 +134,7 @@ def evaluate(
     """Run `protocols` on `source`; returns {protocol: result record} and writes one JSON each.
 
     `source` is a run directory, a checkpoint (directory or weights file) or `random:ARCH`.
-    Results go to `out`, by default `RUN/eval/`; a `random:` source without `out` writes nothing.
+    Results go to `out`, by default `RUN/eval/`; without either (e.g. `random:`) nothing is written.
     `epochs` sets fine-tuning epochs and linear-probe L-BFGS steps.
     """
     from vidkd.data.datasets import load_split
@@ -161,7 +161,7 @@ def evaluate(
 
     out_dir = Path(out) if out is not None else (run_dir / "eval" if run_dir else None)
     if out_dir is None:
-        log.info("random source without --out: results are printed, not written")
+        log.info("no run directory and no --out: results are printed, not written")
     device = resolve_device(cfg)
     backbone = backbone.to(device)
     seed = cfg.train.seed
@@ -191,7 +191,7 @@ def evaluate(
         return features[subset]
 
     results: dict[str, dict[str, Any]] = {}
-    # feature protocols first: fine-tuning trains a copy, but keep the frozen ones clearly first
+    # a fixed order: the frozen-feature protocols share one extraction, fine-tuning (of a copy) comes last
     for protocol in sorted(protocols, key=PROTOCOLS.index):
         start = time.time()
         history = None

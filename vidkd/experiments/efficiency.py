@@ -19,7 +19,8 @@ from vidkd.engine.checkpoint import atomic_write_json
 
 log = logging.getLogger("vidkd.report")
 
-LATENCY_WARMUP = 1
+LATENCY_THREADS = 1  # one thread: reproducible on a shared machine, and comparable across networks
+LATENCY_WARMUP = 2
 LATENCY_MIN_RUNS = 3
 LATENCY_MAX_RUNS = 10
 LATENCY_BUDGET_S = 3.0  # stop timing once this much was spent (after LATENCY_MIN_RUNS)
@@ -30,19 +31,22 @@ def efficiency_key(arch: str, width: float, input_shape: Sequence[int]) -> str:
     return f"{arch}|w{float(width):g}|{'x'.join(str(int(s)) for s in input_shape)}"
 
 
-def measure_latency_ms(model: torch.nn.Module, input_shape: Sequence[int]) -> float:
-    """Median CPU milliseconds of one batch-1 forward (eval, no_grad) after a warm-up run."""
+def measure_latency_ms(model: torch.nn.Module, input_shape: Sequence[int], threads: int = LATENCY_THREADS) -> float:
+    """Median CPU milliseconds of one batch-1 forward (eval, no_grad, `threads` threads) after warm-up runs."""
     clip = torch.randn(1, *input_shape)
-    times = []
-    with torch.no_grad():
-        for _ in range(LATENCY_WARMUP):
-            model(clip)
-        spent = 0.0
-        while len(times) < LATENCY_MAX_RUNS and (len(times) < LATENCY_MIN_RUNS or spent < LATENCY_BUDGET_S):
-            start = time.perf_counter()
-            model(clip)
-            times.append(time.perf_counter() - start)
-            spent += times[-1]
+    times: list[float] = []
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for _ in range(LATENCY_WARMUP):
+                model(clip)
+            while len(times) < LATENCY_MAX_RUNS and (len(times) < LATENCY_MIN_RUNS or sum(times) < LATENCY_BUDGET_S):
+                start = time.perf_counter()
+                model(clip)
+                times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous_threads)
     return 1000.0 * statistics.median(times)
 
 
@@ -58,7 +62,7 @@ def measure_efficiency(arch: str, width: float, input_shape: Sequence[int]) -> d
         "params": int(count_parameters(model)),
         "gflops": count_flops(model, input_shape) / 1e9,
         "cpu_latency_ms": measure_latency_ms(model, input_shape),
-        "cpu_threads": torch.get_num_threads(),
+        "cpu_threads": LATENCY_THREADS,
         "torch": torch.__version__,
     }
 

@@ -123,6 +123,8 @@ class Group:
             name += f" ×{self.width:g}"
         if self.kind == "student":
             name += f" ← {ARCH_NAMES.get(self.teacher_arch or '', self.teacher_arch or '?')}"
+        elif self.kind == "random":
+            name += " (random init)"
         return name
 
     @property
@@ -144,6 +146,7 @@ class Experiment:
     plan: dict[str, Any]
     runs: list[Run]
     single_run: bool = False
+    random_init: list[Group] = field(default_factory=list)  # evaluations of untrained networks
 
     @property
     def dataset(self) -> str:
@@ -250,7 +253,24 @@ def load_experiment(directory: Path) -> Experiment:
         raise VidkdError(f"{directory} is not an experiment directory (no {PLAN_FILE}) nor a run directory "
                          f"(no {METRICS_FILE}); pass the --out directory of `vidkd experiment` or `vidkd pretrain`")
     runs = [load_run(entry, directory, plan.get("epochs")) for entry in plan["runs"] if isinstance(entry, dict)]
-    return Experiment(directory=directory, plan=plan, runs=runs, single_run=single)
+    return Experiment(directory=directory, plan=plan, runs=runs, single_run=single,
+                      random_init=_random_init_groups(directory, {r.run_dir for r in runs}))
+
+
+def _random_init_groups(directory: Path, planned: set[Path]) -> list[Group]:
+    """`runs/random_<arch>/eval/` (written by `vidkd experiment` with eval.random_init): the untrained reference."""
+    groups = []
+    for run_dir in sorted((directory / "runs").glob("random_*")):
+        if run_dir.resolve() in planned or not (run_dir / "eval").is_dir():
+            continue
+        arch = run_dir.name[len("random_"):]
+        run = load_run({"name": run_dir.name, "kind": "random", "arch": arch, "run_dir": f"runs/{run_dir.name}"},
+                       directory, None)
+        width = next((rec.get("width") for p in sorted((run_dir / "eval").glob("*.json"))
+                      if isinstance(rec := _read_json(p, []), dict)), None)
+        if run.evals:
+            groups.append(Group("random", arch, None, float(width) if width is not None else None, [run]))
+    return groups
 
 
 def _arch_rank(arch: str) -> tuple[int, str]:
@@ -518,11 +538,12 @@ def _teacher_group(groups: Sequence[Group], student: Group) -> Group | None:
 
 def _comparable(exp: Experiment, group: Group) -> bool:
     shape = group.input_shape
-    return published.is_comparable(exp.dataset, group.width, shape[1] if shape else None, shape[2] if shape else None)
+    return group.kind != "random" and published.is_comparable(exp.dataset, group.width, shape[1] if shape else None, shape[2] if shape else None)
 
 
-def _evaluation_sections(exp: Experiment, groups: list[Group]) -> list[Section]:
-    any_comparable = any(_comparable(exp, g) for g in groups)
+def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]:
+    groups = trained + exp.random_init
+    any_comparable = any(_comparable(exp, g) for g in trained)
     dataset = published.dataset_key(exp.dataset)
     sections = []
 
@@ -551,7 +572,7 @@ def _evaluation_sections(exp: Experiment, groups: list[Group]) -> list[Section]:
         headers.append(f"PCL video top-1 on {dataset.upper()} (published)")
     sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)]))
 
-    if any(("knn" in r.evals or "linear" in r.evals) for r in exp.runs):
+    if any(("knn" in r.evals or "linear" in r.evals) for g in groups for r in g.runs):
         rows = [[g.label, str(len(g.runs)), format_percent(_eval_values(g, "knn", "top1")),
                  format_percent(_eval_values(g, "linear", "test_top1"))] for g in groups]
         sections.append(Section("Frozen-feature probes (top-1 %)",
@@ -612,7 +633,7 @@ def _efficiency_section(exp: Experiment, groups: list[Group], cache_path: Path) 
 
 
 READING_GUIDE = (
-    "**Reading this report.** Each configuration (kind, architecture, width, teacher) is trained with "
+    "Each configuration (kind, architecture, width, teacher) is trained with "
     "several seeds; tables show the mean ± sample standard deviation over the seeds that have the value, "
     "and say when only some have it. *Best* is the highest value over all epochs, *final* the last "
     "logged one. *Val pretext %* is the accuracy of the 5-way VCP pretext task on the test split; "

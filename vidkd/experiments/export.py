@@ -1,0 +1,191 @@
+"""`vidkd export RUN_DIR --format onnx`: the trained backbone as an ONNX file, checked against PyTorch.
+
+The exported graph maps a normalised clip batch (B, 3, T, H, W) to the pooled feature (B, d); the
+batch axis is dynamic. The check runs one real test clip of the run's dataset (decoded and
+transformed exactly as evaluation does) through PyTorch and onnxruntime and reports the largest
+absolute difference. The file's metadata and `export.json` say how to prepare the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import importlib
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidkd.engine.checkpoint import WEIGHTS_FILE, atomic_write_json, load_checkpoint
+from vidkd.errors import CheckpointError, VidkdError
+
+log = logging.getLogger("vidkd.export")
+
+OPSET = 17  # supported by the TorchScript exporter and every onnxruntime >= 1.14
+CHECK_TOLERANCE = 1e-3  # max |onnx - torch| on a real clip above which the export is reported as failed
+BACKBONE_PREFIX = "backbone."
+
+
+def require_onnx() -> tuple[Any, Any]:
+    """Import onnx and onnxruntime, or say how to install them."""
+    try:
+        return importlib.import_module("onnx"), importlib.import_module("onnxruntime")
+    except ImportError as exc:
+        raise VidkdError(f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): "
+                         "pip install 'vidkd[export]'") from None
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """`checkpoints/best` if it exists, else `checkpoints/last`; a checkpoint directory itself also works."""
+    run_dir = Path(run_dir)
+    for candidate in (run_dir / "checkpoints" / "best", run_dir / "checkpoints" / "last", run_dir):
+        if (candidate / WEIGHTS_FILE).is_file():
+            return candidate
+    raise CheckpointError(f"no checkpoint under {run_dir} (expected checkpoints/best or checkpoints/last with "
+                          f"{WEIGHTS_FILE}); pass a run directory written by `vidkd pretrain`")
+
+
+def load_backbone(checkpoint_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build the backbone named in meta.json and load its `backbone.*` weights (strict)."""
+    from vidkd.models import build_backbone
+
+    weights, meta, _ = load_checkpoint(checkpoint_dir)
+    if "arch" not in meta:
+        raise CheckpointError(f"{checkpoint_dir}/meta.json does not name the architecture ('arch'); "
+                              "it was not written by vidkd — re-save it with `vidkd pretrain`")
+    backbone = build_backbone(meta["arch"], width=float(meta.get("width", 1.0)))
+    state = {k[len(BACKBONE_PREFIX):]: v for k, v in weights.items() if k.startswith(BACKBONE_PREFIX)}
+    if not state:
+        raise CheckpointError(f"{checkpoint_dir}/{WEIGHTS_FILE} has no '{BACKBONE_PREFIX}*' tensors; "
+                              "export needs a vidkd PCL checkpoint")
+    expected = backbone.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong_shape:
+        parts = [f"{name} {len(keys)} (e.g. {keys[0]})" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
+        raise CheckpointError(f"checkpoint {checkpoint_dir} does not fit {meta['arch']} at width "
+                              f"{meta.get('width', 1.0)}: {'; '.join(parts)}; check meta.json's arch and width")
+    backbone.load_state_dict(state, strict=True)
+    return backbone.eval(), meta
+
+
+def _run_config(run_dir: Path, meta: dict[str, Any]):
+    from vidkd.config import config_from_dict, load_config
+
+    if isinstance(meta.get("config"), dict):
+        return config_from_dict(meta["config"])
+    return load_config(Path(run_dir) / "config.yaml")
+
+
+def real_test_clip(run_dir: Path, meta: dict[str, Any]) -> tuple[torch.Tensor | None, str]:
+    """The centre clip of the first usable test video, eval-transformed: ((1, C, T, H, W), its source).
+
+    Returns (None, why) when the dataset cannot be read; the caller then uses a random clip.
+    """
+    try:
+        from vidkd.data.datasets import load_split
+        from vidkd.data.loaders import MultiClipDataset
+        from vidkd.engine.trainer import build_transforms
+
+        cfg = _run_config(run_dir, meta)
+        split = load_split(cfg.data.root, "test", split=cfg.data.split, layout=cfg.data.layout)
+        # only a few candidates: probing the whole test split would cost minutes on UCF101
+        split = dataclasses.replace(split, records=split.records[:4])
+        dataset = MultiClipDataset(split, num_clips=1, clip_len=cfg.data.clip_len, transform=build_transforms(cfg)[1],
+                                   cache=False, progress=False)
+        item = dataset[0]
+        return item["clips"][0].unsqueeze(0).float(), str(dataset.records[item["index"]].path)
+    except (VidkdError, ImportError, OSError) as exc:
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+def _export_graph(backbone: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """TorchScript-based exporter (dynamo=False): needs no onnxscript and handles these plain CNNs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # the deprecation notice of the TorchScript exporter and tracer notes about the shape check
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            backbone, (example,), str(path), input_names=["clip"], output_names=["feature"],
+            dynamic_axes={"clip": {0: "batch"}, "feature": {0: "batch"}}, opset_version=OPSET,
+            do_constant_folding=True, dynamo=False,
+        )
+
+
+def _add_metadata(onnx: Any, path: Path, info: dict[str, Any]) -> None:
+    model = onnx.load(str(path))
+    for key, value in info.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
+    """Export RUN_DIR's backbone to ONNX, check it with onnxruntime, write export.json; returns that record."""
+    onnx, ort = require_onnx()
+    run_dir = Path(run_dir)
+    checkpoint_dir = find_checkpoint(run_dir)
+    backbone, meta = load_backbone(checkpoint_dir)
+    inputs = meta.get("input", {})
+    clip_len, crop = int(inputs.get("clip_len", 16)), int(inputs.get("crop", 112))
+    out = Path(out) if out else run_dir / "export" / "backbone.onnx"
+
+    clip, clip_source = real_test_clip(run_dir, meta)
+    if clip is None:
+        log.warning("no real clip for the check (%s); using a random one", clip_source)
+        clip_source = f"random clip (dataset unavailable: {clip_source})"
+        clip = torch.randn(1, 3, clip_len, crop, crop, generator=torch.Generator().manual_seed(0))
+
+    _export_graph(backbone, clip, out)
+    _add_metadata(onnx, out, {"producer": "vidkd", "arch": meta["arch"], "width": meta.get("width", 1.0),
+                              "input": {"layout": "B,C,T,H,W", "clip_len": clip_len, "crop": crop,
+                                        "modality": inputs.get("modality", "rgb"), "mean": inputs.get("mean"),
+                                        "std": inputs.get("std")},
+                              "epoch": meta.get("epoch")})
+
+    with torch.no_grad():
+        expected = backbone(clip).numpy()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"clip": clip.numpy()})[0]
+    max_abs_diff = float(np.abs(got - expected).max())
+    record = {
+        "format": "onnx",
+        "onnx": str(out),
+        "bytes": out.stat().st_size,
+        "opset": OPSET,
+        "arch": meta["arch"],
+        "width": meta.get("width", 1.0),
+        "checkpoint": str(checkpoint_dir),
+        "epoch": meta.get("epoch"),
+        "input": {"name": "clip", "shape": ["batch", 3, *clip.shape[2:]], "mean": inputs.get("mean"),
+                  "std": inputs.get("std"), "modality": inputs.get("modality", "rgb")},
+        "output": {"name": "feature", "shape": ["batch", int(expected.shape[1])]},
+        "check": {"clip": clip_source, "max_abs_diff": max_abs_diff, "tolerance": CHECK_TOLERANCE,
+                  "ok": max_abs_diff <= CHECK_TOLERANCE, "batch_axis": session.get_inputs()[0].shape[0]},
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(out.parent / "export.json", record)
+    return record
+
+
+def export_cli(args: argparse.Namespace) -> int:
+    """`vidkd export RUN_DIR --format onnx [--out FILE]`."""
+    if args.format != "onnx":
+        raise VidkdError(f"unknown export format {args.format!r}; only onnx is supported")
+    record = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None)
+    check = record["check"]
+    print(f"exported {record['arch']} (width {record['width']:g}, epoch {record['epoch']}) to {record['onnx']} "
+          f"({record['bytes'] / 2**20:.1f} MiB, opset {record['opset']}, input {record['input']['shape']})")
+    print(f"check on {check['clip']}: max |onnxruntime - torch| = {check['max_abs_diff']:.2e} "
+          f"({'ok' if check['ok'] else 'TOO LARGE'}, tolerance {check['tolerance']:g})")
+    print(f"details in {Path(record['onnx']).parent / 'export.json'}")
+    return 0 if check["ok"] else 1
