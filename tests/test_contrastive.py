@@ -40,7 +40,8 @@ def test_memory_bank_nce_matches_hand_computation():
     v1, v2 = _unit(2, 4, gen=gen), _unit(2, 4, gen=gen)
     idx = torch.tensor([4, 1])
     bank1, bank2 = nce.bank1.clone(), nce.bank2.clone()
-    negatives = nce.sample_negatives(2)  # the draw forward() will make at this step
+    # the draw forward() makes at this step; row j goes to the j-th smallest video index (1, then 4)
+    negatives = nce.sample_negatives(2)[torch.tensor([1, 0])]
     nce_1, nce_2 = nce(v1, v2, idx)
     expected_1 = sum(_hand_nce(v1[i], bank2[idx[i]], bank2[negatives[i]], 0.5) for i in range(2)) / 2
     expected_2 = sum(_hand_nce(v2[i], bank1[idx[i]], bank1[negatives[i]], 0.5) for i in range(2)) / 2
@@ -113,3 +114,17 @@ def test_in_batch_info_nce_matches_hand_computation():
     expected_21 = sum(_hand_nce(v2[i], v1[i], v1[[j for j in range(4) if j != i]], 0.2) for i in range(4)) / 4
     assert loss_12.item() == pytest.approx(expected_12, rel=1e-5)
     assert loss_21.item() == pytest.approx(expected_21, rel=1e-5)
+
+
+def test_memory_bank_loss_does_not_depend_on_batch_order():
+    """A video's negatives follow its index, not its row: the order of a batch changes nothing."""
+    gen = torch.Generator().manual_seed(2)
+    v1, v2 = _unit(4, 4, gen=gen), _unit(4, 4, gen=gen)
+    idx = torch.tensor([7, 2, 5, 0])
+    a = MemoryBankNCE(8, dim=4, num_negatives=6, seed=3)
+    b = MemoryBankNCE(8, dim=4, num_negatives=6, seed=3)
+    perm = torch.tensor([2, 0, 3, 1])
+    loss_a = a(v1, v2, idx)
+    loss_b = b(v1[perm], v2[perm], idx[perm])
+    assert torch.allclose(torch.stack(loss_a), torch.stack(loss_b), atol=1e-6)
+    assert torch.allclose(a.bank1, b.bank1) and torch.allclose(a.bank2, b.bank2)

@@ -24,21 +24,23 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not synced:
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = torch.cat([x.sum(dims), (x * x).sum(dims), count])
-        stats = dist_fn.all_reduce(stats, op=dist.ReduceOp.SUM)
         channels = x.shape[1]
-        total = stats[-1]
-        mean = stats[:channels] / total
-        var = stats[channels:2 * channels] / total - mean * mean
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        # two passes (mean, then squared deviations), like the single-process kernel, so that
+        # 2 ranks x batch b match 1 rank x batch 2b to float rounding
+        count = torch.tensor([x.numel() / channels], dtype=x.dtype, device=x.device)
+        first = dist_fn.all_reduce(torch.cat([x.sum(dims), count]), op=dist.ReduceOp.SUM)
+        total = first[-1]
+        mean = first[:channels] / total
+        centred = x - mean.view(shape)
+        var = dist_fn.all_reduce((centred * centred).sum(dims), op=dist.ReduceOp.SUM) / total
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 unbiased = var * total / (total - 1).clamp(min=1)
                 self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
                 self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased)
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        out = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out

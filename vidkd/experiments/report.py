@@ -432,7 +432,8 @@ def _pct(value: float | None) -> str:
 
 
 def _eval_values(group: Group, protocol: str, key: str) -> list[float | None]:
-    return [r.evals[protocol].get(key) if protocol in r.evals else None for r in group.runs]
+    values = [r.evals.get(protocol, {}).get(key) for r in group.runs]
+    return [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
 
 
 def _header_section(exp: Experiment, groups: list[Group]) -> Section:
@@ -478,7 +479,7 @@ def _pretraining_section(groups: list[Group]) -> Section:
             format_seconds(statistics.fmean(w) if (w := [s.wall_seconds for s in summaries if s.wall_seconds]) else None),
         ])
         if group.kind == "baseline":
-            targets.append(f"{group.label} {_pct(target)}%")
+            targets.append(f"{group.label} {_pct(target)}%" if target is not None else f"{group.label} (no data yet)")
     table = Table(["model", "kind", "width", "seeds", "best val pretext %", "final val pretext %", "best kNN %",
                    "final kNN %", "epoch ≥ baseline best", "epoch ≥ 95% of it", "wall time"], rows)
     note = ("Targets (from-scratch baselines' best val pretext accuracy, mean over seeds): "

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidkd.engine.distributed import all_gather_no_grad, gather_with_grad, get_rank
+from vidkd.engine.distributed import all_gather_no_grad, gather_with_grad
 from vidkd.errors import ConfigError, TrainingError
 
 
@@ -111,24 +111,24 @@ class MemoryBankNCE(nn.Module):
                 "with the number of training videos (and pass training-set indices only)"
             )
 
-        # Negatives are drawn for the global batch identically on every rank; this rank uses its
-        # rows, so the result equals a single process running the concatenated batch.
-        sizes = all_gather_no_grad(torch.tensor([v1.shape[0]], device=v1.device)).tolist()
-        start = sum(sizes[: get_rank()])
-        negatives = self.sample_negatives(sum(sizes))[start : start + v1.shape[0]]
+        # Negatives are drawn for the global batch identically on every rank, and row j goes to
+        # the video with the j-th smallest index: a video's negatives then do not depend on how
+        # the batch is split over ranks or ordered, so 2 ranks x b equal 1 rank x 2b exactly.
+        all_indices = all_gather_no_grad(indices)
+        rows = torch.searchsorted(torch.sort(all_indices).values, indices)
+        negatives = self.sample_negatives(all_indices.numel())[rows]
 
         q1, q2 = v1.float(), v2.float()
         nce_1 = info_nce(self._logits(q1, self.bank2, indices, negatives))
         nce_2 = info_nce(self._logits(q2, self.bank1, indices, negatives))
 
         if self.training:
-            self._update(q1, q2, indices)
+            self._update(q1, q2, all_indices)
         return nce_1, nce_2
 
     @torch.no_grad()
-    def _update(self, v1: torch.Tensor, v2: torch.Tensor, indices: torch.Tensor) -> None:
+    def _update(self, v1: torch.Tensor, v2: torch.Tensor, all_indices: torch.Tensor) -> None:
         """Momentum update with the embeddings of ALL ranks, so every rank's banks stay equal."""
-        all_indices = all_gather_no_grad(indices)
         all_views = all_gather_no_grad(torch.cat([v1, v2], dim=1))
         for bank, new in ((self.bank1, all_views[:, : self.dim]), (self.bank2, all_views[:, self.dim :])):
             mixed = self.momentum * bank[all_indices] + (1 - self.momentum) * new.to(bank.dtype)

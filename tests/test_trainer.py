@@ -1,0 +1,170 @@
+"""Real (tiny) PCL training runs: run directory contract, resume, NaN, bad input, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_runs import make_tiny_dataset, tiny_args, tiny_config
+from vidkd.cli import main
+from vidkd.engine.checkpoint import load_checkpoint, load_weights
+from vidkd.engine.trainer import Trainer, pretrain, read_metrics, resume
+from vidkd.errors import ConfigError, TrainingError
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pretrain_writes_the_run_directory(data_root, tmp_path):
+    run = tmp_path / "run"
+    pretrain(tiny_config(data_root), run)
+    for name in ("config.yaml", "metrics.jsonl", "log.txt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    metrics = read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [0, 1, 2]
+    for m in metrics[1:]:
+        for key in ("train_loss", "train_pretext_acc", "val_pretext_acc", "val_knn_top1", "lr",
+                    "epoch_seconds", "clips_per_second"):
+            assert m[key] is not None, key
+        for key in ("train_pretext_acc", "val_pretext_acc", "val_knn_top1"):
+            assert 0.0 <= m[key] <= 1.0
+    assert "train_loss" not in metrics[0] and 0.0 <= metrics[0]["val_knn_top1"] <= 1.0
+    for name in ("last", "best"):
+        weights, meta, state = load_checkpoint(run / "checkpoints" / name, with_trainer=True)
+        assert meta["arch"] == "r3d" and meta["width"] == 0.125
+        assert any(k.startswith("backbone.") for k in weights) and "pretext_head.fc.weight" in weights
+        assert state["epoch"] == meta["epoch"]
+    assert json.loads((run / "checkpoints" / "last" / "meta.json").read_text())["epoch"] == 2
+    # the weights moved away from the initialisation
+    first = load_weights(run / "checkpoints" / "last" / "model.safetensors")
+    fresh = tiny_config(data_root)
+    from vidkd.engine.trainer import build_pcl_model, seed_everything
+
+    seed_everything(fresh.train.seed)
+    init = build_pcl_model(fresh).state_dict()
+    assert not torch.equal(first["pretext_head.fc.weight"], init["pretext_head.fc.weight"])
+
+
+def test_resume_after_an_interruption_gives_identical_weights(data_root, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    pretrain(tiny_config(data_root, "train.knn_every=0"), straight)
+
+    interrupted = tmp_path / "interrupted"
+    original = Trainer.train_one_epoch
+
+    def crash_in_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_config(data_root, "train.knn_every=0"), interrupted)
+    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    assert [m["epoch"] for m in read_metrics(interrupted)] == [1]
+
+    resume(interrupted)
+    a = load_weights(straight / "checkpoints" / "last" / "model.safetensors")
+    b = load_weights(interrupted / "checkpoints" / "last" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    losses = lambda run: [m["train_loss"] for m in read_metrics(run)]  # noqa: E731
+    assert losses(straight) == losses(interrupted)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_root, tmp_path, monkeypatch):
+    from vidkd.ssl import pcl
+
+    original = pcl.PCLLoss.forward
+    calls = {"n": 0}
+
+    def nan_after_two_steps(self, *args, **kwargs):
+        loss, parts = original(self, *args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] > 2 else loss), parts
+
+    monkeypatch.setattr(pcl.PCLLoss, "forward", nan_after_two_steps)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match="lower train.lr"):
+        pretrain(tiny_config(data_root, "train.knn_every=0"), run)
+    _, meta, _ = load_checkpoint(run / "checkpoints" / "last")
+    assert meta["epoch"] == 1  # epoch 1 (two good steps) survived; epoch 2 hit the NaN
+
+
+def test_an_output_directory_with_another_run_is_refused(data_root, tmp_path):
+    run = tmp_path / "run"
+    pretrain(tiny_config(data_root, "train.epochs=1", "train.knn_every=0"), run)
+    with pytest.raises(ConfigError, match="different run .*train.lr"):
+        pretrain(tiny_config(data_root, "train.epochs=1", "train.knn_every=0", "train.lr=0.2"), run)
+    with pytest.raises(ConfigError, match="--resume"):
+        pretrain(tiny_config(data_root, "train.epochs=1", "train.knn_every=0"), run)
+
+
+def test_a_batch_larger_than_the_dataset_is_a_clear_error(data_root, tmp_path):
+    with pytest.raises(TrainingError, match="lower train.batch_size"):
+        pretrain(tiny_config(data_root, "train.batch_size=64"), tmp_path / "run")
+
+
+def test_cli_reports_user_mistakes_in_one_line(data_root, tmp_path, capsys):
+    code = main(["pretrain", *tiny_args(data_root, "train.epoch=3"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "did you mean 'train.epochs'" in err[0]
+    code = main(["pretrain", *tiny_args(data_root, "model.arch=resnet9000"), "--out", str(tmp_path / "r2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "unknown backbone" in err[0]
+    code = main(["pretrain", *tiny_args(tmp_path / "nowhere"), "--out", str(tmp_path / "r3")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_rank_with_twice_the_batch(data_root, tmp_path):
+    """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (SyncBatchNorm, memory bank)."""
+    # two optimizer steps: float rounding differences (sums in another order) stay ~1e-7; without
+    # SyncBatchNorm or with per-rank negatives the weights differ by 1e-2 and more
+    common = ["train.knn_every=0", "train.epochs=2", "train.steps_per_epoch=1", "model.sync_bn=true",
+              "train.lr=0.01"]
+    one = tmp_path / "one"
+    pretrain(tiny_config(data_root, *common, "train.batch_size=4"), one)
+
+    two = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               f"--master_port={_free_port()}", "-m", "vidkd", "pretrain",
+               *tiny_args(data_root, *common, "train.batch_size=2"), "--out", str(two)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    a = load_weights(one / "checkpoints" / "last" / "model.safetensors")
+    b = load_weights(two / "checkpoints" / "last" / "model.safetensors")
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-4, atol=1e-5), key
+    la, lb = read_metrics(one), read_metrics(two)
+    for ma, mb in zip(la, lb):
+        assert ma["train_loss"] == pytest.approx(mb["train_loss"], rel=1e-4)
+        assert ma["val_pretext_acc"] == pytest.approx(mb["val_pretext_acc"], abs=1e-6)
