@@ -1,0 +1,226 @@
+"""torch Datasets over a VideoSplit: PCL tuples, single random clips, evenly spaced test clips.
+
+Every item is a dict, so the default collate gives batches (`clips`: (B, tuple_len, C, T, H, W)).
+
+Bad files. At construction every video is probed (header only, cached in ROOT/.vidkd_cache/);
+unreadable, empty and too-short videos are left out, counted in `.skipped` (reason -> paths) and
+summarised in one log line. More than half of them unusable raises DatasetError. A video that
+fails later while decoding is skipped in `__getitem__`: a warning once per file, and the next
+usable video takes its place (deterministically), so one bad file never stops training; when
+failures pile up (over half of at least 20 attempts in a process) DatasetError stops the run.
+
+Randomness. Each item draws from its own `np.random.Generator`, seeded from
+`(seed, epoch, index)` after `set_epoch(epoch)` (reproducible and independent of the number of
+workers), from `(seed, index)` with `fixed=True` (validation: the same tuples every epoch), and,
+if `set_epoch` is never called, from torch's per-worker seed plus a draw counter so that epochs
+still differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, probe_videos, with_frame_counts
+from vidkd.data.sampling import (TupleSpec, clip_indices, evenly_spaced_starts, frames_needed, min_tuple_frames,
+                                 random_clip_start, remote_possible, sample_tuple)
+from vidkd.data.transforms import ClipTransform
+from vidkd.data.vcp import apply_vcp, sample_vcp_label
+from vidkd.data.video import VideoReader
+from vidkd.errors import DatasetError, VideoDecodeError
+
+log = logging.getLogger("vidkd.data")
+
+MAX_FAILURE_RATE = 0.5
+MIN_ATTEMPTS_FOR_RATE = 20
+MAX_CONSECUTIVE_SUBSTITUTES = 20
+
+
+class _VideoDataset(Dataset):
+    """Shared part: the usable records, their frame counts, bad-file bookkeeping, per-item RNG."""
+
+    def __init__(self, split: VideoSplit, min_frames: int, seed: int = 0, fixed: bool = False,
+                 cache: bool = True, progress: bool = True):
+        self.split = split
+        self.class_names = split.class_names
+        self.seed = seed
+        self.fixed = fixed
+        self.min_frames = min_frames
+        self.skipped: dict[str, list[Path]] = defaultdict(list)
+        self.records = self._index(split, cache, progress)
+        self._epoch: int | None = None
+        self._draws = 0
+        self._attempts = 0
+        self._failures = 0
+        self._bad: set[int] = set()
+
+    def _index(self, split: VideoSplit, cache: bool, progress: bool) -> list[VideoRecord]:
+        cache_dir = default_cache_dir(split.root) if cache else None
+        infos = probe_videos([r.path for r in split.records], cache_dir=cache_dir, progress=progress)
+        probed = with_frame_counts(split.records, infos)
+        for record in split.records:
+            if isinstance(infos[record.path], str):
+                self.skipped["unreadable"].append(record.path)
+        usable = []
+        for record in probed:
+            if record.num_frames < self.min_frames:
+                self.skipped["too short"].append(record.path)
+            else:
+                usable.append(record)
+        total = len(split.records)
+        if self.skipped:
+            parts = ", ".join(f"{len(paths)} {reason}" for reason, paths in self.skipped.items())
+            log.warning("skipped %d of %d videos (%s); run `vidkd data check %s` for the list",
+                        total - len(usable), total, parts, split.root)
+        if len(usable) * 2 < total or not usable:
+            raise DatasetError(f"only {len(usable)} of {total} {split.subset} videos under {split.root} are usable "
+                               f"(need >= {self.min_frames} readable frames); run `vidkd data check {split.root}`")
+        return usable
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call at the start of every epoch (before creating the DataLoader iterator)."""
+        self._epoch = int(epoch)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.fixed:
+            return np.random.default_rng([self.seed, index])
+        if self._epoch is not None:
+            return np.random.default_rng([self.seed, self._epoch, index])
+        self._draws += 1
+        return np.random.default_rng([self.seed, index, torch.initial_seed() % 2**63, self._draws])
+
+    def __getitem__(self, index: int) -> dict:
+        """Load item `index`; if its file fails to decode, the next usable video stands in."""
+        n = len(self.records)
+        candidate = index
+        for _ in range(MAX_CONSECUTIVE_SUBSTITUTES):
+            if candidate not in self._bad:
+                self._attempts += 1
+                try:
+                    return self._load(candidate, self._rng(candidate))
+                except VideoDecodeError as exc:
+                    self._record_failure(candidate, exc)
+            candidate = (candidate + 1) % n
+        raise DatasetError(f"{MAX_CONSECUTIVE_SUBSTITUTES} videos in a row after {self.records[index].path} failed to "
+                           f"decode; run `vidkd data check {self.split.root}`")
+
+    def _record_failure(self, index: int, exc: VideoDecodeError) -> None:
+        self._failures += 1
+        self._bad.add(index)
+        self.skipped["decode error"].append(self.records[index].path)
+        log.warning("skipping a video that failed to decode: %s", exc)
+        if self._attempts >= MIN_ATTEMPTS_FOR_RATE and self._failures > MAX_FAILURE_RATE * self._attempts:
+            raise DatasetError(f"{self._failures} of {self._attempts} videos failed to decode; the dataset under "
+                               f"{self.split.root} looks broken (run `vidkd data check {self.split.root}`)")
+
+    def _load(self, index: int, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+
+class PCLTupleDataset(_VideoDataset):
+    """PCL tuples: `{"clips": (tuple_len, C, T, H, W), "pretext_label", "label", "index"}`.
+
+    With `pretext=True` the middle clip (`tuple_len // 2`) carries a VCP transformation whose
+    label is `pretext_label`; label 4 (remote clip) is only drawn for videos long enough for one.
+    Videos shorter than a tuple use a shrunk interval; those shorter than `tuple_len * clip_len`
+    frames are left out (see vidkd/data/sampling.py).
+    """
+
+    def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: bool = True,
+                 seed: int = 0, fixed: bool = False, cache: bool = True, progress: bool = True,
+                 decode_threads: bool = False):
+        super().__init__(split, min_tuple_frames(spec), seed=seed, fixed=fixed, cache=cache, progress=progress)
+        self.spec = spec
+        self.transform = transform
+        self.pretext = pretext
+        # FFmpeg threading buys nothing measurable for 320x240 frames (docs/benchmarks.md), and
+        # DataLoader workers already run in parallel: off by default.
+        self.decode_threads = decode_threads
+        self.frames_decoded = 0  # in this process; the benchmark reads it with num_workers=0
+
+    def _load(self, index: int, rng: np.random.Generator) -> dict:
+        record = self.records[index]
+        spec = self.spec
+        label = sample_vcp_label(rng, remote_possible(record.num_frames, spec)) if self.pretext else 0
+        positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
+        needed = frames_needed(positions, spec, record.num_frames)
+        with VideoReader(record.path, threads=self.decode_threads) as reader:
+            frames = reader.read(needed)
+            self.frames_decoded += reader.frames_decoded
+        row = {frame: i for i, frame in enumerate(needed)}
+
+        def clip_frames(start: int) -> np.ndarray:
+            return frames[[row[f] for f in clip_indices(start, spec.clip_len, record.num_frames)]]
+
+        middle = spec.tuple_len // 2
+        clips = []
+        for i, start in enumerate(positions.clip_starts):
+            clip = self.transform.apply(clip_frames(start), self.transform.sample_params(rng, frames.shape[1:3]),
+                                        modality=False)
+            if i == middle and label:
+                remote = None
+                if label == 4:
+                    remote = self.transform.apply(clip_frames(positions.remote_start),
+                                                  self.transform.sample_params(rng, frames.shape[1:3]), modality=False)
+                clip = apply_vcp(clip, label, rng, remote=remote)
+            clips.append(self.transform.to_modality(clip))
+        return {"clips": torch.stack(clips), "pretext_label": label, "label": record.label, "index": index}
+
+
+class ClipDataset(_VideoDataset):
+    """One random clip per video for supervised fine-tuning: `{"clip": (C, T, H, W), "label", "index"}`.
+
+    A video shorter than `clip_len` is padded by repeating its last frame.
+    """
+
+    def __init__(self, split: VideoSplit, clip_len: int, transform: ClipTransform, seed: int = 0, fixed: bool = False,
+                 cache: bool = True, progress: bool = True):
+        super().__init__(split, 1, seed=seed, fixed=fixed, cache=cache, progress=progress)
+        self.clip_len = clip_len
+        self.transform = transform
+
+    def _load(self, index: int, rng: np.random.Generator) -> dict:
+        record = self.records[index]
+        start = random_clip_start(record.num_frames, self.clip_len, rng)
+        with VideoReader(record.path) as reader:
+            frames = reader.read(clip_indices(start, self.clip_len, record.num_frames))
+        return {"clip": self.transform(frames, rng), "label": record.label, "index": index}
+
+
+class MultiClipDataset(_VideoDataset):
+    """`num_clips` evenly spaced clips per video (retrieval, kNN, fine-tuning evaluation):
+    `{"clips": (num_clips, C, T, H, W), "label", "index"}`; `num_clips=1` gives the centre clip.
+
+    The transform should be an eval transform (centre crop); a train transform would draw its
+    random choices from a generator seeded by `(seed, index)`, the same every pass.
+    """
+
+    def __init__(self, split: VideoSplit, num_clips: int, clip_len: int, transform: ClipTransform, seed: int = 0,
+                 cache: bool = True, progress: bool = True):
+        super().__init__(split, 1, seed=seed, fixed=True, cache=cache, progress=progress)
+        self.num_clips = num_clips
+        self.clip_len = clip_len
+        self.transform = transform
+
+    def _load(self, index: int, rng: np.random.Generator) -> dict:
+        record = self.records[index]
+        starts = evenly_spaced_starts(record.num_frames, self.clip_len, self.num_clips)
+        clip_rows = [clip_indices(s, self.clip_len, record.num_frames) for s in starts]
+        needed = sorted({f for rows in clip_rows for f in rows})
+        with VideoReader(record.path) as reader:
+            frames = reader.read(needed)
+        row = {frame: i for i, frame in enumerate(needed)}
+        clips = [self.transform(frames[[row[f] for f in rows]], rng) for rows in clip_rows]
+        return {"clips": torch.stack(clips), "label": record.label, "index": index}

@@ -1,0 +1,156 @@
+"""Clip-consistent augmentation in plain PyTorch: one set of random parameters per clip.
+
+Order of operations (train): resize every frame to `resize` (H, W; bilinear on uint8, no
+antialiasing) -> random `crop` x `crop`
+window -> horizontal flip (p=0.5) -> scale to [0, 1] -> colour jitter (probability
+`color_jitter`; brightness, contrast and saturation factors in [0.6, 1.4], hue shift in
+[-0.1, 0.1] of a turn, always applied in that order) -> grayscale (probability `grayscale`) ->
+normalise with mean/std. Eval: resize -> centre crop -> normalise.
+
+Every random choice is drawn once per clip from the caller's `np.random.Generator`, so all frames
+of a clip get the same crop, flip and colours, and a seeded generator reproduces a sample exactly.
+
+Residual modality (as in PCL): after normalisation, `x <- ((roll(x, 1, T) - x) + 1) / 2`: the
+difference of each frame from its predecessor (frame 0 from the last frame, like `torch.roll`).
+The loaders apply VCP before this step (`apply(..., modality=False)` then `to_modality`), the
+order in which PCL computes the residual of an already transformed clip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+JITTER_STRENGTH = 0.4  # brightness / contrast / saturation factors in [1 - 0.4, 1 + 0.4]
+HUE_STRENGTH = 0.1  # hue shift in [-0.1, 0.1] of a full turn
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """The random choices for one clip (a crop box in the resized frame, flip, colours)."""
+
+    top: int
+    left: int
+    flip: bool = False
+    jitter: tuple[float, float, float, float] | None = None  # brightness, contrast, saturation, hue
+    grayscale: bool = False
+
+
+class ClipTransform:
+    """uint8 frames (T, H, W, 3) -> normalised float tensor (C, T, crop, crop)."""
+
+    def __init__(self, resize: Sequence[int] = (128, 171), crop: int = 112, train: bool = True, flip: bool = True,
+                 color_jitter: float = 0.8, grayscale: float = 0.2, mean: Sequence[float] = KINETICS_MEAN,
+                 std: Sequence[float] = KINETICS_STD, modality: str = "rgb"):
+        if modality not in ("rgb", "residual"):
+            raise ValueError(f"modality must be 'rgb' or 'residual', got {modality!r}")
+        self.resize = (int(resize[0]), int(resize[1])) if resize else None
+        self.crop = int(crop)
+        if self.resize and (self.crop > self.resize[0] or self.crop > self.resize[1]):
+            raise ValueError(f"crop {self.crop} is larger than the resized frame {self.resize}")
+        self.train = train
+        self.flip = flip
+        self.color_jitter = float(color_jitter)
+        self.grayscale = float(grayscale)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+        self.modality = modality
+
+    def __repr__(self) -> str:
+        return (f"ClipTransform(resize={self.resize}, crop={self.crop}, train={self.train}, flip={self.flip}, "
+                f"color_jitter={self.color_jitter}, grayscale={self.grayscale}, modality={self.modality!r})")
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        params = self.sample_params(rng, frames.shape[1:3])
+        return self.apply(frames, params)
+
+    def resized_hw(self, in_hw: Sequence[int]) -> tuple[int, int]:
+        return self.resize if self.resize else (int(in_hw[0]), int(in_hw[1]))
+
+    def sample_params(self, rng: np.random.Generator, in_hw: Sequence[int]) -> ClipParams:
+        """Draw this clip's random choices; eval mode draws nothing and returns the centre crop."""
+        height, width = self.resized_hw(in_hw)
+        if self.crop > height or self.crop > width:
+            raise ValueError(f"crop {self.crop} is larger than the frame {height}x{width}")
+        if not self.train:
+            return ClipParams(top=(height - self.crop) // 2, left=(width - self.crop) // 2)
+        top = int(rng.integers(height - self.crop + 1))
+        left = int(rng.integers(width - self.crop + 1))
+        flip = bool(self.flip and rng.random() < 0.5)
+        jitter = None
+        if rng.random() < self.color_jitter:
+            b, c, s = (float(v) for v in rng.uniform(1 - JITTER_STRENGTH, 1 + JITTER_STRENGTH, size=3))
+            jitter = (b, c, s, float(rng.uniform(-HUE_STRENGTH, HUE_STRENGTH)))
+        gray = bool(rng.random() < self.grayscale)
+        return ClipParams(top=top, left=left, flip=flip, jitter=jitter, grayscale=gray)
+
+    def apply(self, frames: np.ndarray | torch.Tensor, params: ClipParams, modality: bool = True) -> torch.Tensor:
+        """Apply `params` to every frame; `modality=False` stops before the residual step."""
+        x = torch.as_tensor(frames)
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"expected frames shaped (T, H, W, 3), got {tuple(x.shape)}")
+        # (T, 3, H, W) as a channels-last view: torch's uint8 bilinear kernel resizes it about 5x
+        # faster than float, and only the crop is converted to float.
+        x = x.permute(0, 3, 1, 2)
+        if self.resize and tuple(x.shape[-2:]) != self.resize:
+            x = F.interpolate(x, size=self.resize, mode="bilinear", align_corners=False, antialias=False)
+        x = x[:, :, params.top:params.top + self.crop, params.left:params.left + self.crop]
+        if params.flip:
+            x = x.flip(-1)
+        x = (x.float() / 255.0).clamp_(0.0, 1.0)
+        if params.jitter is not None:
+            x = _color_jitter(x, *params.jitter)
+        if params.grayscale:
+            x = _gray(x).expand(-1, 3, -1, -1)
+        x = x.permute(1, 0, 2, 3)  # (C, T, H, W)
+        x = (x - self.mean) / self.std
+        return self.to_modality(x.contiguous()) if modality else x.contiguous()
+
+    def to_modality(self, clip: torch.Tensor) -> torch.Tensor:
+        """RGB stays; residual becomes rescaled frame differences along T (dim 1 of (C, T, H, W))."""
+        if self.modality == "residual":
+            return (torch.roll(clip, 1, dims=1) - clip + 1.0) / 2.0
+        return clip
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """Luma of (T, 3, H, W) in [0, 1], shaped (T, 1, H, W)."""
+    return x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
+
+
+def _color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float) -> torch.Tensor:
+    """Colour jitter on (T, 3, H, W) in [0, 1]; the contrast pivot is the mean grey of the whole clip."""
+    x = (x * brightness).clamp_(0.0, 1.0)
+    x = _contrast(x, contrast)
+    gray = _gray(x)
+    x = ((x - gray) * saturation + gray).clamp_(0.0, 1.0)
+    if hue != 0.0:
+        x = _rotate_hue(x, hue)
+    return x
+
+
+def _contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
+    pivot = _gray(x).mean()
+    return ((x - pivot) * factor + pivot).clamp_(0.0, 1.0)
+
+
+def _rotate_hue(x: torch.Tensor, turn: float) -> torch.Tensor:
+    """Rotate the hue by `turn` of a full circle: a rotation of the chroma plane in YIQ space.
+
+    A cheap linear stand-in for an HSV round trip (one 3x3 matrix for the whole clip).
+    """
+    angle = 2.0 * math.pi * turn
+    cos, sin = math.cos(angle), math.sin(angle)
+    rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+    matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
+    return torch.einsum("ij,tjhw->tihw", matrix, x).clamp_(0.0, 1.0)

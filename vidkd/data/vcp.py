@@ -1,0 +1,84 @@
+"""Video Cloze Procedure (VCP): the five transformations whose label the pretext head predicts.
+
+Labels: 0 unchanged; 1 spatial rotation by 90, 180 or 270 degrees; 2 spatial permutation (the
+four quadrants reordered by a non-identity permutation); 3 temporal shuffle (T cut into 4 chunks,
+two of them swapped); 4 the clip replaced by a "remote" clip from elsewhere in the video.
+Clips are (C, T, H, W) tensors; every random choice comes from the caller's generator.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+VCP_CLASSES = 5
+VCP_NAMES = ("unchanged", "rotation", "spatial_permutation", "temporal_shuffle", "remote")
+TEMPORAL_CHUNKS = 4
+_QUADRANT_PERMUTATIONS = [p for p in itertools.permutations(range(4)) if p != (0, 1, 2, 3)]
+
+
+def sample_vcp_label(rng: np.random.Generator, remote_available: bool) -> int:
+    """Uniform over the 5 labels, or over 0..3 when no remote clip can be drawn."""
+    return int(rng.integers(VCP_CLASSES if remote_available else VCP_CLASSES - 1))
+
+
+def apply_vcp(clip: torch.Tensor, label: int, rng: np.random.Generator, remote: torch.Tensor | None = None) -> torch.Tensor:
+    """Transform a (C, T, H, W) clip according to VCP `label`."""
+    if clip.ndim != 4:
+        raise ValueError(f"expected a (C, T, H, W) clip, got shape {tuple(clip.shape)}")
+    if label == 0:
+        return clip
+    if label == 1:
+        return rotate(clip, int(rng.integers(1, 4)))
+    if label == 2:
+        return permute_quadrants(clip, _QUADRANT_PERMUTATIONS[int(rng.integers(len(_QUADRANT_PERMUTATIONS)))])
+    if label == 3:
+        first, second = (int(v) for v in rng.choice(TEMPORAL_CHUNKS, size=2, replace=False))
+        return swap_chunks(clip, first, second)
+    if label == 4:
+        if remote is None:
+            raise ValueError("VCP label 4 replaces the clip by a remote clip; pass remote=...")
+        if remote.shape != clip.shape:
+            raise ValueError(f"remote clip shape {tuple(remote.shape)} differs from the clip's {tuple(clip.shape)}")
+        return remote
+    raise ValueError(f"VCP label must be in 0..{VCP_CLASSES - 1}, got {label}")
+
+
+def rotate(clip: torch.Tensor, quarter_turns: int) -> torch.Tensor:
+    """Rotate every frame by `quarter_turns` x 90 degrees (counter-clockwise); needs H == W."""
+    if clip.shape[-1] != clip.shape[-2]:
+        raise ValueError(f"VCP rotation needs square frames, got {clip.shape[-2]}x{clip.shape[-1]}")
+    return torch.rot90(clip, quarter_turns, dims=(-2, -1))
+
+
+def permute_quadrants(clip: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:
+    """Quadrant k of the output (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) is input
+    quadrant order[k]. Needs even H and W."""
+    height, width = clip.shape[-2:]
+    if height % 2 or width % 2:
+        raise ValueError(f"VCP spatial permutation needs even frame sizes, got {height}x{width}")
+    h, w = height // 2, width // 2
+    quads = [clip[..., :h, :w], clip[..., :h, w:], clip[..., h:, :w], clip[..., h:, w:]]
+    top = torch.cat([quads[order[0]], quads[order[1]]], dim=-1)
+    bottom = torch.cat([quads[order[2]], quads[order[3]]], dim=-1)
+    return torch.cat([top, bottom], dim=-2)
+
+
+def chunk_bounds(num_frames: int, chunks: int = TEMPORAL_CHUNKS) -> list[tuple[int, int]]:
+    """(begin, end) of `chunks` near-equal chunks of T (4 frames each for T=16)."""
+    if num_frames < chunks:
+        raise ValueError(f"VCP temporal shuffle needs at least {chunks} frames, got {num_frames}")
+    edges = [round(k * num_frames / chunks) for k in range(chunks + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def swap_chunks(clip: torch.Tensor, first: int, second: int) -> torch.Tensor:
+    """Swap temporal chunks `first` and `second` of a (C, T, H, W) clip (dim 1 is time)."""
+    if first == second:
+        raise ValueError("temporal shuffle needs two different chunks")
+    bounds = chunk_bounds(clip.shape[1])
+    bounds[first], bounds[second] = bounds[second], bounds[first]
+    order = [t for begin, end in bounds for t in range(begin, end)]
+    return clip[:, order]
