@@ -127,10 +127,23 @@ def infer_torchvision_arch(state: dict[str, torch.Tensor]) -> str | None:
     return "r3d_18"
 
 
-def infer_width(state: dict[str, torch.Tensor]) -> float:
-    """The last stage is the widest: its channel count over 512."""
-    sizes = [v.shape[0] for k, v in state.items() if k.startswith("backbone.") and k.endswith("running_mean")]
-    return max(sizes) / 512 if sizes else 1.0
+def infer_width(state: dict[str, torch.Tensor], arch: str) -> float:
+    """The width whose network has exactly these tensor shapes (tried on the meta device, so free).
+
+    Candidates are the BatchNorm sizes over 512: the last stage has 512·width channels.
+    """
+    from vidkd.models import build_backbone
+
+    shapes = {k[len("backbone."):]: tuple(v.shape) for k, v in state.items() if k.startswith("backbone.")}
+    sizes = {v.shape[0] for k, v in state.items() if k.startswith("backbone.") and k.endswith("running_mean")}
+    for size in sorted(sizes, reverse=True):
+        with torch.device("meta"):
+            candidate = build_backbone(arch, width=size / 512).state_dict()
+        common = [k for k in shapes if k in candidate]
+        if common and all(tuple(candidate[k].shape) == shapes[k] for k in common):
+            return size / 512
+    raise CheckpointError(f"the tensors do not match {arch} at any width; check the architecture "
+                          "(--arch / teacher.arch) or give model.width")
 
 
 def read_weights(source: str | Path) -> WeightSource:
@@ -207,7 +220,7 @@ def resolve_arch(weights: WeightSource, arch: str | None, width: float | None) -
     if not arch:
         raise CheckpointError(f"cannot tell the architecture of {weights.path}; pass it (--arch or teacher.arch)")
     if width is None:
-        width = weights.meta.get("width") or infer_width(weights.state)
+        width = weights.meta.get("width") or infer_width(weights.state, arch)
     return arch, float(width)
 
 
