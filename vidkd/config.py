@@ -34,6 +34,7 @@ class DataConfig:
     grayscale: float = 0.2  # probability of grayscale per clip
     mean: list[float] = field(default_factory=lambda: [0.43216, 0.394666, 0.37645])
     std: list[float] = field(default_factory=lambda: [0.22803, 0.22145, 0.216989])
+    shared_augmentation: bool = False  # one crop/flip/colour draw per tuple instead of per clip
     num_workers: int = 2
     train_fraction: float = 1.0  # labelled fraction, drawn per class (evaluation protocols)
 
@@ -77,6 +78,7 @@ class TeacherConfig:
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 16  # per process
+    optimizer: str = "sgd"  # sgd (PCL) | adamw (learns faster in short CPU runs)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -253,6 +255,7 @@ def validate(cfg: Config) -> None:
     _one_of("ssl.pretext", cfg.ssl.pretext, ("vcp", "none"))
     _one_of("ssl.contrastive", cfg.ssl.contrastive, ("memory_bank", "in_batch", "none"))
     _one_of("train.scheduler", cfg.train.scheduler, ("plateau", "cosine", "none"))
+    _one_of("train.optimizer", cfg.train.optimizer, ("sgd", "adamw"))
     _one_of("train.amp", cfg.train.amp, ("none", "bf16", "fp16"))
     _one_of("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
     if len(cfg.data.resize) != 2:

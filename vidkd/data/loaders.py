@@ -140,9 +140,11 @@ class PCLTupleDataset(_VideoDataset):
 
     def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: bool = True,
                  seed: int = 0, fixed: bool = False, cache: bool = True, progress: bool = True,
-                 decode_threads: bool = False):
+                 decode_threads: bool = False, shared_augmentation: bool = False):
         super().__init__(split, min_tuple_frames(spec), seed=seed, fixed=fixed, cache=cache, progress=progress)
         self.spec = spec
+        # one crop / flip / colour draw for all clips of a tuple (PCL draws one per clip)
+        self.shared_augmentation = shared_augmentation
         self.transform = transform
         self.pretext = pretext
         # FFmpeg threading buys nothing measurable for 320x240 frames (docs/benchmarks.md), and
@@ -165,15 +167,18 @@ class PCLTupleDataset(_VideoDataset):
             return frames[[row[f] for f in clip_indices(start, spec.clip_len, record.num_frames)]]
 
         middle = spec.tuple_len // 2
+        shared = self.transform.sample_params(rng, frames.shape[1:3]) if self.shared_augmentation else None
+
+        def params():
+            return shared or self.transform.sample_params(rng, frames.shape[1:3])
+
         clips = []
         for i, start in enumerate(positions.clip_starts):
-            clip = self.transform.apply(clip_frames(start), self.transform.sample_params(rng, frames.shape[1:3]),
-                                        modality=False)
+            clip = self.transform.apply(clip_frames(start), params(), modality=False)
             if i == middle and label:
                 remote = None
                 if label == 4:
-                    remote = self.transform.apply(clip_frames(positions.remote_start),
-                                                  self.transform.sample_params(rng, frames.shape[1:3]), modality=False)
+                    remote = self.transform.apply(clip_frames(positions.remote_start), params(), modality=False)
                 clip = apply_vcp(clip, label, rng, remote=remote)
             clips.append(self.transform.to_modality(clip))
         return {"clips": torch.stack(clips), "pretext_label": label, "label": record.label, "index": index}

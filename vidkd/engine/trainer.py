@@ -155,7 +155,8 @@ class Trainer:
         spec = TupleSpec(clip_len=data.clip_len, interval=data.interval, tuple_len=data.tuple_len)
         train_tf, eval_tf = build_transforms(cfg)
         use_pretext = cfg.ssl.pretext != "none"
-        self.train_set = PCLTupleDataset(train_split, spec, train_tf, pretext=use_pretext, seed=cfg.train.seed)
+        self.train_set = PCLTupleDataset(train_split, spec, train_tf, pretext=use_pretext, seed=cfg.train.seed,
+                                         shared_augmentation=data.shared_augmentation)
         self.val_set = PCLTupleDataset(test_split, spec, eval_tf, pretext=use_pretext, seed=cfg.train.seed, fixed=True)
         self.knn_train = MultiClipDataset(train_split, num_clips=1, clip_len=data.clip_len, transform=eval_tf)
         self.knn_test = MultiClipDataset(test_split, num_clips=1, clip_len=data.clip_len, transform=eval_tf)
@@ -186,8 +187,11 @@ class Trainer:
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         params += list(self.kd_loss.parameters()) if self.kd_loss else []
-        self.optimizer = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum,
-                                         weight_decay=cfg.train.weight_decay)
+        if cfg.train.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum,
+                                             weight_decay=cfg.train.weight_decay)
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = self._build_scheduler()
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)

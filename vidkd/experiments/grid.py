@@ -102,20 +102,15 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}'")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
-        head = key.split(".", 1)[0]
-        if head in field_types(ExperimentConfig) and head not in ("base",):
-            node = values
-            parts = key.split(".")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = value
-        else:  # a run config key (train.epochs=5) applies to every run
-            node = values.setdefault("base", {})
-            parts = key.split(".")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = value
+        parts = key.strip().split(".")
+        if parts[0] not in field_types(ExperimentConfig):  # a run config key (train.epochs=5): every run
+            parts = ["base", *parts]
+        node = values
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot set '{key}': '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
     return _parse_experiment(values)
 
 
@@ -204,15 +199,22 @@ def _measured_speed(out_dir: Path, runs: list[PlannedRun]) -> dict[str, float]:
 
 def _write_plan(exp: ExperimentConfig, runs: list[PlannedRun], out_dir: Path) -> None:
     base = config_from_dict(exp.base)
+    root = Path(base.data.root)
+    if (root / "synthetic.json").is_file():
+        dataset = "synthetic"
+    else:
+        dataset = base.data.layout if base.data.layout != "auto" else root.name
     plan = {
         "name": exp.name,
-        "dataset": base.data.root,
+        "dataset": dataset,  # synthetic | ucf101 | hmdb51 | folder: decides whether published numbers compare
+        "dataset_root": base.data.root,
         "layout": base.data.layout,
         "split": base.data.split,
         "epochs": base.train.epochs,
         "seeds": exp.seeds,
         "evaluations": exp.evaluations,
-        "runs": [{**dataclasses.asdict(r), "run_dir": r.run_dir} for r in runs],
+        "runs": [{**dataclasses.asdict(r), "run_dir": r.run_dir, "width": run_config(exp, r, out_dir).model.width}
+                 for r in runs],
     }
     atomic_write_json(out_dir / "plan.json", plan)
     atomic_write_text(out_dir / "experiment.yaml", yaml.safe_dump(dataclasses.asdict(exp), sort_keys=False))

@@ -1,0 +1,92 @@
+"""The grid runner on a tiny dataset: plan order, a real run, skip on re-run, resume, dry run, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tiny_runs import TINY_SETTINGS, make_tiny_dataset
+from vidkd.errors import ConfigError
+from vidkd.experiments.grid import load_experiment, plan_runs, run_experiment
+from vidkd.experiments.report import write_report
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
+
+
+def _base(data_root: Path) -> dict:
+    base: dict = {}
+    for item in [f"data.root={data_root}", *TINY_SETTINGS, "train.epochs=1"]:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        base.setdefault(section, {})[name] = yaml.safe_load(value)
+    return base
+
+
+def _write_config(path: Path, data_root: Path, **extra) -> Path:
+    config = {"name": "tiny", "base": _base(data_root), "baselines": ["r3d", "c3d"], "teachers": ["r3d"],
+              "students": ["c3d", "r3d"], "seeds": [0], "teacher": {"temperature": 2.0},
+              "evaluations": ["retrieval"], "eval": {"random_init": False}, **extra}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_plan_orders_baselines_then_same_then_cross_architecture(tmp_path, data_root):
+    exp = load_experiment(_write_config(tmp_path / "e.yaml", data_root, teachers=["r3d", "c3d"], seeds=[0, 1]))
+    names = [r.name for r in plan_runs(exp)]
+    assert names[:4] == ["baseline_r3d_s0", "baseline_c3d_s0", "baseline_r3d_s1", "baseline_c3d_s1"]
+    assert names[4:6] == ["kd_r3d_to_r3d_s0", "kd_c3d_to_c3d_s0"]
+    assert set(names[6:8]) == {"kd_r3d_to_c3d_s0", "kd_c3d_to_r3d_s0"}
+    assert len(names) == 4 + 8
+
+
+def test_config_mistakes_are_refused(tmp_path, data_root):
+    with pytest.raises(ConfigError, match="no baseline"):
+        load_experiment(_write_config(tmp_path / "a.yaml", data_root, teachers=["r21d"]))
+    with pytest.raises(ConfigError, match="unknown evaluation"):
+        load_experiment(_write_config(tmp_path / "b.yaml", data_root, evaluations=["vibes"]))
+    with pytest.raises(ConfigError, match="did you mean"):
+        run_experiment(_write_config(tmp_path / "c.yaml", data_root), tmp_path / "x", ["train.epoch=3"],
+                       dry_run=True)
+
+
+def test_the_grid_runs_skips_finished_work_and_reports(tmp_path, data_root, capsys):
+    torch.set_num_threads(1)
+    config = _write_config(tmp_path / "tiny.yaml", data_root)
+    out = tmp_path / "grid"
+    run_experiment(config, out, dry_run=True)
+    printed = capsys.readouterr().out
+    assert "kd_r3d_to_c3d_s0" in printed and "to run" in printed
+    assert not (out / "runs").exists()  # a dry run trains nothing
+
+    run_experiment(config, out)
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["dataset"] == "synthetic" and len(plan["runs"]) == 4
+    for run in plan["runs"]:
+        metrics = (out / run["run_dir"] / "metrics.jsonl").read_text().splitlines()
+        assert json.loads(metrics[-1])["epoch"] == 1
+        result = json.loads((out / run["run_dir"] / "eval" / "retrieval.json").read_text())
+        assert 0.0 <= result["metrics"]["R@1"] <= 1.0
+    student = out / "runs" / "kd_r3d_to_c3d_s0"
+    assert "train_kd_loss" in json.loads((student / "metrics.jsonl").read_text().splitlines()[-1])
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoints/last/model.safetensors")}
+    run_experiment(config, out)  # everything is done: nothing is trained again
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoints/last/model.safetensors")}
+
+    run_experiment(config, out, ["train.epochs=2"])  # a longer budget resumes every run from epoch 1
+    for run in plan["runs"]:
+        epochs = [json.loads(line)["epoch"] for line in (out / run["run_dir"] / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [0, 1, 2]
+
+    report = write_report(out)
+    text = report.read_text()
+    assert "kd_r3d_to_c3d" in text or "c3d" in text
+    assert (report.parent / "report.html").is_file()
+    assert any((report.parent / "figures").glob("*.png"))
