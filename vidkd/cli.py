@@ -71,7 +71,10 @@ def cmd_adapt_teacher(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from vidkd.experiments.grid import run_experiment
 
-    return run_experiment(args.config, Path(args.out), overrides=args.set, dry_run=args.dry_run)
+    if not args.out and not args.dry_run:
+        raise VidkdError("experiment needs --out DIR (or --dry-run to only list the plan)")
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    return run_experiment(args.config, out, overrides=args.set, dry_run=args.dry_run)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -152,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("experiment", help="run the paper's grid: baselines, students, evaluations")
     p.add_argument("--config", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--out", help="experiment directory (with --dry-run: default runs/<config name>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="experiment key (seeds=[0,1]) or run config key applied to every run (train.epochs=5)")
     p.add_argument("--dry-run", action="store_true", help="list what would run and its estimated cost")
     p.set_defaults(func=cmd_experiment)
 
