@@ -48,13 +48,7 @@ MAP_SHAPE_8x32x32 = {
     "r2plus1d_18": (128, 1, 2, 2),
 }
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads cost more than they save
 
 
 def test_registry_lists_the_six_backbones():

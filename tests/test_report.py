@@ -32,6 +32,8 @@ CURVES = {
     "student_c3d_c3d_s0": [0.2, 0.3, 0.4, 0.45],  # still training
 }
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads cost more than they save
+
 
 def plan_entry(name: str) -> dict:
     kind, arch, *rest = name.split("_")
@@ -224,10 +226,3 @@ def test_broken_pieces_do_not_crash(tmp_path):
     with pytest.raises(VidkdError, match="not a valid experiment plan"):
         report.write_report(tmp_path)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

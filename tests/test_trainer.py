@@ -18,18 +18,13 @@ from vidkd.engine.checkpoint import load_checkpoint, load_weights
 from vidkd.engine.trainer import Trainer, pretrain, read_metrics, resume
 from vidkd.errors import ConfigError, TrainingError
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads cost more than they save
+
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_pretrain_writes_the_run_directory(data_root, tmp_path):

@@ -94,7 +94,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0 = a full pass over the data
     knn_k: int = 20
     knn_every: int = 1  # epochs between kNN probes; 0 = off
-    val_tuples: int = 0  # 0 = one tuple per test video
+    val_tuples_per_video: int = 1  # fixed validation tuples per test video (more = a less noisy curve)
     checkpoint_every: int = 1
 
 
@@ -266,6 +266,8 @@ def validate(cfg: Config) -> None:
                        ("train.epochs", cfg.train.epochs), ("train.batch_size", cfg.train.batch_size)):
         if value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
+    if cfg.train.val_tuples_per_video < 1:
+        raise ConfigError("config key 'train.val_tuples_per_video' must be at least 1")
     if cfg.model.width <= 0:
         raise ConfigError(f"config key 'model.width' must be positive; got {cfg.model.width}")
     if not 0 < cfg.data.train_fraction <= 1:

@@ -229,3 +229,34 @@ class MultiClipDataset(_VideoDataset):
         row = {frame: i for i, frame in enumerate(needed)}
         clips = [self.transform(frames[[row[f] for f in rows]], rng) for rows in clip_rows]
         return {"clips": torch.stack(clips), "label": record.label, "index": index}
+
+
+class MaterializedDataset(Dataset):
+    """The items of a deterministic dataset (fixed validation tuples, evaluation clips), decoded once.
+
+    Epoch after epoch the same clips are scored; keeping them in memory turns every evaluation
+    after the first from decode-bound into compute-bound. Only for datasets that fit: see
+    `materialized_bytes`.
+    """
+
+    def __init__(self, dataset: Dataset, num_workers: int = 0):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=num_workers, collate_fn=_as_list)
+        self.items = [item for batch in loader for item in batch]
+        for name in ("split", "class_names", "records", "skipped"):
+            if hasattr(dataset, name):
+                setattr(self, name, getattr(dataset, name))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def materialized_bytes(num_items: int, clips_per_item: int, clip_len: int, crop: int) -> int:
+    """Memory the float32 clips of `num_items` items take (3 channels)."""
+    return num_items * clips_per_item * 3 * clip_len * crop * crop * 4

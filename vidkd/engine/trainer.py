@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from vidkd.config import Config, config_from_dict, load_config, save_config
+from vidkd.data.loaders import MaterializedDataset
 from vidkd.engine import checkpoint as ckpt
 from vidkd.engine import distributed as dist_utils
 from vidkd.errors import ConfigError, TrainingError
@@ -29,6 +30,7 @@ from vidkd.errors import ConfigError, TrainingError
 log = logging.getLogger("vidkd.train")
 
 METRICS_FILE = "metrics.jsonl"
+EVAL_CACHE_BYTES = 2 * 1024**3  # keep fixed evaluation clips in memory up to this size
 
 
 def seed_everything(seed: int) -> None:
@@ -157,9 +159,16 @@ class Trainer:
         use_pretext = cfg.ssl.pretext != "none"
         self.train_set = PCLTupleDataset(train_split, spec, train_tf, pretext=use_pretext, seed=cfg.train.seed,
                                          shared_augmentation=data.shared_augmentation)
-        self.val_set = PCLTupleDataset(test_split, spec, eval_tf, pretext=use_pretext, seed=cfg.train.seed, fixed=True)
-        self.knn_train = MultiClipDataset(train_split, num_clips=1, clip_len=data.clip_len, transform=eval_tf)
-        self.knn_test = MultiClipDataset(test_split, num_clips=1, clip_len=data.clip_len, transform=eval_tf)
+        # fixed tuples (same clips and transformations every epoch), several per video if asked
+        val_sets = [PCLTupleDataset(test_split, spec, eval_tf, pretext=use_pretext, seed=cfg.train.seed + 7919 * r,
+                                    fixed=True, progress=False)
+                    for r in range(cfg.train.val_tuples_per_video)]
+        self.val_set = val_sets[0] if len(val_sets) == 1 else ConcatDataset(val_sets)
+        self.knn_train = MultiClipDataset(train_split, num_clips=1, clip_len=data.clip_len, transform=eval_tf,
+                                          progress=False)
+        self.knn_test = MultiClipDataset(test_split, num_clips=1, clip_len=data.clip_len, transform=eval_tf,
+                                         progress=False)
+        self._materialized = False
         global_batch = cfg.train.batch_size * self.dist.world_size
         if len(self.train_set) < global_batch:
             raise TrainingError(
@@ -253,11 +262,11 @@ class Trainer:
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
-    def _loader(self, dataset, shuffle: bool, drop_last: bool, batch_size: int | None = None) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, drop_last: bool, workers: int | None = None) -> DataLoader:
         sampler = DistributedSampler(dataset, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                      shuffle=shuffle, seed=self.cfg.train.seed, drop_last=drop_last)
-        return DataLoader(dataset, batch_size=batch_size or self.cfg.train.batch_size, sampler=sampler,
-                          num_workers=self.cfg.data.num_workers, drop_last=drop_last,
+        return DataLoader(dataset, batch_size=self.cfg.train.batch_size, sampler=sampler,
+                          num_workers=self.cfg.data.num_workers if workers is None else workers, drop_last=drop_last,
                           pin_memory=self.device.type == "cuda")
 
     def _autocast(self):
@@ -306,6 +315,23 @@ class Trainer:
             kept = [m for m in read_metrics(self.out_dir) if m["epoch"] < self.start_epoch]
             ckpt.atomic_write_text(self.out_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept))
             log.info("resuming %s from epoch %d", self.out_dir, self.start_epoch)
+
+    def _materialize_eval_sets(self) -> None:
+        """Decode the fixed validation tuples and kNN clips once, when they fit in memory."""
+        from vidkd.data.loaders import MaterializedDataset, materialized_bytes
+
+        if self._materialized:
+            return
+        self._materialized = True
+        data = self.cfg.data
+        clips = len(self.val_set) * data.tuple_len + len(self.knn_train) + len(self.knn_test)
+        if materialized_bytes(clips, 1, data.clip_len, data.crop) > EVAL_CACHE_BYTES:
+            return
+        workers = data.num_workers
+        self.val_set = MaterializedDataset(self.val_set, workers)
+        if self.is_main:  # only rank 0 runs the kNN probe
+            self.knn_train = MaterializedDataset(self.knn_train, workers)
+            self.knn_test = MaterializedDataset(self.knn_test, workers)
 
     # ----------------------------------------------------------------- epochs
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
@@ -385,8 +411,10 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         if self.cfg.ssl.pretext == "none" or len(self.val_set) == 0:
             return {}
+        self._materialize_eval_sets()
         self.model.eval()
-        loader = self._loader(self.val_set, shuffle=False, drop_last=False)
+        loader = self._loader(self.val_set, shuffle=False, drop_last=False,
+                              workers=0 if isinstance(self.val_set, MaterializedDataset) else None)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # correct, loss, count
         for batch in tqdm(loader, desc="validate", leave=False, disable=not self.is_main, dynamic_ncols=True):
             clips = batch["clips"].to(self.device, non_blocking=True)
@@ -407,10 +435,12 @@ class Trainer:
         from vidkd.eval.knn import knn_classify
 
         result: dict[str, float] = {}
+        self._materialize_eval_sets()
         if self.is_main:
             self.model.eval()
+            in_memory = isinstance(self.knn_train, MaterializedDataset)
             kwargs = dict(batch_size=self.cfg.train.batch_size * self.cfg.data.tuple_len, device=self.device,
-                          num_workers=self.cfg.data.num_workers)
+                          num_workers=0 if in_memory else self.cfg.data.num_workers, progress=False)
             train_feats, train_labels = extract_features(self.model.backbone, self.knn_train, desc="knn memory", **kwargs)
             test_feats, test_labels = extract_features(self.model.backbone, self.knn_test, desc="knn queries", **kwargs)
             scores = knn_classify(train_feats, train_labels, test_feats, test_labels, k=self.cfg.train.knn_k,
