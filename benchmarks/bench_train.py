@@ -21,9 +21,8 @@ convolutions' worth per convolution). `--write-docs` puts the table under
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import platform
+import logging
 import re
 import statistics
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+import bench_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from vidkd.config import Config, load_config
 from vidkd.data.synthetic import write_synthetic_dataset
 from vidkd.engine import trainer as trainer_module
@@ -109,14 +109,7 @@ def timed_epoch(trainer: Trainer, epoch: int, steps: int) -> float:
 
 
 def machine(threads: int) -> str:
-    cpu = "unknown CPU"
-    try:
-        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = match.group(1).strip() if match else cpu
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores visible; Python {platform.python_version()}, torch {torch.__version__}; "
-            f"torch intra-op threads {threads}")
+    return f"{bench_data.machine()}; torch intra-op threads {threads}"
 
 
 def command_line() -> str:
@@ -216,6 +209,7 @@ def main() -> None:
 
     quiet_vidkd()
     torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the Trainer keeps an explicit thread count
     data_root = prepare_data(args.data)
     cfg = preset_config(data_root, backbones[0], args.steps)
     shape = batch_shape(cfg)
@@ -242,7 +236,9 @@ def write_docs(lines: list[str], cfg: Config, steps: int, args: argparse.Namespa
         "(no data, heads, loss or optimizer). *Loop*: `Trainer.train_one_epoch` of",
         f"{steps} steps (DataLoader start included, as in every real epoch). Medians of {args.repeats} runs per side,",
         "bare and loop alternating in one process. GFLOP/s counts forward+backward as 3x the forward FLOPs",
-        "(`vidkd.models.count_flops`; 1 MAC = 2 FLOPs). Overhead = 1 - loop / bare clips/s.",
+        "(`vidkd.models.count_flops`; 1 MAC = 2 FLOPs). Overhead = 1 - loop / bare clips/s. The DataLoader",
+        "worker decodes and transforms on the same cores as the torch threads, so on a small machine the",
+        "overhead is mostly the data pipeline's share of the CPU.",
         "",
         f"Machine: {machine(args.threads)}.",
         "",

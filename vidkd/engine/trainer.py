@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -141,6 +142,10 @@ class Trainer:
         self.dist = dist_utils.init_distributed()
         self.is_main = self.dist.is_main
         self.device = resolve_device(cfg, self.dist.local_rank)
+        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # leave the loader workers their cores: oversubscribed small ops get many times slower
+            cores = (os.cpu_count() or 1) // max(1, self.dist.world_size)
+            torch.set_num_threads(max(1, cores - cfg.data.num_workers))
         seed_everything(cfg.train.seed)
 
         if self.is_main:

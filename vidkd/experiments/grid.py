@@ -267,14 +267,17 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
 
 
 def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, base: Config) -> None:
-    from vidkd.eval.run import evaluate
+    from vidkd.eval.run import evaluate, result_name
 
     eval_dir = out if out is not None else Path(source) / "eval"
     for protocol in exp.evaluations:
-        if (eval_dir / f"{protocol}.json").is_file():
+        if (eval_dir / result_name(protocol, base.data.split, exp.eval.fraction)).is_file():
             continue
         epochs = exp.eval.finetune_epochs if protocol == "finetune" else exp.eval.linear_epochs
-        overrides = [f"model.width={base.model.width}"] if source.startswith("random:") else None
+        overrides = None
+        if source.startswith("random:"):  # the untrained twin sees exactly the clips the runs see
+            overrides = [f"model.width={base.model.width}", f"train.seed={base.train.seed}"]
+            overrides += [f"data.{key}={json.dumps(value)}" for key, value in dataclasses.asdict(base.data).items()]
         evaluate(source, protocols=(protocol,), fraction=exp.eval.fraction, epochs=epochs, overrides=overrides,
                  out=out, data_root=base.data.root, layout=base.data.layout, split=base.data.split)
 
