@@ -22,7 +22,6 @@ Pairs: r3d -> r3d (same size) and c3d -> r3d (a larger teacher of another family
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -122,7 +121,6 @@ def main() -> None:
 
     quiet_vidkd()
     torch.set_num_threads(args.threads)
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the Trainer keeps an explicit thread count
     data_root = prepare_data(args.data)
     print(f"CPU preset, {args.steps} steps per run, {args.repeats} run(s) per side; {machine(args.threads)}",
           flush=True)

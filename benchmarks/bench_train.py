@@ -21,7 +21,6 @@ convolutions' worth per convolution). `--write-docs` puts the table under
 from __future__ import annotations
 
 import argparse
-import os
 import logging
 import re
 import statistics
@@ -209,7 +208,6 @@ def main() -> None:
 
     quiet_vidkd()
     torch.set_num_threads(args.threads)
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the Trainer keeps an explicit thread count
     data_root = prepare_data(args.data)
     cfg = preset_config(data_root, backbones[0], args.steps)
     shape = batch_shape(cfg)

@@ -163,3 +163,10 @@ def test_two_ranks_match_one_rank_with_twice_the_batch(data_root, tmp_path):
     for ma, mb in zip(la, lb):
         assert ma["train_loss"] == pytest.approx(mb["train_loss"], rel=1e-4)
         assert ma["val_pretext_acc"] == pytest.approx(mb["val_pretext_acc"], abs=1e-6)
+
+
+def test_a_constant_predictor_never_outranks_a_real_one_as_best_checkpoint():
+    collapsed = {"val_pretext_acc": 0.26, "val_top_class_share": 1.0}  # one label for every tuple
+    weaker_but_real = {"val_pretext_acc": 0.22, "val_top_class_share": 0.6}
+    assert Trainer._score(None, weaker_but_real) > Trainer._score(None, collapsed)
+    assert Trainer._score(None, collapsed) > Trainer._score(None, {"val_pretext_acc": 0.1, "val_top_class_share": 1.0})

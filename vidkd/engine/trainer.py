@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -142,10 +141,6 @@ class Trainer:
         self.dist = dist_utils.init_distributed()
         self.is_main = self.dist.is_main
         self.device = resolve_device(cfg, self.dist.local_rank)
-        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            # leave the loader workers their cores: oversubscribed small ops get many times slower
-            cores = (os.cpu_count() or 1) // max(1, self.dist.world_size)
-            torch.set_num_threads(max(1, cores - cfg.data.num_workers))
         seed_everything(cfg.train.seed)
 
         if self.is_main:
@@ -421,17 +416,22 @@ class Trainer:
         loader = self._loader(self.val_set, shuffle=False, drop_last=False,
                               workers=0 if isinstance(self.val_set, MaterializedDataset) else None)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # correct, loss, count
+        predicted = torch.zeros(self.cfg.ssl.pretext_classes, dtype=torch.float64, device=self.device)
         for batch in tqdm(loader, desc="validate", leave=False, disable=not self.is_main, dynamic_ncols=True):
             clips = batch["clips"].to(self.device, non_blocking=True)
             labels = batch["pretext_label"].to(self.device)
             with self._autocast():
                 logits = self.model(clips).pretext_logits.float()
             sums[0] += (logits.argmax(1) == labels).sum()
+            predicted += torch.bincount(logits.argmax(1), minlength=predicted.numel()).to(predicted)
             sums[1] += nn.functional.cross_entropy(logits, labels, reduction="sum")
             sums[2] += labels.numel()
         sums = dist_utils.all_reduce_sum(sums)
+        predicted = dist_utils.all_reduce_sum(predicted)
         count = max(1.0, float(sums[2]))
-        return {"val_pretext_acc": float(sums[0]) / count, "val_loss": float(sums[1]) / count}
+        # share of the most predicted class: 1.0 means a constant predictor, whatever its accuracy
+        return {"val_pretext_acc": float(sums[0]) / count, "val_loss": float(sums[1]) / count,
+                "val_top_class_share": float(predicted.max()) / count}
 
     @torch.no_grad()
     def knn_probe(self) -> dict[str, float]:
@@ -455,6 +455,11 @@ class Trainer:
         return result
 
     def _score(self, metrics: dict[str, Any]) -> float:
+        if metrics.get("val_top_class_share") == 1.0:
+            # a network that gives every tuple one label scores that label's share of the validation
+            # set; as a "best" checkpoint (and so as a teacher) it would only pass on the collapse,
+            # so any epoch that predicts more than one class ranks above it
+            return float(metrics["val_pretext_acc"]) - 1.0
         for key in ("val_pretext_acc", "val_knn_top1"):
             if metrics.get(key) is not None:
                 return float(metrics[key])
