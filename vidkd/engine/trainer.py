@@ -21,7 +21,7 @@ import torch.nn as nn
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from vidkd.config import Config, config_from_dict, load_config, save_config
+from vidkd.config import Config, load_config, save_config
 from vidkd.data.loaders import MaterializedDataset
 from vidkd.engine import checkpoint as ckpt
 from vidkd.engine import distributed as dist_utils
@@ -101,12 +101,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _flat_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _flat_diff(va, vb, f"{prefix}{key}.")
+            keys += config_differences(va, vb, f"{prefix}{key}.")
         elif va != vb:
             keys.append(f"{prefix}{key}")
     return keys
@@ -120,7 +120,7 @@ def prepare_run_dir(cfg: Config, out_dir: Path) -> None:
         import yaml
 
         existing = yaml.safe_load(config_path.read_text()) or {}
-        differs = _flat_diff(existing, cfg.to_dict())
+        differs = config_differences(existing, cfg.to_dict())
         if differs:
             shown = ", ".join(differs[:5]) + (" …" if len(differs) > 5 else "")
             raise ConfigError(f"{out_dir} already holds a different run (differs in {shown}); choose a new --out")
@@ -557,4 +557,4 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> list[dict[str, 
 
 
 __all__ = ["Trainer", "pretrain", "resume", "read_metrics", "build_pcl_model", "build_transforms",
-           "model_meta", "config_from_dict"]
+           "model_meta", "config_differences"]

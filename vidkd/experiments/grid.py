@@ -252,9 +252,9 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
         return
     if status == "partial":
         existing = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        from vidkd.engine.trainer import _flat_diff
+        from vidkd.engine.trainer import config_differences
 
-        differs = [k for k in _flat_diff(existing.to_dict(), cfg.to_dict()) if k != "train.epochs"]
+        differs = [k for k in config_differences(existing.to_dict(), cfg.to_dict()) if k != "train.epochs"]
         if differs:
             raise ConfigError(f"{run_dir} was started with a different config ({', '.join(differs[:4])}); "
                               "remove that run directory or use a new experiment --out")
