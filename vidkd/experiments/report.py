@@ -547,6 +547,10 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
     any_comparable = any(_comparable(exp, g) for g in trained)
     dataset = published.dataset_key(exp.dataset)
     sections = []
+    planned = set(exp.plan.get("evaluations") or [])
+
+    def shown(*protocols: str) -> bool:  # planned, or present in some run
+        return any(p in planned or any(p in r.evals for g in groups for r in g.runs) for p in protocols)
 
     headers = ["model", "seeds", *RETRIEVAL_KS]
     rows = []
@@ -558,7 +562,8 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
         rows.append(row)
     if any_comparable:
         headers.append("PCL R@1 (published)")
-    sections.append(Section("Retrieval (R@k %, test clips query train clips)", [Table(headers, rows)]))
+    if shown("retrieval"):
+        sections.append(Section("Retrieval (R@k %, test clips query train clips)", [Table(headers, rows)]))
 
     headers = ["model", "seeds", "video top-1 %", "clip top-1 %"]
     rows = []
@@ -571,9 +576,10 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
         rows.append(row)
     if any_comparable:
         headers.append(f"PCL video top-1 on {dataset.upper()} (published)")
-    sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)]))
+    if shown("finetune"):
+        sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)]))
 
-    if any(("knn" in r.evals or "linear" in r.evals) for g in groups for r in g.runs):
+    if shown("knn", "linear"):
         rows = [[g.label, str(len(g.runs)), format_percent(_eval_values(g, "knn", "top1")),
                  format_percent(_eval_values(g, "linear", "test_top1"))] for g in groups]
         sections.append(Section("Frozen-feature probes (top-1 %)",
@@ -586,6 +592,8 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
         note = (f"Published PCL numbers are not shown: this experiment ({exp.dataset}) is not the published "
                 "setting (UCF101/HMDB51, full-width networks, 16×112×112 clips, hundreds of epochs), so its "
                 f"numbers are not comparable with them. Source for the published numbers: {published.PCL_SOURCE}.")
+    if not sections:
+        sections.append(Section("Evaluations", ["No evaluation was planned or found."]))
     sections[-1].blocks.append(note)
     return sections
 
