@@ -26,14 +26,18 @@ def main() -> None:
     parser.add_argument("--title", default="")
     args = parser.parse_args()
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 3.6))
+    colours: dict[str, str] = {}  # one colour per model (the label's first word), dashed for students
     for item in args.runs:
         label, run = item.split("=", 1)
         metrics = read_metrics(Path(run))
         style = "--" if "student" in label.lower() else "-"
+        colour = colours.setdefault(label.split()[0], f"C{len(colours)}")
+        if "teacher" in label.lower():
+            colour = "black"
         for ax, (key, _) in zip(axes, METRICS):
             points = [(m["epoch"], m[key]) for m in metrics if m.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), style, marker=".", label=label)
+                ax.plot(*zip(*points), style, color=colour, marker=".", label=label)
     for ax, (key, title) in zip(axes, METRICS):
         ax.set_title(title)
         ax.set_xlabel("epoch")
