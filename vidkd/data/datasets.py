@@ -218,7 +218,7 @@ def _load_folder(root: Path, subset: str, split: int, seed: int, test_fraction: 
         raise DatasetError(f"{root}: no class folders with videos ({', '.join(VIDEO_EXTENSIONS)})")
     class_names = [name for name, _ in classes]
     records = []
-    for label, (name, videos) in enumerate(classes):
+    for label, (_, videos) in enumerate(classes):
         groups = sorted({group_of(v.name) for v in videos})
         # The split number enters the seed, so splits 1/2/3 hold out different groups.
         rng = np.random.default_rng([seed, split, label])

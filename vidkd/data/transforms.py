@@ -154,3 +154,18 @@ def _rotate_hue(x: torch.Tensor, turn: float) -> torch.Tensor:
     rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
     matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
     return torch.einsum("ij,tjhw->tihw", matrix, x).clamp_(0.0, 1.0)
+
+
+def transforms_from_config(data_cfg, colour_augmentation: bool = True) -> tuple[ClipTransform, ClipTransform]:
+    """(training transform, evaluation transform) for a `DataConfig`.
+
+    Pretraining augments colour as configured; fine-tuning passes `colour_augmentation=False`
+    (crop and flip only). The evaluation transform is the centre crop, never augmented.
+    """
+    common = dict(resize=tuple(data_cfg.resize), crop=data_cfg.crop, mean=data_cfg.mean, std=data_cfg.std,
+                  modality=data_cfg.modality)
+    train = ClipTransform(train=True, flip=data_cfg.flip,
+                          color_jitter=data_cfg.color_jitter if colour_augmentation else 0.0,
+                          grayscale=data_cfg.grayscale if colour_augmentation else 0.0, **common)
+    evaluate = ClipTransform(train=False, flip=False, color_jitter=0.0, grayscale=0.0, **common)
+    return train, evaluate

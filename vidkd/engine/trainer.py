@@ -67,14 +67,10 @@ def build_pcl_model(cfg: Config) -> nn.Module:
 
 
 def build_transforms(cfg: Config):
-    from vidkd.data.transforms import ClipTransform
+    """(training, evaluation) clip transforms of a run."""
+    from vidkd.data.transforms import transforms_from_config
 
-    common = dict(resize=tuple(cfg.data.resize), crop=cfg.data.crop, mean=cfg.data.mean, std=cfg.data.std,
-                  modality=cfg.data.modality)
-    train = ClipTransform(train=True, flip=cfg.data.flip, color_jitter=cfg.data.color_jitter,
-                          grayscale=cfg.data.grayscale, **common)
-    evaluate = ClipTransform(train=False, flip=False, color_jitter=0.0, grayscale=0.0, **common)
-    return train, evaluate
+    return transforms_from_config(cfg.data)
 
 
 def model_meta(cfg: Config, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -100,13 +100,9 @@ def resolve_device(cfg: Config) -> torch.device:
 
 def build_eval_transforms(cfg: Config) -> tuple[Any, Any]:
     """(fine-tuning train transform, test transform). Fine-tuning augments with crop and flip only."""
-    from vidkd.data.transforms import ClipTransform
+    from vidkd.data.transforms import transforms_from_config
 
-    common = dict(resize=tuple(cfg.data.resize), crop=cfg.data.crop, mean=cfg.data.mean, std=cfg.data.std,
-                  modality=cfg.data.modality)
-    train = ClipTransform(train=True, flip=cfg.data.flip, color_jitter=0.0, grayscale=0.0, **common)
-    test = ClipTransform(train=False, flip=False, color_jitter=0.0, grayscale=0.0, **common)
-    return train, test
+    return transforms_from_config(cfg.data, colour_augmentation=False)
 
 
 def result_name(protocol: str, split: int, fraction: float) -> str:

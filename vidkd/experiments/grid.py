@@ -8,6 +8,7 @@ interrupted one from its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import yaml
 from vidkd.config import Config, coerce_value, field_types, unknown_key_error, config_from_dict, deep_merge
 from vidkd.engine import distributed as dist_utils
 from vidkd.engine.checkpoint import atomic_write_json, atomic_write_text
-from vidkd.errors import ConfigError
+from vidkd.errors import ConfigError, VidkdError
 
 log = logging.getLogger("vidkd.experiment")
 
@@ -153,33 +154,34 @@ def run_status(run_dir: Path, cfg: Config) -> tuple[str, int]:
     return "partial", saved
 
 
-def estimate_cost(exp: ExperimentConfig, runs: list[PlannedRun], out_dir: Path) -> dict[str, dict[str, float]]:
-    """Training TFLOPs per run: (3 passes x student + teacher forward) x clips x epochs."""
+@functools.lru_cache(maxsize=None)
+def _forward_flops(arch: str, width: float, shape: tuple[int, ...]) -> int:
     from vidkd.models import build_backbone
     from vidkd.models.flops import count_flops
 
+    return count_flops(build_backbone(arch, width=width), shape)
+
+
+def _train_videos(cfg: Config) -> int:
+    from vidkd.data.datasets import load_split
+
+    try:
+        return len(load_split(cfg.data.root, "train", split=cfg.data.split, layout=cfg.data.layout).records)
+    except VidkdError:  # the dataset may not exist yet on a dry run
+        return 0
+
+
+def estimate_cost(exp: ExperimentConfig, runs: list[PlannedRun], out_dir: Path) -> dict[str, dict[str, float]]:
+    """Training TFLOPs per run: (3 passes x student + teacher forward) x clips x epochs."""
     costs: dict[str, dict[str, float]] = {}
-    flops_cache: dict[tuple[str, float], int] = {}
     videos = None
     for run in runs:
         cfg = run_config(exp, run, out_dir)
-        if videos is None:
-            try:
-                from vidkd.data.datasets import load_split
-
-                videos = len(load_split(cfg.data.root, "train", split=cfg.data.split, layout=cfg.data.layout).records)
-            except Exception:  # the dataset may not exist yet on a dry run
-                videos = 0
+        videos = _train_videos(cfg) if videos is None else videos
         shape = (1, 3, cfg.data.clip_len, cfg.data.crop, cfg.data.crop)
-
-        def flops(arch: str, width: float) -> int:
-            if (arch, width) not in flops_cache:
-                flops_cache[(arch, width)] = count_flops(build_backbone(arch, width=width), shape)
-            return flops_cache[(arch, width)]
-
-        per_clip = 3 * flops(cfg.model.arch, cfg.model.width)
+        per_clip = 3 * _forward_flops(cfg.model.arch, cfg.model.width, shape)
         if run.kind == "student":
-            per_clip += flops(run.teacher_arch, exp.widths.get(run.teacher_arch, cfg.model.width))
+            per_clip += _forward_flops(run.teacher_arch, exp.widths.get(run.teacher_arch, cfg.model.width), shape)
         clips = videos * cfg.data.tuple_len * cfg.train.epochs
         costs[run.name] = {"tflops": per_clip * clips / 1e12, "clips": clips}
     return costs
