@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidkd.engine.checkpoint import WEIGHTS_FILE, atomic_write_json, load_checkpoint
-from vidkd.errors import CheckpointError, VidkdError
+from vidkd.engine.checkpoint import atomic_write_json
+from vidkd.errors import VidkdError
 
 log = logging.getLogger("vidkd.export")
 
@@ -40,39 +40,14 @@ def require_onnx() -> tuple[Any, Any]:
                          "pip install 'vidkd[export]'") from None
 
 
-def find_checkpoint(run_dir: Path) -> Path:
-    """`checkpoints/best` if it exists, else `checkpoints/last`; a checkpoint directory itself also works."""
-    run_dir = Path(run_dir)
-    for candidate in (run_dir / "checkpoints" / "best", run_dir / "checkpoints" / "last", run_dir):
-        if (candidate / WEIGHTS_FILE).is_file():
-            return candidate
-    raise CheckpointError(f"no checkpoint under {run_dir} (expected checkpoints/best or checkpoints/last with "
-                          f"{WEIGHTS_FILE}); pass a run directory written by `vidkd pretrain`")
+def load_backbone(source: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The trained backbone of a run (`checkpoints/best`, else `last`) or checkpoint directory, in eval
+    mode, with its meta.json (plus `checkpoint`: the directory read); loaded strictly."""
+    from vidkd.models.loading import load_backbone as load_trained_backbone
 
-
-def load_backbone(checkpoint_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build the backbone named in meta.json and load its `backbone.*` weights (strict)."""
-    from vidkd.models import build_backbone
-
-    weights, meta, _ = load_checkpoint(checkpoint_dir)
-    if "arch" not in meta:
-        raise CheckpointError(f"{checkpoint_dir}/meta.json does not name the architecture ('arch'); "
-                              "it was not written by vidkd — re-save it with `vidkd pretrain`")
-    backbone = build_backbone(meta["arch"], width=float(meta.get("width", 1.0)))
-    state = {k[len(BACKBONE_PREFIX):]: v for k, v in weights.items() if k.startswith(BACKBONE_PREFIX)}
-    if not state:
-        raise CheckpointError(f"{checkpoint_dir}/{WEIGHTS_FILE} has no '{BACKBONE_PREFIX}*' tensors; "
-                              "export needs a vidkd PCL checkpoint")
-    expected = backbone.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong_shape:
-        parts = [f"{name} {len(keys)} (e.g. {keys[0]})" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
-        raise CheckpointError(f"checkpoint {checkpoint_dir} does not fit {meta['arch']} at width "
-                              f"{meta.get('width', 1.0)}: {'; '.join(parts)}; check meta.json's arch and width")
-    backbone.load_state_dict(state, strict=True)
+    backbone, info = load_trained_backbone(source)
+    meta = {**info["meta"], "arch": info["arch"], "width": info["width"],
+            "checkpoint": str(Path(info["report"]["source"]))}
     return backbone.eval(), meta
 
 
@@ -132,8 +107,7 @@ def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
     """Export RUN_DIR's backbone to ONNX, check it with onnxruntime, write export.json; returns that record."""
     onnx, ort = require_onnx()
     run_dir = Path(run_dir)
-    checkpoint_dir = find_checkpoint(run_dir)
-    backbone, meta = load_backbone(checkpoint_dir)
+    backbone, meta = load_backbone(run_dir)
     inputs = meta.get("input", {})
     clip_len, crop = int(inputs.get("clip_len", 16)), int(inputs.get("crop", 112))
     out = Path(out) if out else run_dir / "export" / "backbone.onnx"
@@ -163,7 +137,7 @@ def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
         "opset": OPSET,
         "arch": meta["arch"],
         "width": meta.get("width", 1.0),
-        "checkpoint": str(checkpoint_dir),
+        "checkpoint": meta["checkpoint"],
         "epoch": meta.get("epoch"),
         "input": {"name": "clip", "shape": ["batch", 3, *clip.shape[2:]], "mean": inputs.get("mean"),
                   "std": inputs.get("std"), "modality": inputs.get("modality", "rgb")},

@@ -152,7 +152,7 @@ def read_weights(source: str | Path) -> WeightSource:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}; give a run directory, a checkpoint directory or a weights file")
     if path.is_dir():
-        if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
+        if (path / "checkpoints").is_dir():  # a run directory: its best checkpoint, else its last
             for name in ("best", "last"):
                 if (path / "checkpoints" / name / WEIGHTS_FILE).is_file():
                     path = path / "checkpoints" / name
@@ -197,7 +197,7 @@ def load_into(model: nn.Module, weights: WeightSource, arch: str, width: float, 
     for key, value in state.items():
         if key in expected and expected[key].shape != value.shape:
             raise CheckpointError(
-                f"{weights.path} does not fit {arch} (width {width}): '{key}' is {tuple(value.shape)} in the "
+                f"{weights.path} does not fit {arch} at width {width}: '{key}' is {tuple(value.shape)} in the "
                 f"checkpoint but {tuple(expected[key].shape)} in the model; check --arch / model.width")
     loaded = [k for k in state if k in expected]
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
