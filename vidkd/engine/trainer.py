@@ -90,11 +90,24 @@ def model_meta(cfg: Config, epoch: int, metrics: dict[str, Any]) -> dict[str, An
     }
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The per-epoch records of a run; a line cut short by a crash is skipped (and noted in `problems`)."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if problems is not None:
+                problems.append(f"{path.name} line {number} is not JSON (skipped)")
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

@@ -23,11 +23,11 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd.engine.checkpoint import WEIGHTS_FILE, atomic_write_text
+from vidkd.engine.trainer import METRICS_FILE, read_metrics
 from vidkd.errors import VidkdError
 from vidkd.experiments import published
 
 PLAN_FILE = "plan.json"
-METRICS_FILE = "metrics.jsonl"
 REPORT_DIR = "report"
 PROTOCOLS = ("retrieval", "knn", "linear", "finetune")
 RETRIEVAL_KS = ("R@1", "R@5", "R@10", "R@20", "R@50")
@@ -168,23 +168,6 @@ def _read_json(path: Path, problems: list[str]) -> Any:
         return None
 
 
-def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a crash: keep the rest
-            problems.append(f"{path.name} line {number} is not JSON (skipped)")
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
-
-
 def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None) -> Run:
     """Read one plan entry's run directory; nothing in it is required."""
     run_dir = (base / entry.get("run_dir", f"runs/{entry.get('name', '')}")).resolve()
@@ -211,7 +194,7 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None) -> R
     )
     if "width" in entry and "model" not in config:  # a run not started yet: the plan knows its width
         run.config.setdefault("model", {})["width"] = entry["width"]
-    run.metrics = _read_metrics(run_dir / METRICS_FILE, problems)
+    run.metrics = read_metrics(run_dir, problems)
     for protocol in PROTOCOLS:
         path = run_dir / "eval" / f"{protocol}.json"
         if path.is_file():
