@@ -5,7 +5,7 @@
 Writes (or reuses) ~20 moving-pattern videos of 150 frames at 320x240 (UCF101's frame size),
 MPEG-4 in AVI with a keyframe every 12 frames, then measures tuples/second through a
 DataLoader (batch 8) for num_workers 0, 1, 2:
-  - vidkd: PCLTupleDataset (one seek, decode only up to the last needed frame, RGB conversion only
+  - vidkd: TupleDataset (one seek, decode only up to the last needed frame, RGB conversion only
     of the needed frames), with and without FFmpeg threading;
   - naive: decode every frame of the video to RGB with PyAV, then cut the same tuple from the array.
 Both use the same sampler and the same train transform (resize 128x171, crop 112, jitter...).
@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidkd.data.datasets import load_split
-from vidkd.data.loaders import PCLTupleDataset
+from vidkd.data.loaders import TupleDataset
 from vidkd.data.sampling import TupleSpec, clip_indices, remote_possible, sample_tuple
 from vidkd.data.transforms import ClipTransform
 from vidkd.data.vcp import apply_vcp, sample_vcp_label
@@ -78,7 +78,7 @@ def write_dataset(root: Path) -> Path:
 class NaiveTupleDataset(Dataset):
     """Baseline: decode the whole video, then sample. Same sampler, transform and VCP as vidkd."""
 
-    def __init__(self, reference: PCLTupleDataset, reuse_reformatter: bool = False):
+    def __init__(self, reference: TupleDataset, reuse_reformatter: bool = False):
         self.records, self.spec, self.transform = reference.records, reference.spec, reference.transform
         self.reuse_reformatter = reuse_reformatter
 
@@ -148,7 +148,7 @@ def main() -> None:
     transform = ClipTransform()  # the PCL training transform: resize 128x171, random crop 112, jitter...
 
     # Frames decoded per tuple (num_workers=0 keeps the counter in this process).
-    probe = PCLTupleDataset(split, spec, transform, progress=False)
+    probe = TupleDataset(split, spec, transform, progress=False)
     probe.set_epoch(0)
     for i in range(len(probe)):
         probe[i]
@@ -158,9 +158,9 @@ def main() -> None:
     rows = []
     for name, dataset_fn, frames in [
         ("vidkd, FFmpeg threads",
-         lambda: PCLTupleDataset(split, spec, transform, progress=False, decode_threads=True), decoded_per_tuple),
+         lambda: TupleDataset(split, spec, transform, progress=False, decode_threads=True), decoded_per_tuple),
         ("vidkd, single-threaded decode (default)",
-         lambda: PCLTupleDataset(split, spec, transform, progress=False), decoded_per_tuple),
+         lambda: TupleDataset(split, spec, transform, progress=False), decoded_per_tuple),
         ("naive: decode all, then sample", lambda: NaiveTupleDataset(probe), float(NUM_FRAMES)),
         ("naive, reused RGB converter", lambda: NaiveTupleDataset(probe, reuse_reformatter=True), float(NUM_FRAMES)),
     ]:

@@ -33,8 +33,9 @@ from bench_train import (add_common_arguments, batch_shape, check_arguments, clo
                          forward_flops_per_clip, machine, open_trainer, prepare_data, preset_config, quiet_vidkd,
                          timed_epoch, write_docs_section)
 from vidkd.config import Config
-from vidkd.engine.checkpoint import save_checkpoint
-from vidkd.engine.trainer import build_pcl_model, model_meta
+from vidkd.utils.checkpoint import save_checkpoint
+from tiny_runs import checkpoint_meta as model_meta
+from vidkd.methods.pcl import pcl_model as build_pcl_model
 from vidkd.models import build_backbone
 
 PAIRS = [("r3d", "r3d"), ("c3d", "r3d")]  # (teacher, student)

@@ -33,7 +33,7 @@ import torch
 
 import bench_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from vidkd.config import Config, load_config
-from vidkd.data.synthetic import write_synthetic_dataset
+from vidkd.synthetic import write_synthetic_dataset
 from vidkd.engine import trainer as trainer_module
 from vidkd.engine.trainer import Trainer
 from vidkd.models import build_backbone, count_flops, count_parameters

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vidkd.engine.trainer import read_metrics  # noqa: E402
+from vidkd.runs import read_metrics  # noqa: E402
 
 METRICS = (("val_pretext_acc", "validation pretext accuracy"), ("val_knn_top1", "kNN top-1 (test split)"),
            ("train_loss", "training loss"))

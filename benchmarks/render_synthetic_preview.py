@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vidkd.data.synthetic import CLASS_NAMES, _decode, render_preview, write_synthetic_dataset
+from vidkd.synthetic import CLASS_NAMES, decode_video_frames, render_preview, write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def separability(root: Path, split: int = 1) -> None:
     names = [line.split(" ")[1] for line in (root / "splits" / "classInd.txt").read_text().splitlines()]
     train = _read_split(root, f"trainlist0{split}.txt", names)
     test = _read_split(root, f"testlist0{split}.txt", names)
-    videos = {rel: _decode(root / "videos" / rel).astype(np.float32).mean(-1) for rel, _ in train + test}
+    videos = {rel: decode_video_frames(root / "videos" / rel).astype(np.float32).mean(-1) for rel, _ in train + test}
     print(f"{root}: {len(names)} classes, {len(train)} train / {len(test)} test videos (split {split}), "
           f"chance {1 / len(names):.3f}")
     for title, feature in (("single frame", single_frame), ("single frame, centred on the figure", single_frame_centred),

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vidkd.errors import ConfigError, TrainingError
-from vidkd.ssl.contrastive import InBatchInfoNCE, MemoryBankNCE
+from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 
 
 def _unit(*shape, gen):

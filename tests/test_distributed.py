@@ -15,8 +15,8 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from vidkd.engine import distributed as D
-from vidkd.ssl.contrastive import InBatchInfoNCE, MemoryBankNCE
+from vidkd.utils import dist as D
+from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 
 WORLD = 2
 SIZES = [3, 2]

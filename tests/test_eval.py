@@ -232,7 +232,7 @@ TINY = ["model.width=0.125", "data.resize=[32,40]", "data.crop=32", "data.clip_l
 
 @NEEDS_DATA_AND_MODELS
 def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
-    from vidkd.eval import run
+    from vidkd.eval import protocols as run
 
     torch.set_num_threads(2)
     root = _write_tiny_ucf(tmp_path / "ucf")
@@ -266,14 +266,14 @@ def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
 def test_finetune_one_epoch_trains_and_reports_fractions(tmp_path):
     from vidkd.data.datasets import load_split
     from vidkd.eval.finetune import finetune
-    from vidkd.eval.run import build_eval_transforms
+    from vidkd.data.transforms import transforms_from_config
     from vidkd.config import load_config
     from vidkd.models import build_backbone
 
     torch.set_num_threads(2)
     root = _write_tiny_ucf(tmp_path / "ucf")
     cfg = load_config(None, TINY)
-    train_tf, test_tf = build_eval_transforms(cfg)
+    train_tf, test_tf = transforms_from_config(cfg.data, colour_augmentation=False)
     torch.manual_seed(0)
     backbone = build_backbone("r3d", width=0.125)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
@@ -291,7 +291,7 @@ def test_finetune_one_epoch_trains_and_reports_fractions(tmp_path):
 
 
 def test_find_run_dir_from_run_checkpoint_or_weights(tmp_path):
-    from vidkd.eval.run import find_run_dir, result_name
+    from vidkd.runs import find_run_dir, result_name
 
     run_dir = tmp_path / "run"
     best = run_dir / "checkpoints" / "best"
@@ -309,7 +309,7 @@ def test_find_run_dir_from_run_checkpoint_or_weights(tmp_path):
 @NEEDS_DATA_AND_MODELS
 def test_evaluate_refuses_user_mistakes_with_clear_errors(tmp_path):
     from vidkd.errors import DatasetError
-    from vidkd.eval.run import evaluate
+    from vidkd.eval.protocols import evaluate
 
     with pytest.raises(ConfigError, match="unknown protocol"):
         evaluate("random:r3d", protocols=("recall",), overrides=TINY)
@@ -324,9 +324,11 @@ def test_evaluate_refuses_user_mistakes_with_clear_errors(tmp_path):
 @NEEDS_DATA_AND_MODELS
 def test_evaluate_run_directory_reads_its_config_and_checkpoint(tmp_path):
     from vidkd.config import load_config, save_config
-    from vidkd.engine.checkpoint import save_checkpoint
-    from vidkd.engine.trainer import build_pcl_model, model_meta, seed_everything
-    from vidkd.eval.run import evaluate
+    from vidkd.utils.checkpoint import save_checkpoint
+    from tiny_runs import checkpoint_meta as model_meta
+    from vidkd.methods.pcl import pcl_model as build_pcl_model
+    from vidkd.utils.runtime import seed_everything
+    from vidkd.eval.protocols import evaluate
 
     torch.set_num_threads(2)
     root = _write_tiny_ucf(tmp_path / "ucf")

@@ -11,8 +11,9 @@ import yaml
 
 from tiny_runs import TINY_SETTINGS, make_tiny_dataset
 from vidkd.errors import ConfigError
-from vidkd.experiments.grid import load_experiment, plan_runs, run_experiment
-from vidkd.experiments.report import write_report
+from vidkd.apps.grid import plan_experiment, plan_runs, run_experiment
+from vidkd.config import load_experiment
+from vidkd.report import write_report
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def _base(data_root: Path) -> dict:
 def _write_config(path: Path, data_root: Path, **extra) -> Path:
     config = {"name": "tiny", "base": _base(data_root), "baselines": ["r3d", "c3d"], "teachers": ["r3d"],
               "students": ["c3d", "r3d"], "seeds": [0], "teacher": {"temperature": 2.0},
-              "evaluations": ["retrieval"], "eval": {"random_init": False}, **extra}
+              "evaluations": ["retrieval"], "random_init": False, **extra}
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -52,16 +53,14 @@ def test_config_mistakes_are_refused(tmp_path, data_root):
     with pytest.raises(ConfigError, match="unknown evaluation"):
         load_experiment(_write_config(tmp_path / "b.yaml", data_root, evaluations=["vibes"]))
     with pytest.raises(ConfigError, match="did you mean"):
-        run_experiment(_write_config(tmp_path / "c.yaml", data_root), tmp_path / "x", ["train.epoch=3"],
-                       dry_run=True)
+        plan_experiment(_write_config(tmp_path / "c.yaml", data_root), tmp_path / "x", ["train.epoch=3"])
 
 
 def test_the_grid_runs_skips_finished_work_and_reports(tmp_path, data_root, capsys):
     torch.set_num_threads(1)
     config = _write_config(tmp_path / "tiny.yaml", data_root)
     out = tmp_path / "grid"
-    run_experiment(config, out, dry_run=True)
-    printed = capsys.readouterr().out
+    printed = plan_experiment(config, out)
     assert "kd_r3d_to_c3d_s0" in printed and "to run" in printed
     assert not (out / "runs").exists()  # a dry run trains nothing
 

@@ -13,10 +13,11 @@ import torch
 from conftest import write_ucf_layout
 from vidkd.cli import main as cli_main
 from vidkd.config import Config
-from vidkd.engine.checkpoint import save_checkpoint
-from vidkd.engine.trainer import build_pcl_model, model_meta
+from vidkd.utils.checkpoint import save_checkpoint
+from tiny_runs import checkpoint_meta as model_meta
+from vidkd.methods.pcl import pcl_model as build_pcl_model
 from vidkd.errors import CheckpointError, VidkdError
-from vidkd.experiments.export import export_onnx
+from vidkd.apps.export import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -60,7 +61,7 @@ def test_export_checks_a_real_clip(tmp_path, tiny_dataset, capsys):
     assert record["input"]["shape"] == ["batch", 3, 8, 32, 32]
 
     # the file loads on its own and serves any batch size, matching the PyTorch backbone
-    from vidkd.experiments.export import load_backbone
+    from vidkd.apps.export import load_backbone
 
     backbone, _ = load_backbone(run_dir / "checkpoints" / "last")
     clips = torch.randn(3, 3, 8, 32, 32)

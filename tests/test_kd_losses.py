@@ -10,7 +10,7 @@ import torch
 from vidkd.config import TeacherConfig
 from vidkd.distill.losses import FeatureKD, KDLoss, logit_kd_loss, relational_kd_loss
 from vidkd.errors import ConfigError
-from vidkd.ssl.pcl import PCLOutput
+from vidkd.methods.base import ModelOutput as PCLOutput
 
 
 def _hand_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float) -> float:
@@ -139,7 +139,7 @@ def test_kd_loss_combines_weighted_terms_with_different_dims():
     assert parts["kd_relational"].item() == pytest.approx(
         relational_kd_loss(student.features.flatten(0, 1), teacher.features.flatten(0, 1), 0.2).item())
     assert parts["kd_feature"].item() == pytest.approx(
-        kd.feature_kd(student.features, teacher.features).item())
+        kd.terms["kd_feature"](student.features, teacher.features).item())
     expected = 0.7 * parts["kd_logit"] + 0.3 * parts["kd_relational"] + 0.5 * parts["kd_feature"]
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
@@ -147,10 +147,10 @@ def test_kd_loss_combines_weighted_terms_with_different_dims():
 def test_kd_loss_defaults_only_logit_term():
     gen = torch.Generator().manual_seed(4)
     kd = KDLoss(TeacherConfig(), student_dim=16, teacher_dim=8)
-    assert kd.feature_kd is None and not list(kd.parameters())
+    assert "kd_feature" not in kd.terms and not list(kd.parameters())
     student, teacher = _output(3, 3, 16, 5, gen), _output(3, 3, 8, 5, gen)
     loss, parts = kd(student, teacher)
-    assert parts["kd_relational"].item() == 0 and parts["kd_feature"].item() == 0
+    assert set(parts) == {"kd_logit"}  # terms with weight 0 are not computed
     assert loss.item() == pytest.approx(logit_kd_loss(student.pretext_logits, teacher.pretext_logits, 4.0).item())
 
 

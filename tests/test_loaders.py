@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from conftest import decode_index, write_index_video, write_ucf_layout
 from vidkd.data.datasets import load_split
-from vidkd.data.loaders import ClipDataset, MultiClipDataset, PCLTupleDataset
+from vidkd.data.loaders import ClipDataset, MultiClipDataset, TupleDataset
 from vidkd.data.sampling import TupleSpec
 from vidkd.data.transforms import ClipTransform
 from vidkd.data.vcp import permute_quadrants
@@ -40,7 +40,7 @@ def frame_ids(clip: torch.Tensor) -> list[int]:
 
 
 def test_pcl_tuple_positions_without_pretext(ucf):
-    dataset = PCLTupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext=False)
+    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="none")
     assert len(dataset) == 8
     for index in range(len(dataset)):
         item = dataset[index]
@@ -53,7 +53,7 @@ def test_pcl_tuple_positions_without_pretext(ucf):
 
 
 def test_vcp_lands_on_the_middle_clip_only(ucf):
-    dataset = PCLTupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext=True, fixed=True)
+    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="vcp", fixed=True)
     labels = set()
     for seed in range(6):
         dataset.seed = seed
@@ -91,13 +91,13 @@ def inverse(order: tuple[int, ...]) -> tuple[int, ...]:
 def test_fixed_is_repeatable_and_epochs_differ(ucf):
     split = load_split(ucf, "train")
     transform = ClipTransform(resize=(40, 44), crop=32, train=True)
-    fixed = PCLTupleDataset(split, TupleSpec(), transform, fixed=True, seed=3)
+    fixed = TupleDataset(split, TupleSpec(), transform, fixed=True, seed=3)
     a = [fixed[i]["clips"] for i in range(4)]
     fixed.set_epoch(5)
     b = [fixed[i]["clips"] for i in range(4)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
-    train = PCLTupleDataset(split, TupleSpec(), transform, seed=3)
+    train = TupleDataset(split, TupleSpec(), transform, seed=3)
     train.set_epoch(0)
     e0 = train[0]["clips"]
     assert torch.equal(e0, train[0]["clips"])  # reproducible within an epoch
@@ -108,7 +108,7 @@ def test_fixed_is_repeatable_and_epochs_differ(ucf):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_dataloader_batches(ucf, workers):
     torch.set_num_threads(1)
-    dataset = PCLTupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(resize=(40, 44), crop=32))
+    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(resize=(40, 44), crop=32))
     dataset.set_epoch(0)
     loader = DataLoader(dataset, batch_size=4, num_workers=workers, shuffle=False)
     batches = list(loader)
@@ -159,7 +159,7 @@ def make_bad_dataset(root, good, zero=0, garbage=0, short=0):
 def test_bad_files_are_skipped_with_a_summary(tmp_path, caplog):
     split = make_bad_dataset(tmp_path, good=8, zero=1, garbage=1, short=1)
     with caplog.at_level(logging.WARNING, logger="vidkd.data"):
-        dataset = PCLTupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
+        dataset = TupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
     assert len(dataset) == 5
     assert len(dataset.skipped["unreadable"]) == 2 and len(dataset.skipped["too short"]) == 1
     assert "skipped 3 of 8 videos (2 unreadable, 1 too short)" in caplog.text
@@ -169,12 +169,12 @@ def test_bad_files_are_skipped_with_a_summary(tmp_path, caplog):
 def test_mostly_bad_dataset_raises(tmp_path):
     split = make_bad_dataset(tmp_path, good=6, zero=2, garbage=2)
     with pytest.raises(DatasetError, match="only 2 of 6"):
-        PCLTupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
+        TupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
 
 
 def test_decode_failure_at_getitem_substitutes_next_video(tmp_path, caplog):
     split = make_bad_dataset(tmp_path, good=4)
-    dataset = PCLTupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY), fixed=True)
+    dataset = TupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY), fixed=True)
     dataset.records[1].path.write_bytes(b"garbage" * 100)  # breaks after indexing
     with caplog.at_level(logging.WARNING, logger="vidkd.data"):
         item = dataset[1]

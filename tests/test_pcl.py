@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 from vidkd.config import Config, SSLConfig
 from vidkd.errors import ConfigError
-from vidkd.ssl.contrastive import InBatchInfoNCE, MemoryBankNCE
-from vidkd.ssl.pcl import PCLLoss, PCLModel, PCLOutput
+from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
+from vidkd.methods.base import ModelOutput as PCLOutput
+from vidkd.methods.pcl import PCLLoss, PCLModel
 
 
 class TinyBackbone(nn.Module):

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from vidkd.cli import main as cli_main
-from vidkd.engine.checkpoint import save_checkpoint
+from vidkd.utils.checkpoint import save_checkpoint
+from vidkd import report, runs
 from vidkd.errors import VidkdError
-from vidkd.experiments import efficiency, report
 from vidkd.models import build_backbone
+from vidkd.report import efficiency
 
 EPOCHS = 10
 TINY = {"clip_len": 8, "crop": 32}  # small enough that the efficiency measurement takes milliseconds
@@ -42,9 +43,11 @@ def plan_entry(name: str) -> dict:
             "teacher_run": f"baseline_{teacher}_s{seed}" if teacher else None, "seed": seed, "run_dir": f"runs/{name}"}
 
 
-def write_run(run_dir: Path, entry: dict, curve: list[float], width: float, dataset_root: str, data: dict) -> None:
+def write_run(run_dir: Path, entry: dict, curve: list[float], width: float, dataset_root: str, data: dict,
+              split: int = 1, fraction: float = 1.0) -> None:
+    """A finished run also gets retrieval and finetune results, named for `split` and `fraction`."""
     run_dir.mkdir(parents=True)
-    config = {"name": entry["name"], "data": {"root": dataset_root, **data},
+    config = {"name": entry["name"], "data": {"root": dataset_root, "split": split, **data},
               "model": {"arch": entry["arch"], "width": width},
               "train": {"epochs": EPOCHS, "seed": entry["seed"]},
               "teacher": {"path": f"runs/{entry['teacher_run']}" if entry["teacher_run"] else None,
@@ -64,29 +67,36 @@ def write_run(run_dir: Path, entry: dict, curve: list[float], width: float, data
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     if len(curve) == EPOCHS + 1:
         best = max(curve)
-        (run_dir / "eval").mkdir()
-        (run_dir / "eval" / "retrieval.json").write_text(json.dumps(
+        results = runs.eval_dir(run_dir)
+        results.mkdir()
+        runs.result_path(results, "retrieval", split, fraction).write_text(json.dumps(
             {"protocol": "retrieval", "metrics": {"R@1": best * 0.5, "R@5": best * 0.7, "R@10": best * 0.8,
                                                   "R@20": best * 0.9, "R@50": best}}))
-        (run_dir / "eval" / "finetune.json").write_text(json.dumps(
+        runs.result_path(results, "finetune", split, fraction).write_text(json.dumps(
             {"protocol": "finetune", "metrics": {"video_top1": best + 0.1, "clip_top1": best}}))
 
 
 def make_experiment(root: Path, dataset: str = "synthetic", width: float = 0.125, data: dict = TINY,
-                    names: list[str] | None = None) -> Path:
+                    names: list[str] | None = None, split: int = 1, fraction: float | None = None) -> Path:
+    """`fraction=None`: a plan without the key (as written before it existed), read as 1.0."""
     names = names or list(CURVES)
     entries = [plan_entry(n) for n in names]
     for entry in entries:
-        write_run(root / entry["run_dir"], entry, CURVES[entry["name"]], width, f"data/{dataset}", data)
+        write_run(root / entry["run_dir"], entry, CURVES[entry["name"]], width, f"data/{dataset}", data,
+                  split, 1.0 if fraction is None else fraction)
     # a planned run that has not started: no directory at all
     entries.append({"name": "student_r21d_c3d_s0", "kind": "student", "arch": "r21d", "teacher_arch": "c3d",
                     "teacher_run": "baseline_c3d_s0", "seed": 0, "run_dir": "runs/student_r21d_c3d_s0"})
     # the untrained reference the grid evaluates beside the plan (eval.random_init)
-    (root / "runs" / "random_r3d" / "eval").mkdir(parents=True)
-    (root / "runs" / "random_r3d" / "eval" / "retrieval.json").write_text(json.dumps(
+    random_results = runs.eval_dir(runs.random_init_dir(root, "r3d"))
+    random_results.mkdir(parents=True)
+    runs.result_path(random_results, "retrieval", split, 1.0 if fraction is None else fraction).write_text(json.dumps(
         {"protocol": "retrieval", "arch": "r3d", "width": width, "metrics": {"R@1": 0.1, "R@5": 0.3}}))
-    (root / "plan.json").write_text(json.dumps({"runs": entries, "evaluations": ["retrieval", "finetune"],
-                                                "dataset": dataset, "epochs": EPOCHS}))
+    plan = {"runs": entries, "evaluations": ["retrieval", "finetune"], "dataset": dataset, "epochs": EPOCHS,
+            "split": split}
+    if fraction is not None:
+        plan["fraction"] = fraction
+    (root / "plan.json").write_text(json.dumps(plan))
     (root / "experiment.yaml").write_text("name: test\n")
     return root
 
@@ -225,3 +235,58 @@ def test_broken_pieces_do_not_crash(tmp_path):
     with pytest.raises(VidkdError, match="not a valid experiment plan"):
         report.write_report(tmp_path)
 
+
+
+def finished_rows(md: str) -> dict[str, str]:
+    return {label: next(l for l in md.splitlines() if l.startswith(f"| {label} | 2 |"))
+            for label in ("R3D ×0.125", "R3D ×0.125 ← C3D")}
+
+
+def test_results_of_the_planned_split_are_read(tmp_path):
+    make_experiment(tmp_path, split=2)
+    # a stray split-1 result must not be taken for the split-2 one
+    stray = runs.result_path(runs.eval_dir(tmp_path / "runs" / "baseline_r3d_s0"), "finetune", 1, 1.0)
+    stray.write_text(json.dumps({"protocol": "finetune", "metrics": {"video_top1": 0.01, "clip_top1": 0.01}}))
+    assert runs.result_name("finetune", 2, 1.0) != stray.name
+    md = report.write_report(tmp_path).read_text()
+    assert "evaluated on split 2" in md
+    assert "no retrieval" not in md and "no finetune" not in md and "no retrieval, finetune result yet" not in md
+    assert "| R3D ×0.125 ← C3D | 2 | 31.2 ± 0.4 |" in md  # retrieval R@1 = best/2 -> 31.5 and 31.0
+    assert "| R3D ×0.125 | 2 | 70.0 ± 0.0 | 60.0 ± 0.0 |" in md  # fine-tuning: video = best + 0.1, clip = best
+    assert "| R3D ×0.125 (random init) | 1 | 10.0 | 30.0 | — |" in md
+
+
+def test_results_of_the_planned_labelled_fraction_are_read(tmp_path):
+    data = {"clip_len": 16, "crop": 112}
+    make_experiment(tmp_path, dataset="ucf101", width=1.0, data=data, names=["baseline_r3d_s0", "student_r3d_c3d_s0"],
+                    fraction=0.25)
+    cached = {f"{a}|w1|3x16x112x112": {"arch": a, "width": 1.0, "input_shape": [3, 16, 112, 112], "params": p,
+                                       "gflops": g, "cpu_latency_ms": 900.0, "cpu_threads": 1}
+              for a, p, g in (("r3d", 14_361_792, 40.0), ("r21d", 14_365_303, 41.0))}
+    runs.report_dir(tmp_path).mkdir()
+    (runs.report_dir(tmp_path) / "efficiency.json").write_text(json.dumps(cached))
+    md = report.write_report(tmp_path).read_text()
+    assert "evaluated on 25% of the labels" in md
+    assert "no retrieval, finetune result yet" not in md
+    assert "| R3D | 1 | 30.0 | 42.0 | 48.0 | 54.0 | 60.0 |" in md  # retrieval of the baseline (best 0.6)
+    assert "| R3D | 1 | 70.0 | 60.0 |" in md  # fine-tuning on a quarter of the labels
+    assert "| R3D ← C3D | 1 | 73.0 | 63.0 |" in md
+    assert "| R3D (random init) | 1 | 10.0 | 30.0 | — | — | — |" in md
+    # published numbers use every label: not comparable, so not shown beside these
+    assert "(published)" not in md and "not comparable" in md
+
+
+def test_single_run_results_of_its_split_or_its_only_result(tmp_path):
+    entry = plan_entry("baseline_r3d_s0")
+    run_dir = tmp_path / "one_run"
+    write_run(run_dir, entry, CURVES["baseline_r3d_s0"], 0.125, "data/synthetic", TINY, split=3)
+    # one more fine-tuning result, of another fraction: the one of the run's split (3, every label) is shown
+    runs.result_path(runs.eval_dir(run_dir), "finetune", 3, 0.5).write_text(json.dumps(
+        {"protocol": "finetune", "metrics": {"video_top1": 0.01, "clip_top1": 0.01}}))
+    # a protocol with only one result, in another setting: that one is shown
+    runs.result_path(runs.eval_dir(run_dir), "knn", 1, 0.5).write_text(json.dumps(
+        {"protocol": "knn", "metrics": {"top1": 0.42}}))
+    md = report.write_report(run_dir).read_text()
+    assert "| R3D ×0.125 | 1 | 30.0 | 42.0 | 48.0 | 54.0 | 60.0 |" in md
+    assert "| R3D ×0.125 | 1 | 70.0 | 60.0 |" in md
+    assert "| R3D ×0.125 | 1 | 42.0 | — |" in md

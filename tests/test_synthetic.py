@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from vidkd.data.synthetic import (CLASS_NAMES, class_names, format_summary, held_out_groups, render_clip,
-                                  write_synthetic_dataset)
+from vidkd.synthetic import (CLASS_NAMES, class_names, format_summary, held_out_groups, render_clip,
+                             write_synthetic_dataset)
 from vidkd.errors import DatasetError, VidkdError
 
 TINY = dict(classes=3, groups=3, clips_per_group=1, frames=40, size=(64, 48), progress=False)

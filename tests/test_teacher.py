@@ -13,11 +13,16 @@ from tiny_runs import make_tiny_dataset, tiny_config
 from vidkd.config import load_config
 from vidkd.distill.losses import KDLoss
 from vidkd.distill.teacher import load_teacher
-from vidkd.engine.checkpoint import load_weights, save_checkpoint
-from vidkd.engine.trainer import Trainer, build_pcl_model, model_meta, pretrain, read_metrics
+from vidkd.utils.io import load_weights
+from vidkd.utils.checkpoint import save_checkpoint
+from tiny_runs import checkpoint_meta as model_meta
+from vidkd.apps.pretrain import build_trainer, pretrain
+from vidkd.methods.pcl import pcl_meta, pcl_model as build_pcl_model
+from vidkd.runs import read_metrics
 from vidkd.errors import CheckpointError
 from vidkd.models import build_backbone
-from vidkd.models.loading import load_backbone, load_pcl_model
+from vidkd.methods.loading import load_model as load_pcl_model
+from vidkd.models.loading import load_backbone
 
 ARCHS = ["c3d", "r3d", "r21d"]
 
@@ -122,12 +127,15 @@ def test_teacher_misfits_stop_before_training(data_root, teacher_run, tmp_path):
     tv = tmp_path / "kinetics.pth"
     torch.save(build_backbone("r3d_18", width=0.125).state_dict(), tv)
     with pytest.raises(CheckpointError, match="no pretext head.*adapt-teacher"):
-        load_teacher(_student_cfg(data_root, tv).teacher, _student_cfg(data_root, tv))
-    for extra, pattern in (("ssl.pretext_classes=4", "pretext classes"), ("data.clip_len=16", "clip_len"),
-                           ("data.crop=28", "crop"), ("data.modality=residual", "modality")):
+        load_teacher(_student_cfg(data_root, tv).teacher, pcl_meta(_student_cfg(data_root, tv)))
+    vcop_student = {**pcl_meta(_student_cfg(data_root, teacher_run)), "method": "vcop", "pretext_classes": 6}
+    with pytest.raises(CheckpointError, match="do not share a pretext task.*teacher.alpha=0"):
+        load_teacher(_student_cfg(data_root, teacher_run).teacher, vcop_student)
+    for extra, pattern in (("data.clip_len=16", "clip_len"), ("data.crop=28", "crop"),
+                           ("data.modality=residual", "modality"), ("data.tuple_len=4", "tuple")):
         cfg = _student_cfg(data_root, teacher_run, extra)
         with pytest.raises(CheckpointError, match=pattern):
-            load_teacher(cfg.teacher, cfg)
+            load_teacher(cfg.teacher, pcl_meta(cfg))
 
 
 @pytest.mark.parametrize("teacher_arch,student_arch", [(t, s) for t in ARCHS for s in ARCHS])
@@ -140,7 +148,7 @@ def test_every_pair_trains_one_step_and_the_teacher_never_changes(teacher_arch, 
     # different widths: feature sizes differ, every KD term must still work
     cfg = load_config(None, [f"model.arch={student_arch}", "model.width=0.25", "data.clip_len=8", "data.crop=32",
                              f"teacher.path={ckpt}", "teacher.relational_weight=1.0", "teacher.feature_weight=1.0"])
-    teacher, _ = load_teacher(cfg.teacher, cfg)
+    teacher, _ = load_teacher(cfg.teacher, pcl_meta(cfg))
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = build_pcl_model(cfg)
     kd = KDLoss(cfg.teacher, student_dim=student.backbone.feature_dim, teacher_dim=teacher.backbone.feature_dim)
@@ -163,7 +171,7 @@ def test_every_pair_trains_one_step_and_the_teacher_never_changes(teacher_arch, 
 
 def test_kd_run_logs_kd_loss_and_leaves_the_teacher_untouched(data_root, teacher_run, tmp_path):
     cfg = _student_cfg(data_root, teacher_run, "model.arch=c3d", "train.epochs=1")
-    trainer = Trainer(cfg, tmp_path / "student")
+    trainer = build_trainer(cfg, tmp_path / "student")
     try:
         trainer.fit()
     finally:
@@ -171,12 +179,12 @@ def test_kd_run_logs_kd_loss_and_leaves_the_teacher_untouched(data_root, teacher
     metrics = read_metrics(tmp_path / "student")
     assert metrics[-1]["train_kd_loss"] is not None and metrics[-1]["train_kd_loss"] >= 0
     saved = load_weights(teacher_run / "checkpoints" / "best" / "model.safetensors")
-    for key, value in trainer.teacher.state_dict().items():
+    for key, value in trainer.method.teacher.state_dict().items():
         assert torch.equal(value, saved[key]), key
 
 
 def test_adapt_teacher_gives_a_torchvision_backbone_a_head(data_root, tmp_path):
-    from vidkd.distill.adapt import adapt_teacher
+    from vidkd.apps.adapt import adapt_teacher
 
     tv = tmp_path / "r3d_18.pth"
     net = build_backbone("r3d_18", width=0.125, num_classes=400)
@@ -190,5 +198,5 @@ def test_adapt_teacher_gives_a_torchvision_backbone_a_head(data_root, tmp_path):
         if not key.startswith("fc."):
             assert torch.equal(adapted["backbone." + key], value), key
     cfg = tiny_config(data_root, f"teacher.path={out}", "model.arch=r3d")
-    teacher, info = load_teacher(cfg.teacher, cfg)
+    teacher, info = load_teacher(cfg.teacher, pcl_meta(cfg))
     assert info["arch"] == "r3d_18" and teacher.pretext_head is not None

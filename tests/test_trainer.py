@@ -14,8 +14,12 @@ import torch
 
 from tiny_runs import make_tiny_dataset, tiny_args, tiny_config
 from vidkd.cli import main
-from vidkd.engine.checkpoint import load_checkpoint, load_weights
-from vidkd.engine.trainer import Trainer, pretrain, read_metrics, resume
+from vidkd.utils.checkpoint import load_checkpoint
+from vidkd.utils.io import load_weights
+from vidkd.apps.pretrain import build_trainer, pretrain, resume
+from vidkd.engine.trainer import Trainer
+from vidkd.methods.common import pretext_score
+from vidkd.runs import read_metrics
 from vidkd.errors import ConfigError, TrainingError
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads cost more than they save
@@ -51,7 +55,8 @@ def test_pretrain_writes_the_run_directory(data_root, tmp_path):
     # the weights moved away from the initialisation
     first = load_weights(run / "checkpoints" / "last" / "model.safetensors")
     fresh = tiny_config(data_root)
-    from vidkd.engine.trainer import build_pcl_model, seed_everything
+    from vidkd.methods.pcl import pcl_model as build_pcl_model
+    from vidkd.utils.runtime import seed_everything
 
     seed_everything(fresh.train.seed)
     init = build_pcl_model(fresh).state_dict()
@@ -87,7 +92,7 @@ def test_resume_after_an_interruption_gives_identical_weights(data_root, tmp_pat
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_root, tmp_path, monkeypatch):
-    from vidkd.ssl import pcl
+    from vidkd.methods import pcl
 
     original = pcl.PCLLoss.forward
     calls = {"n": 0}
@@ -99,7 +104,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_root, tm
 
     monkeypatch.setattr(pcl.PCLLoss, "forward", nan_after_two_steps)
     run = tmp_path / "run"
-    with pytest.raises(TrainingError, match="lower train.lr"):
+    with pytest.raises(TrainingError, match="lower learning rate"):
         pretrain(tiny_config(data_root, "train.knn_every=0"), run)
     _, meta, _ = load_checkpoint(run / "checkpoints" / "last")
     assert meta["epoch"] == 1  # epoch 1 (two good steps) survived; epoch 2 hit the NaN
@@ -168,5 +173,5 @@ def test_two_ranks_match_one_rank_with_twice_the_batch(data_root, tmp_path):
 def test_a_constant_predictor_never_outranks_a_real_one_as_best_checkpoint():
     collapsed = {"val_pretext_acc": 0.26, "val_top_class_share": 1.0}  # one label for every tuple
     weaker_but_real = {"val_pretext_acc": 0.22, "val_top_class_share": 0.6}
-    assert Trainer._score(None, weaker_but_real) > Trainer._score(None, collapsed)
-    assert Trainer._score(None, collapsed) > Trainer._score(None, {"val_pretext_acc": 0.1, "val_top_class_share": 1.0})
+    assert pretext_score(weaker_but_real) > pretext_score(collapsed)
+    assert pretext_score(collapsed) > pretext_score({"val_pretext_acc": 0.1, "val_top_class_share": 1.0})

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 from vidkd.config import Config, load_config
-from vidkd.data.synthetic import write_synthetic_dataset
+from vidkd.methods.pcl import pcl_meta
+from vidkd.synthetic import write_synthetic_dataset
 
 
 def make_tiny_dataset(root: Path) -> Path:
@@ -33,3 +36,9 @@ def tiny_args(data_root: Path, *overrides: str) -> list[str]:
     for item in [f"data.root={data_root}", *TINY_SETTINGS, *overrides]:
         args += ["--set", item]
     return args
+
+
+def checkpoint_meta(cfg: Config, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """meta.json of a PCL checkpoint written by hand, as the engine writes it."""
+    return {"format": "vidkd-checkpoint-v2", **pcl_meta(cfg), "epoch": epoch, "metrics": metrics,
+            "config": cfg.to_dict()}

@@ -7,7 +7,17 @@ import logging
 import sys
 from pathlib import Path
 
+from vidkd.apps.adapt import adapt_teacher
+from vidkd.apps.demo import run_demo
+from vidkd.apps.export import export_onnx
+from vidkd.apps.grid import plan_experiment, run_experiment
+from vidkd.apps.pretrain import pretrain, resume
+from vidkd.config import load_config
+from vidkd.data.check import check_dataset, format_report
 from vidkd.errors import VidkdError
+from vidkd.eval.protocols import PROTOCOLS, evaluate, format_results
+from vidkd.report import write_report
+from vidkd.synthetic import format_summary, write_synthetic_dataset
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -19,8 +29,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from vidkd.data.synthetic import format_summary, write_synthetic_dataset
-
     summary = write_synthetic_dataset(
         args.out, classes=args.classes, groups=args.groups, clips_per_group=args.clips_per_group,
         frames=args.frames, size=args.size, seed=args.seed, overwrite=args.overwrite,
@@ -30,23 +38,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from vidkd.data.check import check_dataset, format_report
-
     report = check_dataset(args.root, layout=args.layout, split=args.split, min_frames=args.min_frames)
     print(format_report(report))
     return 1 if report.fatal else 0
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from vidkd.config import load_config
-    from vidkd.engine.trainer import pretrain
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """`--set a=1 --set b=2` and `--set a=1 b=2` both give ['a=1', 'b=2']."""
+    return [item for group in (getattr(args, "set", None) or []) for item in group]
 
-    overrides = list(args.set or [])
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
     if args.teacher:
         overrides.append(f"teacher.path={args.teacher}")
     if args.resume:
-        from vidkd.engine.trainer import resume
-
         resume(Path(args.resume), overrides=overrides)
         return 0
     if not args.out:
@@ -57,44 +63,63 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vidkd.eval.run import evaluate_cli
+    shown = []
 
-    return evaluate_cli(args)
+    def show(record: dict) -> None:  # each result as soon as it exists: a failed write cannot lose it
+        print(format_results({record["protocol"]: record}, header=not shown, written=False), flush=True)
+        shown.append(record)
+
+    results = evaluate(
+        args.source, protocols=args.protocol or ("retrieval", "knn"), data_root=args.data, layout=args.layout,
+        split=args.split, fraction=args.fraction, epochs=args.epochs, overrides=_overrides(args), out=args.out,
+        on_result=show,
+    )
+    paths = [r["path"] for r in results.values() if "path" in r]
+    if paths:
+        print(f"results written to {Path(paths[0]).parent}/")
+    return 0
 
 
 def cmd_adapt_teacher(args: argparse.Namespace) -> int:
-    from vidkd.distill.adapt import adapt_teacher_cli
-
-    return adapt_teacher_cli(args)
+    out = adapt_teacher(args.checkpoint, args.arch, Path(args.out), config=args.config, overrides=_overrides(args),
+                        epochs=args.epochs, allow_partial=args.allow_partial)
+    print(f"adapted teacher written to {out}; use it with --teacher {out}")
+    return 0
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from vidkd.experiments.grid import run_experiment
-
     if not args.out and not args.dry_run:
         raise VidkdError("experiment needs --out DIR (or --dry-run to only list the plan)")
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    return run_experiment(args.config, out, overrides=args.set, dry_run=args.dry_run)
+    if args.dry_run:
+        out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+        print(plan_experiment(args.config, out, overrides=_overrides(args)))
+        return 0
+    out = run_experiment(args.config, Path(args.out), overrides=_overrides(args))
+    print(f"experiment finished: {out}  (next: vidkd report {out})")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vidkd.experiments.report import write_report
-
     path = write_report(Path(args.dir))
     print(f"report written to {path}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vidkd.experiments.export import export_cli
-
-    return export_cli(args)
+    record = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None)
+    check = record["check"]
+    print(f"exported {record['arch']} (width {record['width']:g}, epoch {record['epoch']}) to {record['onnx']} "
+          f"({record['bytes'] / 2**20:.1f} MiB, opset {record['opset']}, input {record['input']['shape']})")
+    print(f"check on {check['clip']}: max |onnxruntime - torch| = {check['max_abs_diff']:.2e} "
+          f"({'ok' if check['ok'] else 'TOO LARGE'}, tolerance {check['tolerance']:g})")
+    print(f"details in {Path(record['onnx']).parent / 'export.json'}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from vidkd.experiments.demo import run_demo
-
-    return run_demo(Path(args.out), data_root=Path(args.data) if args.data else None)
+    run_demo(Path(args.out), data_root=Path(args.data) if args.data else None, overrides=_overrides(args),
+             on_step=print)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,9 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-frames", type=int, default=64, help="frames a sample needs (PCL tuple: 64)")
     c.set_defaults(func=cmd_data_check)
 
-    p = sub.add_parser("pretrain", help="self-supervised PCL pretraining, with an optional KD teacher")
-    p.add_argument("--config", help="YAML config (see configs/)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p = sub.add_parser("pretrain", help="self-supervised pretraining (method: pcl | vcop), with an optional KD teacher")
+    p.add_argument("--config", help="YAML config: a path or a preset name (pcl_r3d_synthetic, vcop_r3d_synthetic, ...)")
+    p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--teacher", metavar="PATH", help="frozen teacher: run dir, checkpoint or state_dict")
@@ -132,14 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="retrieval, kNN, linear probe, fine-tuning")
     p.add_argument("source", help="run directory, checkpoint, or 'random:ARCH' for random initialisation")
-    p.add_argument("--protocol", action="append", choices=["retrieval", "knn", "linear", "finetune"],
+    p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
                    help="repeatable; default: retrieval and knn")
     p.add_argument("--data", help="dataset root (default: the run's data.root)")
     p.add_argument("--layout", default=None, choices=["auto", "ucf101", "hmdb51", "folder"])
     p.add_argument("--split", type=int, default=None, choices=[1, 2, 3])
-    p.add_argument("--fraction", type=float, default=1.0, help="labelled fraction for linear/finetune")
-    p.add_argument("--epochs", type=int, default=None, help="epochs for linear probe / fine-tuning")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for data/model keys")
+    p.add_argument("--fraction", type=float, default=None, help="labelled fraction for linear/finetune "
+                   "(default: eval.fraction)")
+    p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs and linear-probe steps "
+                   "(default: eval.finetune_epochs / eval.linear_steps)")
+    p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE",
+                   help="config override (data.*, model.arch/width for a foreign state_dict, eval.*)")
     p.add_argument("--out", help="where to write the JSON result (default: RUN_DIR/eval/)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -147,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="torchvision-layout or other backbone state_dict")
     p.add_argument("--arch", required=True)
     p.add_argument("--config", help="YAML config for data and the short head training")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", required=True, help="run directory to write (usable as --teacher)")
     p.add_argument("--allow-partial", action="store_true")
@@ -156,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="run the paper's grid: baselines, students, evaluations")
     p.add_argument("--config", required=True)
     p.add_argument("--out", help="experiment directory (with --dry-run: default runs/<config name>)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+    p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE",
                    help="experiment key (seeds=[0,1]) or run config key applied to every run (train.epochs=5)")
     p.add_argument("--dry-run", action="store_true", help="list what would run and its estimated cost")
     p.set_defaults(func=cmd_experiment)
@@ -173,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline, small, on the built-in synthetic dataset")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--data", help="synthetic dataset location (default OUT/data)")
+    p.add_argument("--data", help="dataset root: any dataset in the UCF101 layout, or where to write the "
+                   "synthetic one (default OUT/data)")
+    p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="experiment or run config override")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -192,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidkd: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vidkd: interrupted; finished checkpoints are kept (resume with --resume RUN_DIR)", file=sys.stderr)
+        where = getattr(args, "out", None) or getattr(args, "resume", None)
+        hint = f"vidkd pretrain --resume {where}" if args.command == "pretrain" and where else "the same command"
+        print(f"vidkd: interrupted; finished work is kept (continue with {hint})", file=sys.stderr)
         return 130
 
 

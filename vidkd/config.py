@@ -1,13 +1,16 @@
 """Typed configs: YAML in, resolved YAML out, `--set a.b=c` overrides, one-line errors.
 
-Every key a user may write is a dataclass field below; anything else is refused with a
-suggestion, so a typo never silently falls back to a default.
+One mechanism for run configs (`Config`) and experiment configs (`ExperimentConfig`): every
+key a user may write is a dataclass field; anything else is refused with a suggestion, so a
+typo never silently falls back to a default. Only this module speaks of config keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 import yaml
 
 from vidkd.errors import ConfigError
+from vidkd.utils.io import atomic_write_text
 
 
 @dataclass
@@ -36,7 +40,6 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.22803, 0.22145, 0.216989])
     shared_augmentation: bool = False  # one crop/flip/colour draw per tuple instead of per clip
     num_workers: int = 2
-    train_fraction: float = 1.0  # labelled fraction, drawn per class (evaluation protocols)
 
 
 @dataclass
@@ -51,14 +54,23 @@ class ModelConfig:
 
 @dataclass
 class SSLConfig:
+    """Options of PCL (method: pcl)."""
+
     pretext: str = "vcp"  # vcp | none
-    pretext_classes: int = 5
     contrastive: str = "memory_bank"  # memory_bank | in_batch | none
     nce_weight: float = 0.5  # lambda in CE + lambda * (NCE1 + NCE2)
     nce_negatives: int = 1024
     nce_temperature: float = 0.07
     nce_momentum: float = 0.5
     proj_dim: int = 128
+
+
+@dataclass
+class VCOPConfig:
+    """Options of VCOP (method: vcop): clip order prediction over data.tuple_len clips."""
+
+    hidden: int = 512  # size of the pairwise layer (the reference's fc7)
+    dropout: float = 0.5
 
 
 @dataclass
@@ -92,23 +104,69 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     steps_per_epoch: int = 0  # 0 = a full pass over the data
-    knn_k: int = 20
+    knn_k: int = 20  # neighbours of the per-epoch kNN probe
     knn_every: int = 1  # epochs between kNN probes; 0 = off
     val_tuples_per_video: int = 1  # fixed validation tuples per test video (more = a less noisy curve)
-    checkpoint_every: int = 1
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocols (`vidkd evaluate`, the experiment grid); nothing here affects pretraining."""
+
+    num_clips: int = 10  # evenly spaced clips per video, as PCL/VCOP
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    linear_steps: int = 300  # L-BFGS steps of the linear probe
+    fraction: float = 1.0  # labelled fraction of the training split, drawn per class (linear, finetune)
+    finetune_epochs: int = 50
+    finetune_lr: float = 0.01
+    finetune_batch_size: int = 16
+    finetune_backbone_lr_scale: float = 0.1  # the pretrained backbone learns slower than the new head
+    finetune_dropout: float = 0.5
 
 
 @dataclass
 class Config:
     name: str = "pcl"
+    method: str = "pcl"  # pcl | vcop (see vidkd.methods)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     ssl: SSLConfig = field(default_factory=SSLConfig)
+    vcop: VCOPConfig = field(default_factory=VCOPConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+EVALUATIONS = ("retrieval", "knn", "linear", "finetune")
+
+
+@dataclass
+class ExperimentConfig:
+    """`vidkd experiment`: a grid of baselines and teacher -> student runs, then evaluations."""
+
+    name: str = "experiment"
+    base: dict[str, Any] = field(default_factory=dict)  # run config shared by every run
+    widths: dict[str, float] = field(default_factory=dict)  # per-architecture model.width
+    baselines: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
+    teachers: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
+    students: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    teacher: dict[str, Any] = field(default_factory=dict)  # KD settings: teacher.* keys of every student
+    evaluations: list[str] = field(default_factory=lambda: ["retrieval", "finetune"])
+    random_init: bool = True  # evaluate each architecture at random initialisation too
+    eval: EvalConfig = field(default_factory=EvalConfig)  # every run's eval section
+
+    def run_values(self) -> dict[str, Any]:
+        """The config values every run shares: `base` with this experiment's eval section."""
+        return deep_merge(self.base, {"eval": dataclasses.asdict(self.eval)})
+
+
+# keys of earlier versions that nothing reads any more: dropped from old config.yaml files
+RETIRED_KEYS = {"data.train_fraction", "train.checkpoint_every", "ssl.pretext_classes"}
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -120,11 +178,15 @@ def coerce_value(value: Any, annotation: Any, key: str) -> Any:
     """Check and convert one YAML value to the field's declared type."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
         return coerce_value(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' needs a mapping of key: value, got {value!r}")
+        return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' needs a list, got {value!r}")
@@ -140,6 +202,11 @@ def coerce_value(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' needs an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value.strip())
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' needs a number, got {value!r}")
         return float(value)
@@ -156,28 +223,32 @@ def unknown_key_error(key: str, known: list[str]) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{hint}")
 
 
-def _all_keys() -> list[str]:
+def all_keys(cls: type = None) -> list[str]:
+    """Every dotted key of a config dataclass (sections expanded one level)."""
     keys = []
-    for section, cls in field_types(Config).items():
-        if dataclasses.is_dataclass(cls):
-            keys += [f"{section}.{k}" for k in field_types(cls)]
+    for section, annotation in field_types(cls or Config).items():
+        if dataclasses.is_dataclass(annotation):
+            keys += [f"{section}.{k}" for k in field_types(annotation)]
         else:
             keys.append(section)
     return keys
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+def build_section(cls: type, values: Any, prefix: str = "", root: type | None = None) -> Any:
+    """A dataclass from a mapping: types checked, unknown keys refused with a suggestion."""
     if not isinstance(values, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top'}' must be a mapping")
-    types = field_types(cls)
+        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top'}' must be a mapping of key: value")
+    hints = field_types(cls)
     obj = cls()
     for key, value in values.items():
         full = f"{prefix}{key}"
-        if key not in types:
-            raise unknown_key_error(full, _all_keys())
-        annotation = types[key]
+        if full in RETIRED_KEYS:
+            continue
+        if key not in hints:
+            raise unknown_key_error(full, all_keys(root or cls))
+        annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
-            setattr(obj, key, _build(annotation, value or {}, f"{full}."))
+            setattr(obj, key, build_section(annotation, value or {}, f"{full}.", root or cls))
         else:
             setattr(obj, key, coerce_value(value, annotation, full))
     return obj
@@ -193,17 +264,27 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+def split_override(item: str) -> tuple[str, Any]:
+    """'train.lr=0.1' -> ('train.lr', 0.1); the value is read as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got '{item}' (for example --set train.epochs=5)")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def parse_overrides(overrides: list[str] | None, cls: type | None = None) -> dict[str, Any]:
     """Turn ['train.lr=0.1', 'model.arch=c3d'] into a nested dict (values parsed as YAML)."""
+    known = all_keys(cls or Config)
     tree: dict[str, Any] = {}
     for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got '{item}' (for example --set train.epochs=5)")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if key not in _all_keys() and key not in field_types(Config):
-            raise unknown_key_error(key, _all_keys())
-        _set_path(tree, key, yaml.safe_load(raw) if raw.strip() else None)
+        key, value = split_override(item)
+        if key not in known:
+            raise unknown_key_error(key, known)
+        _set_path(tree, key, value)
     return tree
 
 
@@ -218,29 +299,110 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_from_dict(values: dict[str, Any] | None) -> Config:
-    cfg = _build(Config, values or {}, "")
+    cfg = build_section(Config, values or {}, "")
     validate(cfg)
     return cfg
 
 
+PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file by path, or a preset shipped with vidkd by name (`pcl_r3d_synthetic`)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.parent == Path(".") and (PRESETS_DIR / f"{path.stem}.yaml").is_file():
+        return PRESETS_DIR / f"{path.stem}.yaml"
+    if path.exists():
+        raise ConfigError(f"config {path} is not a file; give a YAML file or a preset name")
+    raise ConfigError(f"config file not found: {path}; give a path or a preset name "
+                      f"({', '.join(list_presets())})")
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; anything else is a one-line ConfigError."""
+    path = resolve_config_path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (data:, model:, train: ...), "
+                          f"not a {type(values).__name__}")
+    return values
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from defaults) and apply `key=value` overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path} (see configs/ for presets)")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    values = read_yaml_mapping(path) if path is not None else {}
     return config_from_dict(deep_merge(values, parse_overrides(overrides)))
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
-    from vidkd.engine.checkpoint import atomic_write_text
+def config_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
-    atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    atomic_write_text(Path(path), config_yaml(cfg))
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += config_differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
+    exp = build_section(ExperimentConfig, values, "")
+    for protocol in exp.evaluations:
+        if protocol not in EVALUATIONS:
+            raise ConfigError(f"unknown evaluation '{protocol}'; choose from {', '.join(EVALUATIONS)}")
+    missing = [t for t in exp.teachers if t not in exp.baselines]
+    if missing:
+        raise ConfigError(f"teachers {missing} have no baseline run; add them to 'baselines'")
+    if not exp.seeds:
+        raise ConfigError("experiment key 'seeds' needs at least one seed")
+    for section in ("base", "teacher"):
+        if not isinstance(getattr(exp, section), dict):
+            raise ConfigError(f"experiment key '{section}' must be a mapping")
+    config_from_dict(exp.run_values())  # every run config key is checked now, not when its run starts
+    parse_overrides([f"teacher.{k}={v}" for k, v in exp.teacher.items()])
+    return exp
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment config; an override names an experiment key (seeds=[0,1]) or a run
+    config key that every run gets (train.epochs=5)."""
+    values = read_yaml_mapping(path)
+    experiment_keys = set(field_types(ExperimentConfig))
+    for item in overrides or []:
+        key, value = split_override(item)
+        head = key.split(".")[0]
+        if head in experiment_keys:
+            if key not in all_keys(ExperimentConfig) and "." in key and head not in ("base", "widths", "teacher"):
+                raise unknown_key_error(key, all_keys(ExperimentConfig))
+            _set_path(values, key, value)
+        else:
+            if key not in all_keys(Config):
+                raise unknown_key_error(key, all_keys(Config) + all_keys(ExperimentConfig))
+            _set_path(values, f"base.{key}", value)
+    return experiment_from_dict(values)
 
 
 def _one_of(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
@@ -252,6 +414,7 @@ def validate(cfg: Config) -> None:
     _one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder"))
     _one_of("data.split", cfg.data.split, (1, 2, 3))
     _one_of("data.modality", cfg.data.modality, ("rgb", "residual"))
+    _one_of("method", cfg.method, ("pcl", "vcop"))
     _one_of("ssl.pretext", cfg.ssl.pretext, ("vcp", "none"))
     _one_of("ssl.contrastive", cfg.ssl.contrastive, ("memory_bank", "in_batch", "none"))
     _one_of("train.scheduler", cfg.train.scheduler, ("plateau", "cosine", "none"))
@@ -270,7 +433,23 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key 'train.val_tuples_per_video' must be at least 1")
     if cfg.model.width <= 0:
         raise ConfigError(f"config key 'model.width' must be positive; got {cfg.model.width}")
-    if not 0 < cfg.data.train_fraction <= 1:
-        raise ConfigError(f"config key 'data.train_fraction' must be in (0, 1]; got {cfg.data.train_fraction}")
+    for key, value in (("train.lr", cfg.train.lr), ("eval.finetune_lr", cfg.eval.finetune_lr)):
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"config key '{key}' must be a positive number; got {value}")
+    for key, value in (("train.weight_decay", cfg.train.weight_decay), ("train.momentum", cfg.train.momentum),
+                       ("train.grad_clip", cfg.train.grad_clip), ("train.warmup_epochs", cfg.train.warmup_epochs),
+                       ("train.steps_per_epoch", cfg.train.steps_per_epoch), ("train.knn_every", cfg.train.knn_every),
+                       ("data.num_workers", cfg.data.num_workers)):
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"config key '{key}' must not be negative; got {value}")
+    if not 0 < cfg.eval.fraction <= 1:
+        raise ConfigError(f"config key 'eval.fraction' must be in (0, 1]; got {cfg.eval.fraction}")
+    for key, value in (("eval.num_clips", cfg.eval.num_clips), ("eval.knn_k", cfg.eval.knn_k),
+                       ("eval.linear_steps", cfg.eval.linear_steps), ("eval.finetune_epochs", cfg.eval.finetune_epochs),
+                       ("eval.finetune_batch_size", cfg.eval.finetune_batch_size), ("train.knn_k", cfg.train.knn_k)):
+        if value < 1:
+            raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
+    if cfg.method == "vcop" and cfg.data.tuple_len not in (2, 3, 4, 5):
+        raise ConfigError(f"VCOP orders data.tuple_len clips into tuple_len! classes; use 2..5, got {cfg.data.tuple_len}")
     if cfg.teacher.temperature <= 0:
         raise ConfigError(f"config key 'teacher.temperature' must be positive; got {cfg.teacher.temperature}")

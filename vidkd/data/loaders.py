@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import Dataset
 
 from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, probe_videos, with_frame_counts
-from vidkd.data.sampling import (TupleSpec, clip_indices, evenly_spaced_starts, frames_needed, min_tuple_frames,
-                                 random_clip_start, remote_possible, sample_tuple)
+from vidkd.data.sampling import (TupleSpec, clip_indices, clip_orders, evenly_spaced_starts, frames_needed,
+                                 min_tuple_frames, random_clip_start, remote_possible, sample_tuple)
 from vidkd.data.transforms import ClipTransform
 from vidkd.data.vcp import apply_vcp, sample_vcp_label
 from vidkd.data.video import VideoReader
@@ -129,16 +129,23 @@ class _VideoDataset(Dataset):
         raise NotImplementedError
 
 
-class PCLTupleDataset(_VideoDataset):
-    """PCL tuples: `{"clips": (tuple_len, C, T, H, W), "pretext_label", "label", "index"}`.
+PRETEXTS = ("vcp", "order", "none")
 
-    With `pretext=True` the middle clip (`tuple_len // 2`) carries a VCP transformation whose
-    label is `pretext_label`; label 4 (remote clip) is only drawn for videos long enough for one.
+
+class TupleDataset(_VideoDataset):
+    """Tuples of clips: `{"clips": (tuple_len, C, T, H, W), "pretext_label", "label", "index"}`.
+
+    `pretext`:
+    - "vcp" (PCL): the middle clip (`tuple_len // 2`) carries a VCP transformation whose label is
+      `pretext_label`; label 4 (remote clip) is only drawn for videos long enough for one.
+    - "order" (VCOP): the clips are shuffled; `pretext_label` is the index of their order in
+      `clip_orders(tuple_len)` (0 = chronological).
+    - "none": clips in order, `pretext_label` 0.
     Videos shorter than a tuple use a shrunk interval; those shorter than `tuple_len * clip_len`
     frames are left out (see vidkd/data/sampling.py).
     """
 
-    def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: bool = True,
+    def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: str = "vcp",
                  seed: int = 0, fixed: bool = False, cache: bool = True, progress: bool = True,
                  decode_threads: bool = False, shared_augmentation: bool = False):
         super().__init__(split, min_tuple_frames(spec), seed=seed, fixed=fixed, cache=cache, progress=progress)
@@ -146,7 +153,10 @@ class PCLTupleDataset(_VideoDataset):
         # one crop / flip / colour draw for all clips of a tuple (PCL draws one per clip)
         self.shared_augmentation = shared_augmentation
         self.transform = transform
+        if pretext not in PRETEXTS:
+            raise ValueError(f"pretext must be one of {', '.join(PRETEXTS)}; got {pretext!r}")
         self.pretext = pretext
+        self.orders = clip_orders(spec.tuple_len)
         # FFmpeg threading buys nothing measurable for 320x240 frames (docs/benchmarks.md), and
         # DataLoader workers already run in parallel: off by default.
         self.decode_threads = decode_threads
@@ -155,7 +165,7 @@ class PCLTupleDataset(_VideoDataset):
     def _load(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[index]
         spec = self.spec
-        label = sample_vcp_label(rng, remote_possible(record.num_frames, spec)) if self.pretext else 0
+        label = sample_vcp_label(rng, remote_possible(record.num_frames, spec)) if self.pretext == "vcp" else 0
         positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
         needed = frames_needed(positions, spec, record.num_frames)
         with VideoReader(record.path, threads=self.decode_threads) as reader:
@@ -175,12 +185,15 @@ class PCLTupleDataset(_VideoDataset):
         clips = []
         for i, start in enumerate(positions.clip_starts):
             clip = self.transform.apply(clip_frames(start), params(), modality=False)
-            if i == middle and label:
+            if i == middle and label and self.pretext == "vcp":
                 remote = None
                 if label == 4:
                     remote = self.transform.apply(clip_frames(positions.remote_start), params(), modality=False)
                 clip = apply_vcp(clip, label, rng, remote=remote)
             clips.append(self.transform.to_modality(clip))
+        if self.pretext == "order":
+            label = int(rng.integers(len(self.orders)))
+            clips = [clips[i] for i in self.orders[label]]
         return {"clips": torch.stack(clips), "pretext_label": label, "label": record.label, "index": index}
 
 
@@ -238,6 +251,8 @@ class MaterializedDataset(Dataset):
     after the first from decode-bound into compute-bound. Only for datasets that fit: see
     `materialized_bytes`.
     """
+
+    in_memory = True
 
     def __init__(self, dataset: Dataset, num_workers: int = 0):
         loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=num_workers, collate_fn=_as_list)

@@ -13,6 +13,7 @@ give a tuple and the loaders exclude it when they index the dataset (`min_tuple_
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,3 +151,8 @@ def evenly_spaced_starts(num_frames: int, clip_len: int, n: int) -> list[int]:
     if n == 1:
         return [last // 2]
     return [int(round(v)) for v in np.linspace(0, last, n)]
+
+
+def clip_orders(tuple_len: int) -> list[tuple[int, ...]]:
+    """Every order of `tuple_len` clips, chronological first (VCOP's classes: itertools order)."""
+    return list(itertools.permutations(range(tuple_len)))

@@ -1,26 +1,27 @@
-"""Knowledge-distillation losses: a frozen teacher's outputs guide the student.
+"""Knowledge-distillation terms over plain tensors: a frozen teacher's outputs guide the student.
 
 - `logit_kd_loss`: Hinton KD on the K-way pretext logits, T^2 * KL(p_t || p_s) at temperature T.
 - `relational_kd_loss`: the student copies the teacher's in-batch similarity structure, which
   works whatever the two feature sizes are.
 - `FeatureKD`: the student's features, through a learned linear map, point where the teacher's do.
 
-Every term detaches the teacher, so gradients reach the student (and the projection) only.
+Every term detaches the teacher, so gradients reach the student (and the projection) only. Each
+term (`KD_TERMS`) declares which `ModelOutput` field it needs from both networks, so a teacher
+is checked for exactly that; `KDLoss` sums the terms with a weight above zero.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vidkd.config import TeacherConfig
 from vidkd.errors import ConfigError
-
-if TYPE_CHECKING:
-    from vidkd.config import TeacherConfig
-    from vidkd.ssl.pcl import PCLOutput
+from vidkd.methods.base import ModelOutput
 
 
 def logit_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -82,45 +83,82 @@ class FeatureKD(nn.Module):
         return (1 - F.cosine_similarity(projected, target, dim=1)).mean()
 
 
-class KDLoss(nn.Module):
-    """alpha * logit KD + relational_weight * relational KD + feature_weight * feature KD.
+@dataclass(frozen=True)
+class KDTerm:
+    """One KD term: the config keys of its weight, the output field it compares, how it is built."""
 
-    Relational and feature KD act on the pooled features of every clip of every tuple
-    (B * tuple_len rows). Terms with weight 0 are not computed (and `FeatureKD`, which has
-    parameters, is only built when feature_weight > 0: add this module's parameters to the
-    optimizer).
+    weight_key: str  # teacher.<weight_key>
+    needs: str  # ModelOutput field both networks must provide
+    build: Callable[[TeacherConfig, int, int], nn.Module]
+
+
+class _LogitTerm(nn.Module):
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return logit_kd_loss(student, teacher, self.temperature)
+
+
+class _RelationalTerm(nn.Module):
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        # pooled features of every clip of every sample: (B * clips) rows
+        return relational_kd_loss(student.flatten(0, 1), teacher.flatten(0, 1), self.temperature)
+
+
+KD_TERMS: dict[str, KDTerm] = {
+    "kd_logit": KDTerm("alpha", "pretext_logits", lambda cfg, s, t: _LogitTerm(cfg.temperature)),
+    "kd_relational": KDTerm("relational_weight", "features",
+                            lambda cfg, s, t: _RelationalTerm(cfg.relational_temperature)),
+    "kd_feature": KDTerm("feature_weight", "features", lambda cfg, s, t: FeatureKD(s, t)),
+}
+
+
+def active_terms(teacher_cfg: TeacherConfig) -> dict[str, KDTerm]:
+    """The terms whose weight is above zero (a negative weight is a ConfigError)."""
+    for term in KD_TERMS.values():
+        if getattr(teacher_cfg, term.weight_key) < 0:
+            raise ConfigError(f"config key 'teacher.{term.weight_key}' must not be negative; "
+                              f"got {getattr(teacher_cfg, term.weight_key)}")
+    if teacher_cfg.relational_temperature <= 0:
+        raise ConfigError("config key 'teacher.relational_temperature' must be positive")
+    return {name: term for name, term in KD_TERMS.items() if getattr(teacher_cfg, term.weight_key) > 0}
+
+
+class KDLoss(nn.Module):
+    """Sum of weight * term over the active KD terms (see `KD_TERMS`).
+
+    Terms with parameters (`FeatureKD`'s projection) are submodules: add this module's
+    parameters to the optimizer and keep its state with the run.
     """
 
     def __init__(self, teacher_cfg: TeacherConfig, student_dim: int, teacher_dim: int) -> None:
         super().__init__()
-        for key in ("alpha", "relational_weight", "feature_weight"):
-            if getattr(teacher_cfg, key) < 0:
-                raise ConfigError(f"config key 'teacher.{key}' must not be negative; got {getattr(teacher_cfg, key)}")
-        if teacher_cfg.relational_temperature <= 0:
-            raise ConfigError("config key 'teacher.relational_temperature' must be positive")
-        self.temperature = teacher_cfg.temperature
-        self.alpha = teacher_cfg.alpha
-        self.relational_weight = teacher_cfg.relational_weight
-        self.relational_temperature = teacher_cfg.relational_temperature
-        self.feature_weight = teacher_cfg.feature_weight
-        self.feature_kd = FeatureKD(student_dim, teacher_dim) if self.feature_weight > 0 else None
+        self.specs = active_terms(teacher_cfg)
+        self.weights = {name: float(getattr(teacher_cfg, term.weight_key)) for name, term in self.specs.items()}
+        self.terms = nn.ModuleDict({name: term.build(teacher_cfg, student_dim, teacher_dim)
+                                    for name, term in self.specs.items()})
 
-    def forward(self, student_out: PCLOutput, teacher_out: PCLOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted KD loss and its unweighted, detached parts `kd_logit`, `kd_relational`, `kd_feature`."""
-        zero = student_out.features.new_zeros((), dtype=torch.float32)
-        kd_logit, kd_relational, kd_feature = zero, zero, zero
-        if self.alpha > 0:
-            if student_out.pretext_logits is None or teacher_out.pretext_logits is None:
-                raise ConfigError("logit KD needs pretext logits from student and teacher; "
-                                  "set ssl.pretext=vcp or teacher.alpha=0")
-            kd_logit = logit_kd_loss(student_out.pretext_logits, teacher_out.pretext_logits, self.temperature)
-        student_features = student_out.features.flatten(0, 1)
-        teacher_features = teacher_out.features.flatten(0, 1)
-        if self.relational_weight > 0:
-            kd_relational = relational_kd_loss(student_features, teacher_features, self.relational_temperature)
-        if self.feature_kd is not None:
-            kd_feature = self.feature_kd(student_features, teacher_features)
-        loss = self.alpha * kd_logit + self.relational_weight * kd_relational + self.feature_weight * kd_feature
-        parts = {"kd_logit": kd_logit.detach(), "kd_relational": kd_relational.detach(),
-                 "kd_feature": kd_feature.detach()}
+    @property
+    def needs(self) -> set[str]:
+        return {term.needs for term in self.specs.values()}
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted KD loss and its unweighted, detached parts (one per active term)."""
+        loss = student.features.new_zeros((), dtype=torch.float32)
+        parts: dict[str, torch.Tensor] = {}
+        for name, module in self.terms.items():
+            field = self.specs[name].needs
+            s, t = getattr(student, field), getattr(teacher, field)
+            if s is None or t is None:
+                raise ConfigError(f"{name} needs {field} from student and teacher; set "
+                                  f"teacher.{self.specs[name].weight_key}=0")
+            value = module(s, t)
+            loss = loss + self.weights[name] * value
+            parts[name] = value.detach()
         return loss, parts

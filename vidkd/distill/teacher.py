@@ -1,47 +1,66 @@
-"""A frozen teacher for distillation, checked against the student before any training starts."""
+"""A frozen teacher for distillation, checked against the student before any training starts.
+
+The checkpoint is read once; the check asks for exactly what the active KD terms need (a
+pretext head of the same task for logit KD; pooled features, which every model has, for
+relational and feature KD), and for the same clips (length, crop, modality, tuple length).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from vidkd.config import TeacherConfig
+from vidkd.distill.losses import active_terms
 from vidkd.errors import CheckpointError
-from vidkd.models.loading import load_pcl_model, read_weights, resolve_arch
+from vidkd.methods import method_of
+from vidkd.methods.loading import load_model
+from vidkd.models.loading import WeightSource, read_weights, resolve_arch
 
-if TYPE_CHECKING:
-    from vidkd.config import Config, TeacherConfig
+
+def _head_classes(weights: WeightSource) -> int | None:
+    for key in ("pretext_head.fc.weight", "order_head.fc8.weight"):
+        if key in weights.state:
+            return int(weights.state[key].shape[0])
+    return None
 
 
-def check_teacher_fits(teacher_cfg: TeacherConfig, student_cfg: Config) -> dict[str, Any]:
-    """Raise a one-line CheckpointError naming the first mismatch; return what was read."""
+def check_teacher_fits(teacher_cfg: TeacherConfig, student_meta: dict[str, Any],
+                       weights: WeightSource) -> dict[str, Any]:
+    """Raise a one-line CheckpointError naming the first mismatch; return what was read.
+
+    `student_meta` is the student method's `meta()` (method, pretext_classes, tuple_len, input).
+    """
     path = teacher_cfg.path
-    weights = read_weights(path)
     arch, width = resolve_arch(weights, teacher_cfg.arch, teacher_cfg.width)
-    head = weights.state.get("pretext_head.fc.weight")
-    if head is None:
-        raise CheckpointError(
-            f"teacher {path} has no pretext head ({weights.format} weights of {arch}); give it one with "
-            f"`vidkd adapt-teacher {path} --arch {arch} --out DIR` and use DIR as the teacher")
-    if head.shape[0] != student_cfg.ssl.pretext_classes:
-        raise CheckpointError(f"teacher {path} predicts {head.shape[0]} pretext classes but the student "
-                              f"{student_cfg.ssl.pretext_classes}; KD needs the same pretext task")
+    teacher_method = method_of(weights.state, weights.meta)
+    if "pretext_logits" in {term.needs for term in active_terms(teacher_cfg).values()}:
+        classes = _head_classes(weights)
+        if classes is None:
+            raise CheckpointError(
+                f"teacher {path} has no pretext head ({weights.format} weights of {arch}), which logit KD needs; "
+                f"give it one with `vidkd adapt-teacher {path} --arch {arch} --out DIR` and use DIR as the "
+                "teacher, or distil features only (teacher.alpha=0, teacher.relational_weight=1)")
+        student_method = student_meta.get("method")
+        if teacher_method != student_method or classes != student_meta.get("pretext_classes"):
+            raise CheckpointError(
+                f"teacher {path} ({teacher_method}, {classes} pretext classes) and the student ({student_method}, "
+                f"{student_meta.get('pretext_classes')} pretext classes) do not share a pretext task, which logit KD "
+                "needs; set teacher.alpha=0 and distil features (teacher.relational_weight=1)")
     clip_inputs = weights.meta.get("input") or {}
-    for key, student_value in (("clip_len", student_cfg.data.clip_len), ("crop", student_cfg.data.crop),
-                               ("modality", student_cfg.data.modality)):
-        teacher_value = clip_inputs.get(key)
+    student_inputs = student_meta.get("input") or {}
+    for key in ("clip_len", "crop", "modality"):
+        teacher_value, student_value = clip_inputs.get(key), student_inputs.get(key)
         if teacher_value is not None and teacher_value != student_value:
             raise CheckpointError(f"teacher {path} was trained with data.{key}={teacher_value} but the student uses "
                                   f"{student_value}; both see the same clips, so set data.{key}={teacher_value}")
     teacher_tuple = weights.meta.get("tuple_len")
-    if teacher_tuple is not None and teacher_tuple != student_cfg.data.tuple_len:
+    if teacher_tuple is not None and teacher_tuple != student_meta.get("tuple_len"):
         raise CheckpointError(f"teacher {path} uses tuples of {teacher_tuple} clips, the student "
-                              f"{student_cfg.data.tuple_len}; set data.tuple_len={teacher_tuple}")
-    if teacher_cfg.relational_weight > 0 and "projection.mlp.2.weight" not in weights.state:
-        raise CheckpointError(f"teacher {path} has no projection head, which relational KD needs; "
-                              "set teacher.relational_weight=0")
-    return {"arch": arch, "width": width, "format": weights.format}
+                              f"{student_meta.get('tuple_len')}; set data.tuple_len={teacher_tuple}")
+    return {"arch": arch, "width": width, "format": weights.format, "method": teacher_method}
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -51,12 +70,15 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_teacher(teacher_cfg: TeacherConfig, student_cfg: Config,
+def load_teacher(teacher_cfg: TeacherConfig, student_meta: dict[str, Any],
                  device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Load, check and freeze the teacher named by `teacher_cfg.path` (eval mode, no gradients)."""
-    found = check_teacher_fits(teacher_cfg, student_cfg)
-    model, report, _ = load_pcl_model(teacher_cfg.path, arch=found["arch"], width=found["width"],
-                                      allow_partial=teacher_cfg.allow_partial,
-                                      tuple_len=student_cfg.data.tuple_len)
+    """Read, check and freeze the teacher named by `teacher_cfg.path` (eval mode, no gradients)."""
+    weights = read_weights(teacher_cfg.path)
+    found = check_teacher_fits(teacher_cfg, student_meta, weights)
+    model, report, _ = load_model(weights, arch=found["arch"], width=found["width"],
+                                  allow_partial=teacher_cfg.allow_partial)
+    if getattr(model, "tuple_len", student_meta.get("tuple_len")) != student_meta.get("tuple_len"):
+        raise CheckpointError(f"teacher {teacher_cfg.path} takes tuples of {model.tuple_len} clips, the student "
+                              f"{student_meta.get('tuple_len')}; set data.tuple_len={model.tuple_len}")
     freeze(model).to(device)
     return model, {"summary": report.summary, "report": report.to_dict(), **found}

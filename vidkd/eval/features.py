@@ -18,19 +18,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vidkd.engine.checkpoint import load_weights, save_weights
 from vidkd.errors import CheckpointError
+from vidkd.utils.io import load_weights, save_weights
+from vidkd.utils.runtime import autocast_context
+
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-
-
-def autocast_context(device: torch.device, amp: str = "none") -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on CUDA; nothing elsewhere (CPU autocast is slower for 3D convs)."""
-    if device.type != "cuda" or amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 @torch.no_grad()
@@ -131,7 +126,11 @@ class FeatureCache:
         if path is None:
             return
         meta = {"key": json.dumps(key, sort_keys=True, default=str), "version": str(CACHE_VERSION)}
-        save_weights({"features": features.float(), "labels": labels.long()}, path, metadata=meta)
+        try:
+            save_weights({"features": features.float(), "labels": labels.long()}, path, metadata=meta)
+        except Exception as exc:  # a cache that cannot be written costs time, not results
+            log.warning("could not cache features at %s (%s); continuing without the cache", path,
+                        str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
 
     def get_or_extract(self, key: dict[str, Any],
                        extract: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,6 @@ Torch files are read with `weights_only=True`; nothing from a checkpoint is exec
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vidkd.engine.checkpoint import META_FILE, WEIGHTS_FILE, load_weights, safe_torch_load
+from vidkd import runs
 from vidkd.errors import CheckpointError
+from vidkd.models.registry import build_backbone
+from vidkd.utils.checkpoint import META_FILE, WEIGHTS_FILE, find_checkpoint, read_meta
+from vidkd.utils.io import load_weights, safe_torch_load
 
 log = logging.getLogger("vidkd.models")
 
@@ -132,8 +134,6 @@ def infer_width(state: dict[str, torch.Tensor], arch: str) -> float:
 
     Candidates are the BatchNorm sizes over 512: the last stage has 512·width channels.
     """
-    from vidkd.models import build_backbone
-
     shapes = {k[len("backbone."):]: tuple(v.shape) for k, v in state.items() if k.startswith("backbone.")}
     sizes = {v.shape[0] for k, v in state.items() if k.startswith("backbone.") and k.endswith("running_mean")}
     for size in sorted(sizes, reverse=True):
@@ -152,21 +152,22 @@ def read_weights(source: str | Path) -> WeightSource:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}; give a run directory, a checkpoint directory or a weights file")
     if path.is_dir():
-        if (path / "checkpoints").is_dir():  # a run directory: its best checkpoint, else its last
-            for name in ("best", "last"):
-                if (path / "checkpoints" / name / WEIGHTS_FILE).is_file():
-                    path = path / "checkpoints" / name
-                    break
-            else:
-                raise CheckpointError(f"run {source} has no checkpoint yet (checkpoints/best or last); train it first")
-        if not (path / WEIGHTS_FILE).is_file():
-            raise CheckpointError(f"{path} is neither a vidkd run nor a checkpoint directory (no {WEIGHTS_FILE})")
-        meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).is_file() else {}
-        return WeightSource(path, "vidkd", load_weights(path / WEIGHTS_FILE), meta)
+        if runs.is_run_dir(path) or runs.checkpoint_dir(path).parent.is_dir():  # a run: best, else last
+            found = runs.trained_checkpoint(path)
+            if found is None:
+                raise CheckpointError(f"run {source} has no checkpoint yet (it has not finished an epoch); "
+                                      "train it first, or resume it with `vidkd pretrain --resume`")
+            path = found
+        elif find_checkpoint(path) is not None:
+            path = find_checkpoint(path)
+        else:
+            raise CheckpointError(f"{path} is a directory with no vidkd checkpoint ({WEIGHTS_FILE}); give a run "
+                                  "directory, a checkpoint directory (checkpoints/best) or a weights file")
+        return WeightSource(path, "vidkd", load_weights(path / WEIGHTS_FILE), read_meta(path))
     if path.suffix == ".safetensors":
         state = load_weights(path)
         sidecar = path.with_name(META_FILE)
-        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        meta = read_meta(sidecar.parent) if sidecar.is_file() else {}
         if any(k.startswith("backbone.") for k in state):
             return WeightSource(path, "vidkd", state, meta)
         return _classify(path, state, meta)
@@ -227,37 +228,8 @@ def resolve_arch(weights: WeightSource, arch: str | None, width: float | None) -
 def load_backbone(source: str | Path, arch: str | None = None, width: float | None = None,
                   allow_partial: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """A backbone with trained weights, for evaluation and export."""
-    from vidkd.models import build_backbone
-
     weights = read_weights(source)
     arch, width = resolve_arch(weights, arch, width)
     backbone = build_backbone(arch, width=width)
     report = load_into(backbone, weights, arch, width, allow_partial, only_backbone=True)
     return backbone, {"report": report.to_dict(), "meta": weights.meta, "arch": arch, "width": width}
-
-
-def load_pcl_model(source: str | Path, arch: str | None = None, width: float | None = None,
-                   allow_partial: bool = False, tuple_len: int | None = None, pretext_classes: int | None = None,
-                   proj_dim: int | None = None) -> tuple[nn.Module, LoadReport, WeightSource]:
-    """A whole PCL model (backbone + heads present in the checkpoint)."""
-    from vidkd.models import build_backbone
-    from vidkd.ssl.pcl import PCLModel
-
-    weights = read_weights(source)
-    arch, width = resolve_arch(weights, arch, width)
-    state, meta = weights.state, weights.meta
-    head = state.get("pretext_head.fc.weight")
-    backbone = build_backbone(arch, width=width)
-    if head is not None:
-        classes = head.shape[0]
-        inferred_tuple = head.shape[1] // backbone.feature_dim
-    else:
-        classes, inferred_tuple = 0, meta.get("tuple_len", 3)
-    proj = state.get("projection.mlp.2.weight")
-    model = PCLModel(backbone,
-                     tuple_len=int(tuple_len or meta.get("tuple_len") or inferred_tuple),
-                     pretext_classes=int(pretext_classes if pretext_classes is not None else classes),
-                     proj_dim=int(proj_dim or (proj.shape[0] if proj is not None else meta.get("proj_dim", 128))),
-                     use_projection=proj is not None)
-    report = load_into(model, weights, arch, width, allow_partial)
-    return model, report, weights

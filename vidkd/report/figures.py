@@ -1,7 +1,10 @@
-"""The report's figures (matplotlib, Agg): curves per epoch, mean over seeds with a min-max band.
+"""The report's figures (matplotlib): curves per epoch, mean over seeds with a min-max band.
 
 Colour tells the architecture, line style the kind: a from-scratch baseline (a teacher) is solid,
 a distilled student dashed; a network at reduced width gets round markers.
+
+Figures are built with matplotlib's object API (`Figure`, rendered by Agg when saved), never
+through pyplot: importing or using this module changes no global backend and opens no window.
 """
 
 from __future__ import annotations
@@ -9,14 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from vidkd.experiments.report import Group
+    from vidkd.report.results import Group
 
 ARCH_COLOURS = {"c3d": "tab:blue", "r3d": "tab:orange", "r21d": "tab:green", "r3d_18": "tab:red",
                 "mc3_18": "tab:purple", "r2plus1d_18": "tab:brown"}
@@ -52,7 +53,7 @@ def mean_curve(group: "Group", key: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return epochs, mean, low, high
 
 
-def _plot_group(ax: plt.Axes, group: "Group", key: str) -> bool:
+def _plot_group(ax: Axes, group: "Group", key: str) -> bool:
     epochs, mean, low, high = mean_curve(group, key)
     if len(epochs) == 0:
         return False
@@ -67,7 +68,7 @@ def _plot_group(ax: plt.Axes, group: "Group", key: str) -> bool:
     return True
 
 
-def _panel(ax: plt.Axes, groups: Sequence["Group"], key: str, title: str) -> None:
+def _panel(ax: Axes, groups: Sequence["Group"], key: str, title: str) -> None:
     drawn = [_plot_group(ax, g, key) for g in groups]
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("epoch")
@@ -79,19 +80,19 @@ def _panel(ax: plt.Axes, groups: Sequence["Group"], key: str, title: str) -> Non
         ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> Path:
+def _save(fig: Figure, out_dir: Path, stem: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     png = out_dir / f"{stem}.png"
     fig.savefig(png, dpi=110)
     fig.savefig(out_dir / f"{stem}.svg")
-    plt.close(fig)
     return png
 
 
 def plot_baselines(baselines: Sequence["Group"], out_dir: Path) -> Path:
     """Every from-scratch baseline side by side: val pretext accuracy and kNN top-1 per epoch."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     _panel(axes[0], baselines, "val_pretext_acc", "Baselines: val pretext accuracy")
     _panel(axes[1], baselines, "val_knn_top1", "Baselines: kNN top-1")
     return _save(fig, out_dir, "baselines")
@@ -102,7 +103,8 @@ def plot_teacher_students(teacher: "Group", students: Sequence["Group"], out_dir
     same_arch = [s for s in students if s.arch == teacher.arch]
     rows = [(f"{teacher.label} vs same-architecture student", same_arch)] if same_arch else []
     rows.append((f"{teacher.label} vs all its students", list(students)))
-    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 4 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(11, 4 * len(rows)))
+    axes = fig.subplots(len(rows), 2, squeeze=False)
     for (title, shown), ax_row in zip(rows, axes):
         _panel(ax_row[0], [teacher, *shown], "val_pretext_acc", f"{title}: val pretext accuracy")
         _panel(ax_row[1], [teacher, *shown], "val_knn_top1", f"{title}: kNN top-1")
@@ -113,7 +115,8 @@ def plot_train_loss(groups: Sequence["Group"], out_dir: Path) -> Path:
     """Train loss of every configuration; a second panel with the KD term when students exist."""
     students = [g for g in groups if g.kind == "student"]
     panels = 2 if students else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * panels, 4))
+    axes = fig.subplots(1, panels, squeeze=False)
     _panel(axes[0][0], groups, "train_loss", "Train loss (PCL, + KD for students)")
     if students:
         _panel(axes[0][1], students, "train_kd_loss", "Students: KD term")

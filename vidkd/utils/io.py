@@ -1,9 +1,7 @@
-"""Safe, atomic checkpoints.
+"""Atomic file writes, safetensors weights and torch files loaded without running code.
 
-A checkpoint is a directory: `model.safetensors` (weights; loading runs no code), `meta.json`
-(arch, config, epoch, metrics) and `trainer.pt` (optimizer, scheduler, RNG; plain tensors and
-containers only, read with `torch.load(weights_only=True)`). A checkpoint directory is written
-under a temporary name and renamed into place, so a crash never leaves a half-written one.
+Every write goes to a temporary file in the same directory and is renamed into place, so a
+crash never leaves a half-written file. Torch files are read with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,11 +17,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vidkd.errors import CheckpointError
-
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "meta.json"
-TRAINER_FILE = "trainer.pt"
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
@@ -102,41 +94,3 @@ def safe_torch_load(path: Path) -> Any:
             f"refusing to load {path}: it is not a plain-tensor checkpoint ({first[:200]}); "
             "vidkd never runs code from a checkpoint — re-save it as a state_dict"
         ) from None
-
-
-def save_checkpoint(
-    directory: Path,
-    model_state: dict[str, torch.Tensor],
-    meta: dict[str, Any],
-    trainer_state: dict[str, Any] | None = None,
-) -> None:
-    """Write a whole checkpoint directory atomically (temp dir, then rename)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        save_weights(model_state, tmp / WEIGHTS_FILE)
-        atomic_write_json(tmp / META_FILE, meta)
-        if trainer_state is not None:
-            atomic_torch_save(trainer_state, tmp / TRAINER_FILE)
-        old = directory.with_name(f".{directory.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def load_checkpoint(directory: Path, with_trainer: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
-    directory = Path(directory)
-    if not (directory / WEIGHTS_FILE).is_file():
-        raise CheckpointError(f"no checkpoint at {directory} (expected {WEIGHTS_FILE} there)")
-    weights = load_weights(directory / WEIGHTS_FILE)
-    meta_path = directory / META_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    trainer = safe_torch_load(directory / TRAINER_FILE) if with_trainer else None
-    return weights, meta, trainer

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidkd.engine.distributed import all_gather_no_grad, gather_with_grad
 from vidkd.errors import ConfigError, TrainingError
+from vidkd.utils.dist import all_gather_no_grad, gather_with_grad
 
 
 def info_nce(logits: torch.Tensor, positive: torch.Tensor | int = 0) -> torch.Tensor:

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import torch
 
-from vidkd.engine.checkpoint import atomic_write_json
+from vidkd.models import build_backbone, count_flops, count_parameters
+from vidkd.utils.io import atomic_write_json
 
 log = logging.getLogger("vidkd.report")
 
@@ -52,8 +53,6 @@ def measure_latency_ms(model: torch.nn.Module, input_shape: Sequence[int], threa
 
 def measure_efficiency(arch: str, width: float, input_shape: Sequence[int]) -> dict[str, Any]:
     """Parameters, GFLOPs and CPU latency of `build_backbone(arch, width)` on one clip of `input_shape` (C, T, H, W)."""
-    from vidkd.models import build_backbone, count_flops, count_parameters
-
     model = build_backbone(arch, width=width, in_channels=int(input_shape[0])).eval()
     return {
         "arch": arch,

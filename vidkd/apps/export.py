@@ -8,7 +8,6 @@ absolute difference. The file's metadata and `export.json` say how to prepare th
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import importlib
@@ -21,8 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidkd.engine.checkpoint import atomic_write_json
+from vidkd import runs
+from vidkd.config import config_from_dict, load_config
+from vidkd.data.datasets import load_split
+from vidkd.data.loaders import MultiClipDataset
+from vidkd.data.transforms import transforms_from_config
 from vidkd.errors import VidkdError
+from vidkd.models.loading import load_backbone as load_trained_backbone
+from vidkd.utils.io import atomic_write_json
+
 
 log = logging.getLogger("vidkd.export")
 
@@ -43,8 +49,6 @@ def require_onnx() -> tuple[Any, Any]:
 def load_backbone(source: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained backbone of a run (`checkpoints/best`, else `last`) or checkpoint directory, in eval
     mode, with its meta.json (plus `checkpoint`: the directory read); loaded strictly."""
-    from vidkd.models.loading import load_backbone as load_trained_backbone
-
     backbone, info = load_trained_backbone(source)
     meta = {**info["meta"], "arch": info["arch"], "width": info["width"],
             "checkpoint": str(Path(info["report"]["source"]))}
@@ -52,11 +56,9 @@ def load_backbone(source: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 def _run_config(run_dir: Path, meta: dict[str, Any]):
-    from vidkd.config import config_from_dict, load_config
-
     if isinstance(meta.get("config"), dict):
         return config_from_dict(meta["config"])
-    return load_config(Path(run_dir) / "config.yaml")
+    return load_config(runs.config_path(run_dir))
 
 
 def real_test_clip(run_dir: Path, meta: dict[str, Any]) -> tuple[torch.Tensor | None, str]:
@@ -65,19 +67,15 @@ def real_test_clip(run_dir: Path, meta: dict[str, Any]) -> tuple[torch.Tensor | 
     Returns (None, why) when the dataset cannot be read; the caller then uses a random clip.
     """
     try:
-        from vidkd.data.datasets import load_split
-        from vidkd.data.loaders import MultiClipDataset
-        from vidkd.engine.trainer import build_transforms
-
         cfg = _run_config(run_dir, meta)
         split = load_split(cfg.data.root, "test", split=cfg.data.split, layout=cfg.data.layout)
         # only a few candidates: probing the whole test split would cost minutes on UCF101
         split = dataclasses.replace(split, records=split.records[:4])
-        dataset = MultiClipDataset(split, num_clips=1, clip_len=cfg.data.clip_len, transform=build_transforms(cfg)[1],
+        dataset = MultiClipDataset(split, num_clips=1, clip_len=cfg.data.clip_len, transform=transforms_from_config(cfg.data)[1],
                                    cache=False, progress=False)
         item = dataset[0]
         return item["clips"][0].unsqueeze(0).float(), str(dataset.records[item["index"]].path)
-    except (VidkdError, ImportError, OSError) as exc:
+    except (VidkdError, OSError) as exc:
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
 
 
@@ -110,7 +108,7 @@ def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
     backbone, meta = load_backbone(run_dir)
     inputs = meta.get("input", {})
     clip_len, crop = int(inputs.get("clip_len", 16)), int(inputs.get("crop", 112))
-    out = Path(out) if out else run_dir / "export" / "backbone.onnx"
+    out = Path(out) if out else runs.export_path(run_dir)
 
     clip, clip_source = real_test_clip(run_dir, meta)
     if clip is None:
@@ -149,17 +147,3 @@ def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
     }
     atomic_write_json(out.parent / "export.json", record)
     return record
-
-
-def export_cli(args: argparse.Namespace) -> int:
-    """`vidkd export RUN_DIR --format onnx [--out FILE]`."""
-    if args.format != "onnx":
-        raise VidkdError(f"unknown export format {args.format!r}; only onnx is supported")
-    record = export_onnx(Path(args.run_dir), Path(args.out) if args.out else None)
-    check = record["check"]
-    print(f"exported {record['arch']} (width {record['width']:g}, epoch {record['epoch']}) to {record['onnx']} "
-          f"({record['bytes'] / 2**20:.1f} MiB, opset {record['opset']}, input {record['input']['shape']})")
-    print(f"check on {check['clip']}: max |onnxruntime - torch| = {check['max_abs_diff']:.2e} "
-          f"({'ok' if check['ok'] else 'TOO LARGE'}, tolerance {check['tolerance']:g})")
-    print(f"details in {Path(record['onnx']).parent / 'export.json'}")
-    return 0 if check["ok"] else 1

@@ -9,26 +9,21 @@ first and last clips are untransformed, so they form the positive pair of the co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
+from vidkd.config import Config, SSLConfig
+from vidkd.data.vcp import VCP_CLASSES
 from vidkd.errors import ConfigError
+from vidkd.methods.base import Method, ModelOutput
+from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
+                                  pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
+from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 from vidkd.models.heads import PretextHead, ProjectionHead
-from vidkd.ssl.contrastive import InBatchInfoNCE, MemoryBankNCE
-
-if TYPE_CHECKING:
-    from vidkd.config import Config, SSLConfig
-
-
-class PCLOutput(NamedTuple):
-    """What `PCLModel` returns (a NamedTuple, so DDP finds the tensors inside)."""
-
-    pretext_logits: torch.Tensor | None  # (B, K); None without a pretext head
-    features: torch.Tensor  # (B, tuple_len, d) pooled backbone features of every clip
-    embeddings: torch.Tensor | None  # (B, 2, proj_dim) L2-normalised, clips 0 and tuple_len-1
 
 
 class PCLModel(nn.Module):
@@ -68,13 +63,24 @@ class PCLModel(nn.Module):
         return cls(
             backbone,
             tuple_len=cfg.data.tuple_len,
-            pretext_classes=cfg.ssl.pretext_classes if cfg.ssl.pretext != "none" else 0,
+            pretext_classes=VCP_CLASSES if cfg.ssl.pretext != "none" else 0,
             proj_dim=cfg.ssl.proj_dim,
             use_projection=cfg.ssl.contrastive != "none",
         )
 
-    def forward(self, clips: torch.Tensor) -> PCLOutput:
-        """clips: (B, tuple_len, C, T, H, W) -> PCLOutput."""
+    @classmethod
+    def from_state(cls, backbone: nn.Module, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> PCLModel:
+        """The PCL model whose heads fit these (vidkd-layout) tensors."""
+        head = state.get("pretext_head.fc.weight")
+        proj = state.get("projection.mlp.2.weight")
+        tuple_len = head.shape[1] // backbone.feature_dim if head is not None else meta.get("tuple_len", 3)
+        return cls(backbone, tuple_len=int(meta.get("tuple_len") or tuple_len),
+                   pretext_classes=int(head.shape[0]) if head is not None else 0,
+                   proj_dim=int(proj.shape[0]) if proj is not None else int(meta.get("proj_dim", 128)),
+                   use_projection=proj is not None)
+
+    def forward(self, clips: torch.Tensor) -> ModelOutput:
+        """clips: (B, tuple_len, C, T, H, W) -> ModelOutput."""
         if clips.dim() != 6 or clips.shape[1] != self.tuple_len:
             raise ValueError(f"expected clips of shape (B, {self.tuple_len}, C, T, H, W), got {tuple(clips.shape)}")
         batch = clips.shape[0]
@@ -85,7 +91,7 @@ class PCLModel(nn.Module):
         if self.projection is not None:
             pair = features[:, [0, self.tuple_len - 1]]  # the two untransformed clips
             embeddings = self.projection(pair.flatten(0, 1)).view(batch, 2, -1)
-        return PCLOutput(pretext_logits=logits, features=features, embeddings=embeddings)
+        return ModelOutput(pretext_logits=logits, features=features, embeddings=embeddings)
 
 
 class PCLLoss(nn.Module):
@@ -122,7 +128,7 @@ class PCLLoss(nn.Module):
 
     def forward(
         self,
-        output: PCLOutput,
+        output: ModelOutput,
         pretext_labels: torch.Tensor | None = None,
         indices: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -157,3 +163,69 @@ class PCLLoss(nn.Module):
         parts.update(pretext_ce=pretext_ce.detach(), nce=(nce_1 + nce_2).detach(),
                      nce_1=nce_1.detach(), nce_2=nce_2.detach())
         return loss, parts
+
+
+class PCL(Method):
+    """Pretext-Contrastive Learning as a `Method`: VCP tuples, CE + lambda * (NCE_1 + NCE_2)."""
+
+    name = "pcl"
+
+    def __init__(self, cfg: Config, splits: RunSplits) -> None:
+        self.cfg = cfg
+        self.pretext = cfg.ssl.pretext
+        self.train_set, self.val_set = tuple_datasets(cfg, splits, pretext=cfg.ssl.pretext)
+        self.model = pcl_model(cfg)
+        self.criterion = PCLLoss(cfg.ssl, num_train_videos=len(self.train_set), seed=cfg.train.seed)
+
+    def train_dataset(self) -> Dataset:
+        return self.train_set
+
+    def validation_dataset(self) -> Dataset | None:
+        if self.pretext == "none" or len(self.val_set) == 0:
+            return None
+        self.val_set = in_memory(self.val_set, self.cfg.data.tuple_len, self.cfg)
+        return self.val_set
+
+    def extra_modules(self) -> nn.Module:
+        return self.criterion
+
+    def train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.model.freeze_backbone:
+            self.model.backbone.eval()  # frozen BatchNorm statistics too
+
+    def inputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        return batch["clips"].to(self.device, non_blocking=True)
+
+    def loss(self, output: ModelOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        labels = batch["pretext_label"].to(self.device, non_blocking=True)
+        indices = batch["index"].to(self.device, non_blocking=True)
+        return self.criterion(output, labels, indices)
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        logits = self.model(self.inputs(batch)).pretext_logits
+        return pretext_validation_sums(logits, batch["pretext_label"].to(self.device), VCP_CLASSES)
+
+    def validation_metrics(self, sums: dict[str, Any]) -> dict[str, float]:
+        return pretext_validation_metrics(sums)
+
+    def score(self, metrics: dict[str, Any]) -> float:
+        return pretext_score(metrics)
+
+    def meta(self) -> dict[str, Any]:
+        return pcl_meta(self.cfg)
+
+
+def pcl_model(cfg: Config) -> PCLModel:
+    """The PCL model of a config (backbone initialised and frozen as `model.*` asks)."""
+    return PCLModel.from_config(backbone_from_config(cfg), cfg)
+
+
+def pcl_meta(cfg: Config) -> dict[str, Any]:
+    """What a PCL checkpoint says about its model, so it can be rebuilt and checked as a teacher."""
+    return {"method": PCL.name, "arch": cfg.model.arch, "width": cfg.model.width,
+            "tuple_len": cfg.data.tuple_len, "pretext": cfg.ssl.pretext,
+            "pretext_classes": VCP_CLASSES if cfg.ssl.pretext != "none" else 0,
+            "proj_dim": cfg.ssl.proj_dim, "use_projection": cfg.ssl.contrastive != "none",
+            "input": input_meta(cfg)}

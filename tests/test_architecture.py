@@ -1,0 +1,53 @@
+"""The structure rules of docs/architecture.md that import-linter cannot see, and the contracts it checks."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vidkd"
+
+
+def nested_vidkd_imports(path: Path) -> list[str]:
+    """`import vidkd...` / `from vidkd... import` statements inside a function or class body."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for inner in ast.walk(node):
+                module = None
+                if isinstance(inner, ast.ImportFrom):
+                    module = inner.module or ""
+                elif isinstance(inner, ast.Import):
+                    module = ",".join(alias.name for alias in inner.names)
+                if module is not None and "vidkd" in module.split(".")[0].split(","):
+                    found.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}")
+    return found
+
+
+def test_no_function_level_vidkd_imports_outside_the_cli():
+    offenders = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "cli.py"
+                 for hit in nested_vidkd_imports(path)]
+    assert offenders == []
+
+
+def test_the_check_finds_a_nested_import(tmp_path):
+    sample = PACKAGE / "_nested_import_sample.py"
+    try:
+        sample.write_text("def f():\n    from vidkd.errors import VidkdError\n    return VidkdError\n")
+        assert nested_vidkd_imports(sample) == ["vidkd/_nested_import_sample.py:2"]
+    finally:
+        sample.unlink()
+
+
+@pytest.mark.skipif(shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None,
+                    reason="import-linter is not installed (pip install -e '.[dev]')")
+def test_layering_contracts_hold():
+    binary = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    result = subprocess.run([binary], cwd=PACKAGE.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]

@@ -1,0 +1,225 @@
+"""`vidkd experiment`: the paper's grid — baselines, same- and cross-architecture students, evaluations.
+
+Every run is an ordinary run directory under `DIR/runs/`, so any of them can be evaluated or
+used as a teacher on its own. Running the command again skips finished runs and resumes an
+interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vidkd import runs
+from vidkd.apps.pretrain import pretrain, resume
+from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge, load_experiment)
+from vidkd.data.datasets import load_split
+from vidkd.errors import ConfigError, VidkdError
+from vidkd.eval.protocols import evaluate
+from vidkd.models import build_backbone
+from vidkd.models.flops import count_flops
+from vidkd.synthetic import is_synthetic_dataset
+from vidkd.utils import dist as dist_utils
+from vidkd.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("vidkd.experiment")
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    kind: str  # baseline | student
+    arch: str
+    seed: int
+    teacher_arch: str | None = None
+    teacher_run: str | None = None
+
+    def run_dir(self, experiment_dir: Path) -> Path:
+        return runs.experiment_run_dir(experiment_dir, self.name)
+
+
+def plan_runs(exp: ExperimentConfig) -> list[PlannedRun]:
+    """Baselines first, then same-architecture students, then cross-architecture pairs."""
+    planned: list[PlannedRun] = []
+    for seed in exp.seeds:
+        for arch in exp.baselines:
+            planned.append(PlannedRun(f"baseline_{arch}_s{seed}", "baseline", arch, seed))
+    pairs = [(t, s) for t in exp.teachers for s in exp.students]
+    ordered = [p for p in pairs if p[0] == p[1]] + [p for p in pairs if p[0] != p[1]]
+    for seed in exp.seeds:
+        for teacher, student in ordered:
+            planned.append(PlannedRun(f"kd_{teacher}_to_{student}_s{seed}", "student", student, seed,
+                                   teacher_arch=teacher, teacher_run=f"baseline_{teacher}_s{seed}"))
+    return planned
+
+
+def run_config(exp: ExperimentConfig, run: PlannedRun, out_dir: Path) -> Config:
+    values = deep_merge(exp.run_values(), {"name": run.name, "model": {"arch": run.arch}, "train": {"seed": run.seed}})
+    if run.arch in exp.widths:
+        values = deep_merge(values, {"model": {"width": exp.widths[run.arch]}})
+    if run.kind == "student":
+        teacher = {**exp.teacher, "path": str(runs.experiment_run_dir(out_dir, run.teacher_run))}
+        values = deep_merge(values, {"teacher": teacher})
+    return config_from_dict(values)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_flops(arch: str, width: float, shape: tuple[int, ...]) -> int:
+    return count_flops(build_backbone(arch, width=width), shape)
+
+
+def _train_videos(cfg: Config) -> int:
+    try:
+        return len(load_split(cfg.data.root, "train", split=cfg.data.split, layout=cfg.data.layout).records)
+    except VidkdError:  # the dataset may not exist yet on a dry run
+        return 0
+
+
+def estimate_cost(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> dict[str, dict[str, float]]:
+    """Training TFLOPs per run: (3 passes x student + teacher forward) x clips x epochs."""
+    costs: dict[str, dict[str, float]] = {}
+    videos = None
+    for run in planned:
+        cfg = run_config(exp, run, out_dir)
+        videos = _train_videos(cfg) if videos is None else videos
+        shape = (1, 3, cfg.data.clip_len, cfg.data.crop, cfg.data.crop)
+        per_clip = 3 * _forward_flops(cfg.model.arch, cfg.model.width, shape)
+        if run.kind == "student":
+            per_clip += _forward_flops(run.teacher_arch, exp.widths.get(run.teacher_arch, cfg.model.width), shape)
+        clips = videos * cfg.data.tuple_len * cfg.train.epochs
+        costs[run.name] = {"tflops": per_clip * clips / 1e12, "clips": clips}
+    return costs
+
+
+def _measured_speed(out_dir: Path, planned: list[PlannedRun]) -> dict[str, float]:
+    """clips/s per architecture and kind from runs already finished, to turn FLOPs into time."""
+    speeds: dict[str, float] = {}
+    for run in planned:
+        rates = [m["clips_per_second"] for m in runs.read_metrics(run.run_dir(out_dir)) if m.get("clips_per_second")]
+        if rates:
+            speeds[f"{run.kind}:{run.arch}:{run.teacher_arch}"] = sum(rates) / len(rates)
+    return speeds
+
+
+def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> None:
+    base = config_from_dict(exp.run_values())
+    root = Path(base.data.root)
+    if is_synthetic_dataset(root):
+        dataset = "synthetic"
+    else:
+        dataset = base.data.layout if base.data.layout != "auto" else root.name
+    plan = {
+        "name": exp.name,
+        "dataset": dataset,  # synthetic | ucf101 | hmdb51 | folder: decides whether published numbers compare
+        "dataset_root": base.data.root,
+        "layout": base.data.layout,
+        "split": base.data.split,
+        "epochs": base.train.epochs,
+        "fraction": exp.eval.fraction,
+        "seeds": exp.seeds,
+        "evaluations": exp.evaluations,
+        "runs": [{**dataclasses.asdict(r), "run_dir": str(r.run_dir(out_dir).relative_to(out_dir)),
+                  "width": run_config(exp, r, out_dir).model.width, "method": base.method} for r in planned],
+    }
+    atomic_write_json(runs.plan_path(out_dir), plan)
+    atomic_write_text(out_dir / runs.EXPERIMENT_FILE, yaml.safe_dump(dataclasses.asdict(exp), sort_keys=False))
+
+
+def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> str:
+    """The plan as a table: every run, its method, recipe, status and estimated cost."""
+    costs = estimate_cost(exp, planned, out_dir)
+    speeds = _measured_speed(out_dir, planned)
+    lines = [f"experiment {exp.name}: {len(planned)} training runs, evaluations {', '.join(exp.evaluations) or 'none'}",
+             f"{'run':32s} {'method':7s} {'arch':6s} {'teacher':8s} {'status':14s} {'TFLOP':>9s} {'est. time':>10s}"]
+    total = 0.0
+    for run in planned:
+        cfg = run_config(exp, run, out_dir)
+        status, epoch = runs.run_state(run.run_dir(out_dir), cfg.train.epochs)
+        shown = {"done": "done", "new": "to run", "partial": f"resume @{epoch + 1}"}[status]
+        cost = costs[run.name]
+        speed = speeds.get(f"{run.kind}:{run.arch}:{run.teacher_arch}")
+        remaining = cost["clips"] * (1 - epoch / cfg.train.epochs) if status != "done" else 0
+        eta = f"{remaining / speed / 60:.1f} min" if speed else "—"
+        total += cost["tflops"] if status != "done" else 0
+        lines.append(f"{run.name:32s} {cfg.method:7s} {run.arch:6s} {run.teacher_arch or '-':8s} {shown:14s} "
+                     f"{cost['tflops']:9.1f} {eta:>10s}")
+    lines.append(f"remaining training compute: {total:.1f} TFLOP "
+                 "(about 1 h per 100 TFLOP at a sustained 30 TFLOP/s GPU; CPU estimates come from finished runs)")
+    return "\n".join(lines)
+
+
+def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str) -> None:
+    cfg = run_config(exp, run, out_dir)
+    run_dir = run.run_dir(out_dir)
+    status, epoch = runs.run_state(run_dir, cfg.train.epochs)
+    if status == "done":
+        log.info("%s %s: done, skipping", position, run.name)
+        return
+    if status == "partial":
+        existing = config_from_dict(yaml.safe_load(runs.config_path(run_dir).read_text()))
+        differs = [k for k in config_differences(existing.to_dict(), cfg.to_dict()) if k != "train.epochs"]
+        if differs:
+            raise ConfigError(f"{run_dir} was started with a different config ({', '.join(differs[:4])}); "
+                              "remove that run directory or use a new experiment --out")
+        log.info("%s %s: resuming after epoch %d", position, run.name, epoch)
+        resume(run_dir, overrides=[f"train.epochs={cfg.train.epochs}"])
+        return
+    log.info("%s %s: training (%s, %d epochs)", position, run.name,
+             f"teacher {run.teacher_arch}" if run.teacher_arch else "from scratch", cfg.train.epochs)
+    pretrain(cfg, run_dir)
+
+
+def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config) -> None:
+    eval_dir = out if out is not None else runs.eval_dir(Path(source))
+    for protocol in exp.evaluations:
+        if runs.result_path(eval_dir, protocol, cfg.data.split, cfg.eval.fraction).is_file():
+            continue
+        overrides = None
+        if source.startswith("random:"):  # the untrained twin sees exactly the clips and settings the runs see
+            overrides = [f"model.width={cfg.model.width}", f"train.seed={cfg.train.seed}"]
+            overrides += [f"{section}.{key}={json.dumps(value)}" for section in ("data", "eval")
+                          for key, value in dataclasses.asdict(getattr(cfg, section)).items()]
+        evaluate(source, protocols=(protocol,), overrides=overrides, out=out, data_root=cfg.data.root,
+                 layout=cfg.data.layout, split=cfg.data.split, progress=True)
+
+
+def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> Path:
+    """Train every planned run (skipping finished ones, resuming interrupted ones), then evaluate."""
+    exp = load_experiment(config_path, overrides)
+    out_dir = Path(out_dir)
+    planned = plan_runs(exp)
+    for run in planned:  # every run config and architecture is checked before any training starts
+        cfg = run_config(exp, run, out_dir)
+        build_backbone(cfg.model.arch, width=cfg.model.width)
+    if dist_utils.is_main_process_env():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_plan(exp, planned, out_dir)
+    for i, run in enumerate(planned, 1):
+        _train(exp, run, out_dir, f"[{i}/{len(planned)}]")
+    if dist_utils.is_main_process_env() and exp.evaluations:
+        for run in planned:
+            log.info("evaluating %s (%s)", run.name, ", ".join(exp.evaluations))
+            _evaluate(exp, str(run.run_dir(out_dir)), None, run_config(exp, run, out_dir))
+        if exp.random_init:
+            for arch in exp.baselines:
+                cfg = run_config(exp, PlannedRun(f"random_{arch}", "baseline", arch, exp.seeds[0]), out_dir)
+                log.info("evaluating random-init %s", arch)
+                _evaluate(exp, f"random:{arch}", runs.eval_dir(runs.random_init_dir(out_dir, arch)), cfg)
+    return out_dir
+
+
+def plan_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> str:
+    """The dry run: the plan as text, nothing trained or written."""
+    exp = load_experiment(config_path, overrides)
+    planned = plan_runs(exp)
+    for run in planned:
+        cfg = run_config(exp, run, Path(out_dir))
+        build_backbone(cfg.model.arch, width=cfg.model.width)
+    return format_plan(exp, planned, Path(out_dir))

@@ -1,0 +1,144 @@
+"""`vidkd pretrain`: one self-supervised run (any method), optionally distilled from a teacher.
+
+Everything that can fail on bad input (config, data, teacher) is checked before the run
+directory is touched; `config.yaml` is written only once the run has accepted it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vidkd import runs
+from vidkd.config import Config, config_differences, config_from_dict, deep_merge, parse_overrides, save_config
+from vidkd.distill.method import Distillation
+from vidkd.distill.teacher import load_teacher
+from vidkd.engine.trainer import Trainer
+from vidkd.errors import ConfigError
+from vidkd.eval.probes import KNNProbe
+from vidkd.methods import build_method, run_splits
+from vidkd.utils import dist as dist_utils
+from vidkd.utils.checkpoint import load_checkpoint
+from vidkd.utils.runtime import resolve_device, seed_everything
+
+log = logging.getLogger("vidkd.train")
+
+# what a resumed run may change: its length, learning rate and bookkeeping; never what the weights,
+# the optimizer state or the data geometry depend on
+RESUMABLE_KEYS = ("name", "train.epochs", "train.lr", "train.grad_clip", "train.knn_every", "train.knn_k",
+                  "train.val_tuples_per_video", "train.device", "data.num_workers", "data.root")
+RESUMABLE_SECTIONS = ("eval.",)
+
+
+def build_trainer(cfg: Config, run_dir: Path, resume: bool = False) -> Trainer:
+    """The method of `cfg` (with its teacher, if any) and its probes, handed to the engine."""
+    seed_everything(cfg.train.seed)  # model initialisation depends on it
+    splits = run_splits(cfg)
+    method = build_method(cfg, splits)
+    if cfg.teacher.path:
+        device = resolve_device(cfg.train.device, dist_utils.init_distributed().local_rank)
+        teacher, info = load_teacher(cfg.teacher, method.meta(), device=device)
+        log.info("teacher: %s", info["summary"])
+        method = Distillation(method, teacher, cfg.teacher)
+    probes = [KNNProbe(cfg, splits)] if cfg.train.knn_every > 0 else []
+    if dist_utils.is_main_process_env() and not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.metrics_path(run_dir).unlink(missing_ok=True)
+        save_config(cfg, runs.config_path(run_dir))
+    dist_utils.barrier()
+    return Trainer(method, cfg.train, run_dir, num_workers=cfg.data.num_workers, probes=probes,
+                   meta={"config": cfg.to_dict()}, resume=resume, sync_bn=cfg.model.sync_bn)
+
+
+def _read_run_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(runs.config_path(run_dir).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{runs.config_path(run_dir)} cannot be read ({str(exc).splitlines()[0][:80]}); "
+                          "the run directory is damaged: start a new run with --out") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{runs.config_path(run_dir)} is not a config mapping; start a new run with --out")
+    return values
+
+
+def prepare_run_dir(cfg: Config, out_dir: Path) -> None:
+    """Refuse to mix two runs in one directory; a run that never finished an epoch may be restarted."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a directory for the run")
+    if runs.is_run_dir(out_dir):
+        if not runs.has_trained(out_dir):
+            log.info("%s holds a run that never finished an epoch; starting it again", out_dir)
+            return
+        differs = config_differences(_read_run_config(out_dir), cfg.to_dict())
+        if differs:
+            shown = ", ".join(differs[:5]) + (" …" if len(differs) > 5 else "")
+            raise ConfigError(f"{out_dir} already holds a different run (differs in {shown}); choose a new --out")
+        raise ConfigError(f"{out_dir} already holds this run; continue it with `vidkd pretrain --resume {out_dir}`")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} exists and is not an empty run directory; choose a new --out")
+
+
+def pretrain(cfg: Config, out_dir: Path) -> list[dict[str, Any]]:
+    """Train a new run into `out_dir` (which must not hold another run)."""
+    out_dir = Path(out_dir)
+    if dist_utils.is_main_process_env():
+        prepare_run_dir(cfg, out_dir)
+    trainer = build_trainer(cfg, out_dir)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
+
+
+def check_resume_overrides(overrides: list[str]) -> None:
+    """Refuse, before anything is written, an override a resumed run cannot honour."""
+    for key in _dotted_keys(parse_overrides(overrides)):
+        if key not in RESUMABLE_KEYS and not key.startswith(RESUMABLE_SECTIONS):
+            raise ConfigError(f"{key} cannot change on a resumed run (its checkpoint was trained with the old value); "
+                              f"resume may change {', '.join(RESUMABLE_KEYS[1:])}; start a new run with --out for {key}")
+
+
+def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and prefix + key in ("data", "model", "ssl", "vcop", "train", "teacher", "eval"):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(prefix + key)
+    return keys
+
+
+def resume(run_dir: Path, overrides: list[str] | None = None) -> list[dict[str, Any]]:
+    """Continue `run_dir` from its last checkpoint.
+
+    Overrides may change what a resumed run can honour (epochs, learning rate — really applied to
+    the restored optimizer —, gradient clipping, probes, workers); anything else is refused
+    before the run directory is touched.
+    """
+    run_dir = Path(run_dir)
+    if not runs.is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir} is not a vidkd run directory (no {runs.CONFIG_FILE}); start one with --out")
+    overrides = list(overrides or [])
+    values = _read_run_config(run_dir)
+    if not runs.has_trained(run_dir):
+        cfg = config_from_dict(deep_merge(values, parse_overrides(overrides)))
+        log.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
+        trainer = build_trainer(cfg, run_dir)
+    else:
+        check_resume_overrides(overrides)
+        cfg = config_from_dict(deep_merge(values, parse_overrides(overrides)))
+        load_checkpoint(runs.checkpoint_dir(run_dir, runs.LAST), with_trainer=True)  # readable before anything changes
+        trainer = build_trainer(cfg, run_dir, resume=True)
+        if "train.lr" in _dotted_keys(parse_overrides(overrides)):
+            trainer.set_learning_rate(cfg.train.lr)
+            log.info("learning rate set to %g for the resumed run", cfg.train.lr)
+        if overrides and dist_utils.is_main_process_env():
+            save_config(cfg, runs.config_path(run_dir))
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

@@ -1,0 +1,83 @@
+"""Distillation as a `Method` around any student method: its loss plus the KD terms.
+
+Teacher and student see the very same batch; the teacher is frozen (eval mode, no gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from vidkd.config import TeacherConfig
+from vidkd.distill.losses import KDLoss
+from vidkd.methods.base import Method
+
+
+class Distillation(Method):
+    def __init__(self, student: Method, teacher: nn.Module, teacher_cfg: TeacherConfig) -> None:
+        self.student = student
+        self.name = student.name
+        self.model = student.model
+        self.teacher = teacher
+        self.kd_loss = KDLoss(teacher_cfg, student_dim=int(student.model.backbone.feature_dim),
+                              teacher_dim=int(teacher.backbone.feature_dim))
+        self._extra = nn.ModuleDict({"kd": self.kd_loss})
+        student_extra = student.extra_modules()
+        if student_extra is not None:
+            self._extra["student"] = student_extra
+
+    def train_dataset(self) -> Dataset:
+        return self.student.train_dataset()
+
+    def validation_dataset(self) -> Dataset | None:
+        return self.student.validation_dataset()
+
+    def extra_modules(self) -> nn.Module:
+        return self._extra
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        groups = self.student.param_groups()
+        kd_params = [p for p in self.kd_loss.parameters() if p.requires_grad]
+        return groups + ([{"params": kd_params, "lr_scale": 1.0}] if kd_params else [])
+
+    def to(self, device: torch.device) -> Distillation:
+        self.device = device
+        self.student.to(device)
+        self.teacher.to(device)
+        self.kd_loss.to(device)
+        return self
+
+    def train_mode(self) -> None:
+        self.student.train_mode()
+        self.teacher.eval()
+
+    def inputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.student.inputs(batch)
+
+    def forward(self, model: nn.Module, batch: dict[str, Any]) -> Any:
+        return self.student.forward(model, batch)
+
+    def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, parts = self.student.loss(output, batch)
+        with torch.no_grad():
+            teacher_output = self.teacher(self.student.inputs(batch))
+        kd, kd_parts = self.kd_loss(output, teacher_output)
+        return loss + kd, {**parts, **kd_parts, "kd_loss": kd.detach()}
+
+    def clips_in(self, batch: dict[str, Any]) -> int:
+        return self.student.clips_in(batch)
+
+    def validation_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.student.validation_step(batch)
+
+    def validation_metrics(self, sums: dict[str, Any]) -> dict[str, float]:
+        return self.student.validation_metrics(sums)
+
+    def score(self, metrics: dict[str, Any]) -> float:
+        return self.student.score(metrics)
+
+    def meta(self) -> dict[str, Any]:
+        return self.student.meta()

@@ -1,0 +1,45 @@
+"""Training methods behind one interface (`Method`), by name.
+
+A new self-supervised method is one module here plus one line in `METHODS` (and `MODELS`, so
+its checkpoints can be loaded as teachers or evaluated); see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from vidkd.config import Config
+from vidkd.errors import ConfigError
+from vidkd.methods.base import Method, ModelOutput
+from vidkd.methods.common import RunSplits, run_splits
+from vidkd.methods.pcl import PCL, PCLModel
+from vidkd.methods.vcop import VCOP, VCOPModel
+
+METHODS: dict[str, type[Method]] = {"pcl": PCL, "vcop": VCOP}
+# rebuild a method's model around a backbone from a checkpoint's tensors and metadata
+MODELS: dict[str, Callable[[nn.Module, dict[str, torch.Tensor], dict[str, Any]], nn.Module]] = {
+    "pcl": PCLModel.from_state, "vcop": VCOPModel.from_state}
+# tensor-name prefixes that identify a method's heads in a checkpoint without metadata
+HEAD_PREFIXES = {"vcop": ("order_head.",), "pcl": ("pretext_head.", "projection.")}
+
+
+def build_method(cfg: Config, splits: RunSplits | None = None) -> Method:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"unknown method '{cfg.method}'; choose from {', '.join(METHODS)}")
+    return METHODS[cfg.method](cfg, splits or run_splits(cfg))
+
+
+def method_of(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """The method a checkpoint was trained with: from its metadata, else from its head tensors."""
+    if meta.get("method") in MODELS:
+        return str(meta["method"])
+    for name, prefixes in HEAD_PREFIXES.items():
+        if any(key.startswith(prefixes) for key in state):
+            return name
+    return "pcl"  # a bare backbone: wrap it as a PCL model without heads
+
+
+__all__ = ["METHODS", "MODELS", "Method", "ModelOutput", "RunSplits", "build_method", "method_of", "run_splits"]

@@ -1,0 +1,326 @@
+"""Reading an experiment directory (or one run directory) into Run / Group / Experiment objects.
+
+Every path comes from `vidkd.runs`. Nothing here is required to exist: a run still training, an
+evaluation not run or a damaged file is recorded (in `Run.problems`, or as an absent value) and
+the rest is read. No rendering happens here.
+
+Evaluation results are read for the experiment's setting: the plan's `split` (default 1) and
+labelled `fraction` (default 1.0). A single run directory uses its config's `data.split` and the
+full labels, or, when a protocol has exactly one result, that one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from vidkd import runs
+from vidkd.errors import VidkdError
+from vidkd.utils.checkpoint import WEIGHTS_FILE
+
+PROTOCOLS = ("retrieval", "knn", "linear", "finetune")
+ARCH_NAMES = {"c3d": "C3D", "r3d": "R3D", "r21d": "R(2+1)D", "r3d_18": "R3D-18", "mc3_18": "MC3-18",
+              "r2plus1d_18": "R(2+1)D-18"}
+ARCH_ORDER = ("c3d", "r3d", "r21d", "r3d_18", "mc3_18", "r2plus1d_18")
+
+
+@dataclass
+class Run:
+    """One run directory of the plan, read defensively: anything may be absent."""
+
+    name: str
+    kind: str  # baseline | student | random
+    arch: str
+    teacher_arch: str | None
+    teacher_run: str | None
+    seed: int | None
+    run_dir: Path
+    planned_epochs: int | None
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> the result's "metrics"
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> float | None:
+        value = self.config.get("model", {}).get("width")
+        return float(value) if value is not None else None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int] | None:
+        data = self.config.get("data", {})
+        if "clip_len" not in data or "crop" not in data:
+            return None
+        return (3, int(data["clip_len"]), int(data["crop"]), int(data["crop"]))
+
+    @property
+    def last_epoch(self) -> int | None:
+        epochs = [int(m["epoch"]) for m in self.metrics if isinstance(m.get("epoch"), (int, float))]
+        return max(epochs) if epochs else None
+
+    @property
+    def status(self) -> str:
+        last = self.last_epoch
+        if last is None or last == 0:
+            return "not started"
+        if self.planned_epochs and last < self.planned_epochs:
+            return f"incomplete ({last}/{self.planned_epochs} epochs)"
+        return "done"
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """(epochs, values) of one metric, sorted by epoch; null/missing values skipped.
+
+        A resumed run may log an epoch twice; the later line wins.
+        """
+        by_epoch: dict[int, float] = {}
+        for entry in self.metrics:
+            epoch, value = entry.get("epoch"), entry.get(key)
+            if isinstance(epoch, (int, float)) and isinstance(value, (int, float)) and math.isfinite(value):
+                by_epoch[int(epoch)] = float(value)
+        epochs = sorted(by_epoch)
+        return epochs, [by_epoch[e] for e in epochs]
+
+    def weights_bytes(self) -> int | None:
+        """Size of the weights file of the checkpoint the run is used through (best, else last)."""
+        checkpoint = runs.trained_checkpoint(self.run_dir)
+        if checkpoint is None or not (checkpoint / WEIGHTS_FILE).is_file():
+            return None
+        return (checkpoint / WEIGHTS_FILE).stat().st_size
+
+
+@dataclass
+class Group:
+    """Runs that differ only by seed."""
+
+    kind: str
+    arch: str
+    teacher_arch: str | None
+    width: float | None
+    runs: list[Run]
+
+    @property
+    def label(self) -> str:
+        name = ARCH_NAMES.get(self.arch, self.arch)
+        if self.width is not None and self.width != 1.0:
+            name += f" ×{self.width:g}"
+        if self.kind == "student":
+            name += f" ← {ARCH_NAMES.get(self.teacher_arch or '', self.teacher_arch or '?')}"
+        elif self.kind == "random":
+            name += " (random init)"
+        return name
+
+    @property
+    def slug(self) -> str:
+        width = "" if self.width in (None, 1.0) else f"_w{self.width:g}"
+        return f"{self.arch}{width}"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int] | None:
+        return next((r.input_shape for r in self.runs if r.input_shape), None)
+
+    def seeds_with(self, key: str) -> list[Run]:
+        return [r for r in self.runs if r.series(key)[0]]
+
+
+@dataclass
+class Experiment:
+    directory: Path
+    plan: dict[str, Any]
+    runs: list[Run]
+    single_run: bool = False
+    random_init: list[Group] = field(default_factory=list)  # evaluations of untrained networks
+
+    @property
+    def dataset(self) -> str:
+        if self.plan.get("dataset"):
+            return str(self.plan["dataset"])
+        root = next((r.config.get("data", {}).get("root") for r in self.runs if r.config), None)
+        return Path(root).name if root else "unknown"
+
+    @property
+    def epochs(self) -> int | None:
+        return self.plan.get("epochs") or next((r.planned_epochs for r in self.runs if r.planned_epochs), None)
+
+    @property
+    def split(self) -> int:
+        """The dataset split the evaluations use (the plan's `split`, 1 when absent)."""
+        return plan_split(self.plan)
+
+    @property
+    def fraction(self) -> float:
+        """The labelled fraction fine-tuning and the linear probe use (the plan's `fraction`, 1.0 when absent)."""
+        return plan_fraction(self.plan)
+
+
+def plan_split(plan: dict[str, Any]) -> int:
+    try:
+        return int(plan.get("split") or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def plan_fraction(plan: dict[str, Any]) -> float:
+    try:
+        return float(plan.get("fraction") or 1.0)
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def read_json(path: Path, problems: list[str]) -> Any:
+    """The parsed file, or None (with the reason appended to `problems`)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        problems.append(f"cannot read {path.name}: {str(exc).splitlines()[0][:120]}")
+        return None
+
+
+def read_config(run_dir: Path, problems: list[str]) -> dict[str, Any]:
+    """The run's resolved config as a plain dict ({} when absent or unreadable)."""
+    path = runs.config_path(run_dir)
+    if not path.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        problems.append(f"{path.name} is not valid YAML")
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = False) -> dict[str, Path]:
+    """protocol -> the result file of `run_dir` for `split` and `fraction`.
+
+    With `any_single`, a protocol without that exact result but with exactly one result of
+    another split or fraction gets that one (a run evaluated by hand in one setting).
+    """
+    eval_dir = runs.eval_dir(run_dir)
+    found: dict[str, Path] = {}
+    others: dict[str, list[Path]] = {}
+    if any_single:
+        for key, path in runs.iter_results(eval_dir):
+            others.setdefault(key.protocol, []).append(path)
+    for protocol in PROTOCOLS:
+        exact = runs.result_path(eval_dir, protocol, split, fraction)
+        if exact.is_file():
+            found[protocol] = exact
+        elif len(others.get(protocol, [])) == 1:
+            found[protocol] = others[protocol][0]
+    return found
+
+
+def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, split: int = 1,
+             fraction: float = 1.0, any_single: bool = False) -> Run:
+    """Read one plan entry's run directory (relative to `base`); nothing in it is required.
+
+    Evaluation results are those of `split` and `fraction` (see `result_files`).
+    """
+    name = str(entry.get("name", ""))
+    run_dir = (base / entry["run_dir"] if entry.get("run_dir") else runs.experiment_run_dir(base, name)).resolve()
+    problems: list[str] = []
+    config = read_config(run_dir, problems)
+    model_cfg = config.get("model", {})
+    run = Run(
+        name=str(entry.get("name", run_dir.name)),
+        kind=str(entry.get("kind") or ("student" if config.get("teacher", {}).get("path") else "baseline")),
+        arch=str(entry.get("arch") or model_cfg.get("arch", "?")),
+        teacher_arch=entry.get("teacher_arch") or config.get("teacher", {}).get("arch"),
+        teacher_run=entry.get("teacher_run"),
+        seed=entry.get("seed", config.get("train", {}).get("seed")),
+        run_dir=run_dir,
+        planned_epochs=planned_epochs or config.get("train", {}).get("epochs"),
+        config=config,
+        problems=problems,
+    )
+    if "width" in entry and "model" not in config:  # a run not started yet: the plan knows its width
+        run.config.setdefault("model", {})["width"] = entry["width"]
+    run.metrics = runs.read_metrics(run_dir, problems)
+    for protocol, path in result_files(run_dir, split, fraction, any_single).items():
+        record = read_json(path, problems)
+        if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
+            run.evals[protocol] = record["metrics"]
+    return run
+
+
+def _single_run_plan(directory: Path) -> dict[str, Any]:
+    config = read_config(directory, [])
+    teacher = config.get("teacher", {})
+    return {
+        "runs": [{"name": directory.name, "kind": "student" if teacher.get("path") else "baseline",
+                  "arch": config.get("model", {}).get("arch", "?"), "teacher_arch": teacher.get("arch"),
+                  "seed": config.get("train", {}).get("seed"), "run_dir": "."}],
+        "dataset": Path(config.get("data", {}).get("root", "unknown")).name,
+        "epochs": config.get("train", {}).get("epochs"),
+        "split": config.get("data", {}).get("split", 1),
+        "fraction": 1.0,
+        "evaluations": [],
+    }
+
+
+def load_experiment(directory: Path) -> Experiment:
+    """Read the plan and every run it lists; a single run directory is read as a one-run plan.
+
+    Raises:
+        VidkdError: `directory` has neither a plan nor a metrics file, or its plan is not valid.
+    """
+    directory = Path(directory)
+    plan_path = runs.plan_path(directory)
+    if plan_path.is_file():
+        problems: list[str] = []
+        plan = read_json(plan_path, problems)
+        if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list):
+            raise VidkdError(f"{plan_path} is not a valid experiment plan ({'; '.join(problems) or 'no runs list'}); "
+                             "re-create it with `vidkd experiment`")
+        single = False
+    elif runs.metrics_path(directory).is_file():
+        plan, single = _single_run_plan(directory), True
+    else:
+        raise VidkdError(f"{directory} is not an experiment directory (no {runs.PLAN_FILE}) nor a run directory "
+                         f"(no {runs.METRICS_FILE}); pass the --out directory of `vidkd experiment` or `vidkd pretrain`")
+    split, fraction = plan_split(plan), plan_fraction(plan)
+    loaded = [load_run(entry, directory, plan.get("epochs"), split, fraction, any_single=single)
+              for entry in plan["runs"] if isinstance(entry, dict)]
+    return Experiment(directory=directory, plan=plan, runs=loaded, single_run=single,
+                      random_init=_random_init_groups(directory, {r.run_dir for r in loaded}, split, fraction))
+
+
+def _random_init_groups(directory: Path, planned: set[Path], split: int, fraction: float) -> list[Group]:
+    """The untrained references `vidkd experiment` evaluates beside the plan (eval.random_init)."""
+    pattern = runs.random_init_dir(directory, "*")
+    prefix = runs.random_init_dir(directory, "").name
+    groups = []
+    for run_dir in sorted(pattern.parent.glob(pattern.name)):
+        if run_dir.resolve() in planned or not runs.eval_dir(run_dir).is_dir():
+            continue
+        arch = run_dir.name[len(prefix):]
+        run = load_run({"name": run_dir.name, "kind": "random", "arch": arch, "run_dir": run_dir},
+                       directory, None, split, fraction)
+        width = next((rec.get("width") for path in result_files(run_dir, split, fraction).values()
+                      if isinstance(rec := read_json(path, []), dict) and rec.get("width") is not None), None)
+        if run.evals:
+            groups.append(Group("random", arch, None, float(width) if width is not None else None, [run]))
+    return groups
+
+
+def arch_rank(arch: str) -> tuple[int, str]:
+    return (ARCH_ORDER.index(arch) if arch in ARCH_ORDER else len(ARCH_ORDER), arch)
+
+
+def group_runs(all_runs: Sequence[Run]) -> list[Group]:
+    """Group runs that differ only by seed; baselines first, then students by teacher and arch."""
+    groups: dict[tuple[Any, ...], Group] = {}
+    for run in all_runs:
+        key = (run.kind, run.arch, run.teacher_arch, run.width)
+        groups.setdefault(key, Group(run.kind, run.arch, run.teacher_arch, run.width, [])).runs.append(run)
+    # a run that never wrote its config has no width: join it to the one group it can belong to
+    for key in [k for k in groups if k[3] is None]:
+        matches = [k for k in groups if k[:3] == key[:3] and k[3] is not None]
+        if len(matches) == 1:
+            groups[matches[0]].runs.extend(groups.pop(key).runs)
+    return sorted(groups.values(), key=lambda g: (g.kind != "baseline", arch_rank(g.teacher_arch or ""),
+                                                  arch_rank(g.arch), -(g.width or 1.0)))

@@ -1,0 +1,121 @@
+"""Statistics over seeds and epochs: mean ± std, the first epoch reaching a target, run summaries."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from vidkd.report.results import Group, Run
+
+NEAR_FRACTION = 0.95  # "converged": within 95% of the target accuracy
+MISSING = "—"
+
+
+def first_epoch_reaching(epochs: Sequence[int], values: Sequence[float], target: float) -> int | None:
+    """The first epoch whose value is >= target (with a float tolerance), or None if never."""
+    for epoch, value in zip(epochs, values):
+        if value >= target - 1e-9:
+            return epoch
+    return None
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n-1); the std is None for a single value."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def format_values(values: Sequence[float | None], scale: float = 1.0, digits: int = 1) -> str:
+    """'mean ± std' over seeds ('—' when nothing is known; '(k/n seeds)' when only some are)."""
+    known = [v * scale for v in values if v is not None]
+    if not known:
+        return MISSING
+    mean, std = mean_std(known)
+    text = f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if len(known) < len(values):
+        text += f" ({len(known)}/{len(values)} seeds)"
+    return text
+
+
+def format_percent(values: Sequence[float | None]) -> str:
+    """Fractions in [0, 1] shown as percent, mean ± std."""
+    return format_values(values, scale=100.0, digits=1)
+
+
+def format_epochs(values: Sequence[int | None]) -> str:
+    if len(values) == 1 and values[0] is not None:
+        return str(values[0])
+    return format_values(values, digits=1)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return MISSING
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def total_wall_seconds(metrics: Sequence[dict[str, Any]]) -> float | None:
+    """Training wall time; `wall_seconds` restarts from 0 on resume, so each stretch is added."""
+    walls = [m.get("wall_seconds") for m in metrics if isinstance(m.get("wall_seconds"), (int, float))]
+    if not walls:
+        seconds = [m["epoch_seconds"] for m in metrics if isinstance(m.get("epoch_seconds"), (int, float))]
+        return float(sum(seconds)) if seconds else None
+    total, previous = 0.0, 0.0
+    for wall in walls:
+        if wall < previous:
+            total += previous
+        previous = wall
+    return total + previous
+
+
+@dataclass
+class RunSummary:
+    best_pretext: float | None
+    final_pretext: float | None
+    best_knn: float | None
+    final_knn: float | None
+    epoch_to_target: int | None
+    epoch_to_near_target: int | None
+    wall_seconds: float | None
+
+
+def summarise_run(run: Run, target: float | None) -> RunSummary:
+    """Best/final accuracies and the first epochs reaching `target` and 95% of it."""
+    epochs, pretext = run.series("val_pretext_acc")
+    _, knn = run.series("val_knn_top1")
+    reach = near = None
+    if target is not None:
+        reach = first_epoch_reaching(epochs, pretext, target)
+        near = first_epoch_reaching(epochs, pretext, NEAR_FRACTION * target)
+    return RunSummary(
+        best_pretext=max(pretext) if pretext else None,
+        final_pretext=pretext[-1] if pretext else None,
+        best_knn=max(knn) if knn else None,
+        final_knn=knn[-1] if knn else None,
+        epoch_to_target=reach,
+        epoch_to_near_target=near,
+        wall_seconds=total_wall_seconds(run.metrics),
+    )
+
+
+def baseline_group(groups: Sequence[Group], arch: str, width: float | None) -> Group | None:
+    """The from-scratch baseline of `arch`: the same width if there is one, else full width, else any."""
+    candidates = [g for g in groups if g.kind == "baseline" and g.arch == arch]
+    for wanted in (width, 1.0):
+        match = next((g for g in candidates if g.width == wanted), None)
+        if match:
+            return match
+    return candidates[0] if candidates else None
+
+
+def target_accuracy(baseline: Group | None) -> float | None:
+    """The baseline's best val pretext accuracy, averaged over its seeds."""
+    if baseline is None:
+        return None
+    bests = [max(vals) for run in baseline.runs if (vals := run.series("val_pretext_acc")[1])]
+    return statistics.fmean(bests) if bests else None

@@ -1,0 +1,307 @@
+"""What the report shows: Sections of prose, Tables and Figures, built from an Experiment.
+
+`build_sections` writes the figures (`figures.py`) and the efficiency cache (`efficiency.py`) as a
+side effect; turning the sections into Markdown or HTML is `render.py`'s work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from vidkd import runs
+from vidkd.report import figures, published
+from vidkd.report.efficiency import efficiency_key, load_or_measure
+from vidkd.report.results import ARCH_NAMES, Experiment, Group, arch_rank, group_runs
+from vidkd.report.stats import (
+    MISSING,
+    baseline_group,
+    format_epochs,
+    format_percent,
+    format_seconds,
+    summarise_run,
+    target_accuracy,
+)
+from vidkd.utils.checkpoint import WEIGHTS_FILE
+
+RETRIEVAL_KS = ("R@1", "R@5", "R@10", "R@20", "R@50")
+FIGURES_DIR = "figures"  # under the report directory
+EFFICIENCY_FILE = "efficiency.json"  # under the report directory
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Figure:
+    path: Path
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[str | Table | Figure] = field(default_factory=list)
+
+
+def _pct(value: float | None) -> str:
+    return MISSING if value is None else f"{100 * value:.1f}"
+
+
+def _eval_values(group: Group, protocol: str, key: str) -> list[float | None]:
+    values = [r.evals.get(protocol, {}).get(key) for r in group.runs]
+    return [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
+
+
+def _evaluation_setting(exp: Experiment) -> str:
+    """' on split 2, 25% of the labels' when the evaluations are not split 1 with every label."""
+    parts = []
+    if exp.split != 1:
+        parts.append(f"split {exp.split}")
+    if exp.fraction < 1:
+        parts.append(f"{100 * exp.fraction:g}% of the labels")
+    return f" (evaluated on {', '.join(parts)})" if parts else ""
+
+
+def _header_section(exp: Experiment, groups: list[Group]) -> Section:
+    seeds = sorted({r.seed for r in exp.runs if r.seed is not None})
+    status = [r.status for r in exp.runs]
+    done = sum(s == "done" for s in status)
+    started = dt.datetime.fromtimestamp(runs.plan_path(exp.directory).stat().st_mtime) if not exp.single_run else None
+    lines = [
+        f"**Dataset:** {exp.dataset} · **epochs planned:** {exp.epochs or MISSING} · "
+        f"**seeds:** {', '.join(map(str, seeds)) or MISSING} · **runs:** {len(exp.runs)} "
+        f"({done} done) in {len(groups)} configurations · "
+        f"**evaluations planned:** {', '.join(exp.plan.get('evaluations') or []) or 'none'}"
+        + _evaluation_setting(exp),
+        (f"Experiment planned {started:%Y-%m-%d %H:%M}; " if started else "")
+        + f"report written {dt.datetime.now():%Y-%m-%d %H:%M} from `{exp.directory}`.",
+    ]
+    missing = []
+    for run in exp.runs:
+        if run.status != "done":
+            missing.append(f"run `{run.name}`: {run.status}")
+        absent = [p for p in exp.plan.get("evaluations") or [] if p not in run.evals]
+        if absent and run.status == "done":
+            missing.append(f"run `{run.name}`: no {', '.join(absent)} result yet")
+        missing += [f"run `{run.name}`: {problem}" for problem in run.problems]
+    if missing:
+        lines.append("**Missing so far** (shown as —): " + "; ".join(missing) + ".")
+    else:
+        lines.append("Every planned run and evaluation is present.")
+    return Section("Overview", lines)
+
+
+def _pretraining_section(groups: list[Group]) -> Section:
+    rows, targets = [], []
+    for group in groups:
+        baseline = baseline_group(groups, group.arch, group.width)
+        target = target_accuracy(baseline)
+        summaries = [summarise_run(r, target) for r in group.runs]
+        rows.append([
+            group.label, group.kind, f"{group.width:g}" if group.width else MISSING, str(len(group.runs)),
+            format_percent([s.best_pretext for s in summaries]), format_percent([s.final_pretext for s in summaries]),
+            format_percent([s.best_knn for s in summaries]), format_percent([s.final_knn for s in summaries]),
+            format_epochs([s.epoch_to_target for s in summaries]),
+            format_epochs([s.epoch_to_near_target for s in summaries]),
+            format_seconds(statistics.fmean(w) if (w := [s.wall_seconds for s in summaries if s.wall_seconds]) else None),
+        ])
+        if group.kind == "baseline":
+            targets.append(f"{group.label} {_pct(target)}%" if target is not None else f"{group.label} (no data yet)")
+    table = Table(["model", "kind", "width", "seeds", "best val pretext %", "final val pretext %", "best kNN %",
+                   "final kNN %", "epoch ≥ baseline best", "epoch ≥ 95% of it", "wall time"], rows)
+    note = ("Targets (from-scratch baselines' best val pretext accuracy, mean over seeds): "
+            + (", ".join(targets) if targets else "no baseline has finished an epoch yet") + ".")
+    return Section("Pretraining (mean ± std over seeds)", [table, note])
+
+
+def _runs_section(groups: list[Group]) -> Section:
+    rows = []
+    for group in groups:
+        target = target_accuracy(baseline_group(groups, group.arch, group.width))
+        for run in group.runs:
+            s = summarise_run(run, target)
+            rows.append([f"`{run.name}`", group.label, str(run.seed if run.seed is not None else MISSING),
+                         str(run.last_epoch if run.last_epoch is not None else MISSING), run.status,
+                         _pct(s.best_pretext), _pct(s.best_knn),
+                         str(s.epoch_to_target) if s.epoch_to_target is not None else MISSING,
+                         format_seconds(s.wall_seconds)])
+    return Section("Every run", [Table(["run", "model", "seed", "last epoch", "status", "best val pretext %",
+                                        "best kNN %", "epoch ≥ baseline best", "wall time"], rows)])
+
+
+def _figures_section(groups: list[Group], figure_dir: Path) -> Section:
+    section = Section("Curves")
+    baselines = [g for g in groups if g.kind == "baseline"]
+    students = [g for g in groups if g.kind == "student"]
+    if baselines:
+        section.blocks.append(Figure(figures.plot_baselines(baselines, figure_dir),
+                                     "From-scratch baselines: val pretext accuracy and kNN top-1 per epoch "
+                                     "(mean over seeds, band = min–max)."))
+    by_teacher: dict[int, tuple[Group, list[Group]]] = {}
+    for student in students:
+        teacher = _teacher_group(groups, student)
+        if teacher is None:
+            section.blocks.append(f"{student.label}: its teacher's baseline run is not in this experiment; "
+                                  "its curves are in the train-loss figure only.")
+            continue
+        by_teacher.setdefault(id(teacher), (teacher, []))[1].append(student)
+    for teacher, its_students in by_teacher.values():
+        section.blocks.append(Figure(figures.plot_teacher_students(teacher, its_students, figure_dir),
+                                     f"Teacher {teacher.label} (solid) against its students (dashed): the "
+                                     "same-architecture student first, then all of them."))
+    if groups:
+        section.blocks.append(Figure(figures.plot_train_loss(groups, figure_dir), "Training loss per epoch."))
+    return section
+
+
+def _teacher_group(groups: Sequence[Group], student: Group) -> Group | None:
+    teacher_runs = {r.teacher_run for r in student.runs if r.teacher_run}
+    for group in groups:
+        if group.kind == "baseline" and any(r.name in teacher_runs for r in group.runs):
+            return group
+    return baseline_group(groups, student.teacher_arch or "", 1.0) if student.teacher_arch else None
+
+
+def _comparable(exp: Experiment, group: Group) -> bool:
+    """The published setting: a trained network, evaluated on split 1 with every label (see `published`)."""
+    shape = group.input_shape
+    return (group.kind != "random" and exp.split == 1 and exp.fraction == 1.0
+            and published.is_comparable(exp.dataset, group.width, shape[1] if shape else None,
+                                        shape[2] if shape else None))
+
+
+def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]:
+    groups = trained + exp.random_init
+    any_comparable = any(_comparable(exp, g) for g in trained)
+    dataset = published.dataset_key(exp.dataset)
+    sections = []
+    planned = set(exp.plan.get("evaluations") or [])
+
+    def shown(*protocols: str) -> bool:  # planned, or present in some run
+        return any(p in planned or any(p in r.evals for g in groups for r in g.runs) for p in protocols)
+
+    headers = ["model", "seeds", *RETRIEVAL_KS]
+    rows = []
+    for group in groups:
+        row = [group.label, str(len(group.runs))] + [format_percent(_eval_values(group, "retrieval", k)) for k in RETRIEVAL_KS]
+        if any_comparable:
+            value = published.published_retrieval_r1(group.arch, dataset) if _comparable(exp, group) else None
+            row.append(f"{value:.1f}" if value is not None else MISSING)
+        rows.append(row)
+    if any_comparable:
+        headers.append("PCL R@1 (published)")
+    if shown("retrieval"):
+        sections.append(Section("Retrieval (R@k %, test clips query train clips)", [Table(headers, rows)]))
+
+    headers = ["model", "seeds", "video top-1 %", "clip top-1 %"]
+    rows = []
+    for group in groups:
+        row = [group.label, str(len(group.runs)), format_percent(_eval_values(group, "finetune", "video_top1")),
+               format_percent(_eval_values(group, "finetune", "clip_top1"))]
+        if any_comparable:
+            value = published.published_finetune(group.arch, dataset) if _comparable(exp, group) else None
+            row.append(f"{value:.1f}" if value is not None else MISSING)
+        rows.append(row)
+    if any_comparable:
+        headers.append(f"PCL video top-1 on {dataset.upper()} (published)")
+    if shown("finetune"):
+        sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)]))
+
+    if shown("knn", "linear"):
+        rows = [[g.label, str(len(g.runs)), format_percent(_eval_values(g, "knn", "top1")),
+                 format_percent(_eval_values(g, "linear", "test_top1"))] for g in groups]
+        sections.append(Section("Frozen-feature probes (top-1 %)",
+                                [Table(["model", "seeds", "kNN top-1 %", "linear probe top-1 %"], rows)]))
+
+    if any_comparable:
+        note = (f"Published numbers: {published.PCL_SOURCE}; shown only for full-width networks on 16×112×112 "
+                "clips of UCF101/HMDB51, evaluated on split 1 with every label (PCL pretrains on UCF101 split 1).")
+    else:
+        note = (f"Published PCL numbers are not shown: this experiment ({exp.dataset}) is not the published "
+                "setting (UCF101/HMDB51 split 1 with every label, full-width networks, 16×112×112 clips, hundreds of "
+                "epochs), so its "
+                f"numbers are not comparable with them. Source for the published numbers: {published.PCL_SOURCE}.")
+    if not sections:
+        sections.append(Section("Evaluations", ["No evaluation was planned or found."]))
+    sections[-1].blocks.append(note)
+    return sections
+
+
+def _efficiency_section(exp: Experiment, groups: list[Group], cache_path: Path) -> Section:
+    sizes: dict[tuple[str, float, tuple[int, ...]], list[Group]] = {}
+    unknown = []
+    for group in groups:
+        if group.input_shape is None:
+            unknown.append(group.label)
+            continue
+        sizes.setdefault((group.arch, group.width or 1.0, group.input_shape), []).append(group)
+    costs = load_or_measure(cache_path, list(sizes))
+    rows = []
+    for (arch, width, shape), members in sorted(sizes.items(), key=lambda kv: (arch_rank(kv[0][0]), -kv[0][1])):
+        cost = costs[efficiency_key(arch, width, shape)]
+        weights = next((b for g in members for r in g.runs if (b := r.weights_bytes()) is not None), None)
+        trained = []
+        for g in members:
+            bests = [max(v) for r in g.runs if (v := r.series("val_pretext_acc")[1])]
+            trained.append(f"{g.label} ({g.kind}): {format_percent(bests)}")
+        missing_cost = "error" in cost
+        rows.append([
+            ARCH_NAMES.get(arch, arch), f"{width:g}", "×".join(map(str, shape)),
+            MISSING if missing_cost else f"{cost['params'] / 1e6:.2f}",
+            MISSING if missing_cost else f"{cost['gflops']:.2f}",
+            MISSING if missing_cost else f"{cost['cpu_latency_ms']:.1f}",
+            f"{weights / 2**20:.1f}" if weights is not None else MISSING,
+            "; ".join(trained),
+        ])
+    threads = {c.get("cpu_threads") for c in costs.values() if "cpu_threads" in c}
+    blocks: list[str | Table | Figure] = [
+        Table(["arch", "width", "input C×T×H×W", "params (M)", "GFLOPs / clip", "CPU ms / clip",
+               f"{WEIGHTS_FILE} (MB)", "trained as: best val pretext %"], rows),
+        "Backbone only (no heads) for parameters, FLOPs (2 per multiply-accumulate) and latency; latency is "
+        "the median of several batch-1 forwards on this machine's CPU after a warm-up "
+        f"({', '.join(map(str, sorted(threads))) or '?'} thread(s)), cached in `{cache_path.name}`. "
+        "The file size is the whole saved PCL model (backbone and heads).",
+    ]
+    failed = [f"{c['arch']} ×{c['width']:g}: {c['error']}" for c in costs.values() if "error" in c]
+    if failed or unknown:
+        blocks.append("Not measured: " + "; ".join(failed + [f"{u} (no config yet)" for u in unknown]) + ".")
+    return Section("Efficiency (per architecture and width)", blocks)
+
+
+READING_GUIDE = (
+    "Each configuration (kind, architecture, width, teacher) is trained with "
+    "several seeds; tables show the mean ± sample standard deviation over the seeds that have the value, "
+    "and say when only some have it. *Best* is the highest value over all epochs, *final* the last "
+    "logged one. *Val pretext %* is the accuracy of the 5-way VCP pretext task on the test split; "
+    "*kNN %* classifies test videos by their nearest training videos in feature space (labels are used "
+    "only to measure). *Epoch ≥ baseline best* is the first epoch whose val pretext accuracy reaches "
+    "the best accuracy of the from-scratch baseline of the same architecture (mean over its seeds); "
+    "*epoch ≥ 95% of it* is the first epoch within 95% of that target — a student that needs fewer "
+    "epochs than its baseline converges faster, one whose best exceeds the target beats it. Epoch 0 is "
+    "the untrained network. Retrieval R@k: a test video counts as found if any of its k nearest "
+    "training videos shares its class. Fine-tuning: top-1 after training the whole network with labels, "
+    "per video (logits averaged over clips) and per clip. The efficiency table puts each network's "
+    "cost beside the accuracy of the models trained at that size, so a smaller student that keeps "
+    "its teacher's accuracy shows as fewer parameters, GFLOPs and milliseconds for the same accuracy."
+)
+
+
+def build_sections(exp: Experiment, report_dir: Path) -> list[Section]:
+    """Everything the report shows, in order (writes the figures and the efficiency cache)."""
+    groups = group_runs(exp.runs)
+    sections = [_header_section(exp, groups), _pretraining_section(groups),
+                _figures_section(groups, report_dir / FIGURES_DIR)]
+    sections += _evaluation_sections(exp, groups)
+    sections.append(_efficiency_section(exp, groups, report_dir / EFFICIENCY_FILE))
+    sections.append(_runs_section(groups))
+    sections.append(Section("Reading this report", [READING_GUIDE]))
+    return sections
+

@@ -1,0 +1,242 @@
+"""The run directory: the only module that knows its names.
+
+    RUN/config.yaml            the resolved config, enough to re-run
+    RUN/metrics.jsonl          one JSON object per epoch, append-only
+    RUN/log.txt, RUN/tb/       log and TensorBoard events
+    RUN/checkpoints/{last,best}/   see vidkd.utils.checkpoint
+    RUN/eval/<protocol>[_split<S>][_frac<F>].json   one result per protocol, split and fraction
+    RUN/eval/features/         cached evaluation features
+    RUN/export/backbone.onnx   `vidkd export`
+
+An experiment directory holds `plan.json`, `experiment.yaml` and one run directory per planned
+run under `runs/`. Everything else in vidkd asks this module for paths and for whether a run
+has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from vidkd.utils.checkpoint import META_FILE, WEIGHTS_FILE, find_checkpoint
+from vidkd.utils.io import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "log.txt"
+TB_DIR = "tb"
+CHECKPOINTS_DIR = "checkpoints"
+EVAL_DIR = "eval"
+FEATURES_DIR = "features"
+LAST, BEST = "last", "best"
+
+PLAN_FILE = "plan.json"
+EXPERIMENT_FILE = "experiment.yaml"
+RUNS_DIR = "runs"
+REPORT_DIR = "report"
+
+_RESULT_NAME = re.compile(r"^(?P<protocol>[a-z0-9]+)(?:_split(?P<split>[123]))?(?:_frac(?P<fraction>[0-9.e-]+))?\.json$")
+
+
+def config_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CONFIG_FILE
+
+
+def metrics_path(run_dir: Path) -> Path:
+    return Path(run_dir) / METRICS_FILE
+
+
+def log_path(run_dir: Path) -> Path:
+    return Path(run_dir) / LOG_FILE
+
+
+def tb_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / TB_DIR
+
+
+def checkpoint_dir(run_dir: Path, which: str = LAST) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR / which
+
+
+def eval_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / EVAL_DIR
+
+
+def features_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / FEATURES_DIR
+
+
+EXPORT_DIR = "export"
+
+
+def export_path(run_dir: Path, name: str = "backbone.onnx") -> Path:
+    return Path(run_dir) / EXPORT_DIR / name
+
+
+def is_run_dir(path: Path) -> bool:
+    return config_path(path).is_file()
+
+
+def find_run_dir(source: Path) -> Path | None:
+    """The run directory holding `source`: itself, a checkpoint directory in it, or a weights file."""
+    source = Path(source)
+    path = source if source.is_dir() else source.parent
+    for candidate in (path, path.parent, path.parent.parent):
+        if is_run_dir(candidate):
+            return candidate
+    return None
+
+
+def trained_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a trained run is used through: best, else last (None before the first epoch)."""
+    for which in (BEST, LAST):
+        found = find_checkpoint(checkpoint_dir(run_dir, which))
+        if found is not None:
+            return found
+    return None
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def read_metrics(run_dir: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The per-epoch records of a run; a line cut short by a crash is skipped (and noted in `problems`)."""
+    path = metrics_path(run_dir)
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if problems is not None:
+                problems.append(f"{path.name} line {number} is not JSON (skipped)")
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(metrics_path(run_dir), "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def keep_metrics_before(run_dir: Path, epoch: int) -> None:
+    """Drop the lines of epochs >= `epoch` (a resumed run re-trains them)."""
+    kept = [m for m in read_metrics(run_dir) if isinstance(m.get("epoch"), int) and m["epoch"] < epoch]
+    atomic_write_text(metrics_path(run_dir), "".join(json.dumps(m) + "\n" for m in kept))
+
+
+# --------------------------------------------------------------------------- status
+
+
+def saved_epoch(run_dir: Path) -> int:
+    """The epoch of the newest complete `last` checkpoint (0 when there is none)."""
+    found = find_checkpoint(checkpoint_dir(run_dir, LAST))
+    if found is None:
+        return 0
+    try:
+        return int(json.loads((found / META_FILE).read_text()).get("epoch", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def run_state(run_dir: Path, planned_epochs: int) -> tuple[str, int]:
+    """('new' | 'partial' | 'done', last saved epoch): the one definition of a finished run."""
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        return "new", 0
+    epoch = saved_epoch(run_dir)
+    logged = {m.get("epoch") for m in read_metrics(run_dir)}
+    if epoch >= planned_epochs and planned_epochs in logged:
+        return "done", epoch
+    return ("partial" if epoch > 0 else "new"), epoch
+
+
+def has_trained(run_dir: Path) -> bool:
+    """At least one epoch is checkpointed: the run directory is worth keeping."""
+    return saved_epoch(run_dir) > 0 or (checkpoint_dir(run_dir, BEST) / WEIGHTS_FILE).is_file()
+
+
+# --------------------------------------------------------------------------- evaluation results
+
+
+LABELLED_FRACTION_PROTOCOLS = ("linear", "finetune")  # the others use no labels, so no fraction in their name
+
+
+def result_name(protocol: str, split: int = 1, fraction: float = 1.0) -> str:
+    """`finetune.json`; other splits and labelled fractions get a suffix so results never overwrite."""
+    name = protocol
+    if split != 1:
+        name += f"_split{split}"
+    if fraction < 1 and protocol in LABELLED_FRACTION_PROTOCOLS:
+        name += f"_frac{fraction:g}"
+    return name + ".json"
+
+
+def result_path(results_dir: Path, protocol: str, split: int = 1, fraction: float = 1.0) -> Path:
+    return Path(results_dir) / result_name(protocol, split, fraction)
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    protocol: str
+    split: int
+    fraction: float
+
+
+def parse_result_name(name: str) -> ResultKey | None:
+    match = _RESULT_NAME.match(name)
+    if match is None:
+        return None
+    try:
+        fraction = float(match["fraction"]) if match["fraction"] else 1.0
+    except ValueError:
+        return None
+    return ResultKey(match["protocol"], int(match["split"] or 1), fraction)
+
+
+def iter_results(results_dir: Path) -> Iterator[tuple[ResultKey, Path]]:
+    """Every result file of a run, with the protocol, split and fraction its name encodes."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return
+    for path in sorted(results_dir.glob("*.json")):
+        key = parse_result_name(path.name)
+        if key is not None:
+            yield key, path
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def experiment_run_dir(experiment_dir: Path, run_name: str) -> Path:
+    return Path(experiment_dir) / RUNS_DIR / run_name
+
+
+RANDOM_INIT_PREFIX = "random_"
+
+
+def random_init_dir(experiment_dir: Path, arch: str) -> Path:
+    return experiment_run_dir(experiment_dir, f"{RANDOM_INIT_PREFIX}{arch}")
+
+
+def iter_random_init_dirs(experiment_dir: Path) -> Iterator[tuple[str, Path]]:
+    """(arch, directory) of every random-initialisation evaluation of an experiment."""
+    for path in sorted((Path(experiment_dir) / RUNS_DIR).glob(f"{RANDOM_INIT_PREFIX}*")):
+        if path.is_dir():
+            yield path.name[len(RANDOM_INIT_PREFIX):], path
+
+
+def plan_path(experiment_dir: Path) -> Path:
+    return Path(experiment_dir) / PLAN_FILE
+
+
+def report_dir(directory: Path) -> Path:
+    return Path(directory) / REPORT_DIR

@@ -1,0 +1,305 @@
+"""Kinematics of the synthetic actions: poses, body lengths, joint-angle trajectories and skeletons.
+
+Every class is a function from the cycle phase (cycles, one value per frame) and a random
+generator to a `Pose`; `skeleton` turns a pose and an actor's body lengths into joint positions.
+Classes differ only in how the joints move; all start from (and most return to) the same neutral
+pose, and none has a mirror-image twin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from vidkd.errors import DatasetError
+
+if TYPE_CHECKING:
+    from vidkd.synthetic.render import Actor
+
+# Nominal body lengths in "body units" (standing height is about 1).
+THIGH, SHIN, UPPER_ARM, FOREARM, TORSO = 0.25, 0.25, 0.16, 0.15, 0.30
+NEUTRAL_ARM, NEUTRAL_FOREARM, NEUTRAL_LEG = 0.15, 0.10, 0.08
+
+
+# ----------------------------------------------------------------------------- poses
+
+
+@dataclass
+class Pose:
+    """Joint trajectories over T frames. Angles are radians from straight down, positive away
+    from the body's midline; (T, 2) arrays hold the figure's [left (-x), right (+x)] sides."""
+
+    tilt: np.ndarray  # (T,) lateral torso lean, positive towards +x
+    torso: np.ndarray  # (T,) torso length scale (< 1: bending towards the camera)
+    lift: np.ndarray  # (T,) height of the feet above the ground (jumps)
+    arm: np.ndarray  # (T, 2) upper-arm angle, in the torso's frame
+    forearm: np.ndarray  # (T, 2) absolute forearm angle, in the torso's frame
+    arm_scale: np.ndarray  # (T, 2) upper-arm and forearm length scale (foreshortening)
+    leg: np.ndarray  # (T, 2) thigh angle
+    shin: np.ndarray  # (T, 2) absolute shin angle
+    thigh_scale: np.ndarray  # (T, 2) thigh length scale (knee lifted towards the camera)
+
+    @classmethod
+    def neutral(cls, t: int) -> "Pose":
+        one, two = np.ones(t), np.ones((t, 2))
+        return cls(tilt=0 * one, torso=one.copy(), lift=0 * one, arm=NEUTRAL_ARM * two,
+                   forearm=NEUTRAL_FOREARM * two, arm_scale=two.copy(), leg=NEUTRAL_LEG * two,
+                   shin=NEUTRAL_LEG * two, thigh_scale=two.copy())
+
+    def exaggerate(self, amount: float) -> "Pose":
+        """Scale every deviation from the neutral pose (a clip's movement amplitude)."""
+        neutral = Pose.neutral(len(self.tilt))
+        fields = {name: getattr(neutral, name) + amount * (value - getattr(neutral, name))
+                  for name, value in vars(self).items()}
+        return Pose(**fields)
+
+
+def _bump(u: np.ndarray, center: float, width: float) -> np.ndarray:
+    """Raised-cosine bump on the cycle phase u (cycles), 1 at `center`, 0 beyond width / 2."""
+    d = np.mod(u - center + 0.5, 1.0) - 0.5
+    return np.where(np.abs(d) < width / 2, 0.5 * (1 + np.cos(2 * np.pi * d / width)), 0.0)
+
+
+def _plateau(u: np.ndarray) -> np.ndarray:
+    """0 at the start of each cycle, rising smoothly to 1 and staying there most of the cycle."""
+    x = np.clip(0.8 * (1 - np.cos(2 * np.pi * u)), 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _reach(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-link inverse kinematics: (upper-arm, forearm) angles that put the hand at (x, y)
+    relative to the shoulder (x outwards, y up), choosing the lower elbow."""
+    d = np.clip(np.hypot(x, y), 1e-3, UPPER_ARM + FOREARM - 1e-3)
+    towards = np.arctan2(x, -y)
+    bend = np.arccos(np.clip((UPPER_ARM**2 + d**2 - FOREARM**2) / (2 * UPPER_ARM * d), -1, 1))
+    candidates = []
+    for arm in (towards + bend, towards - bend):
+        elbow_x, elbow_y = UPPER_ARM * np.sin(arm), -UPPER_ARM * np.cos(arm)
+        candidates.append((arm, np.arctan2(x - elbow_x, -(y - elbow_y)), elbow_y))
+    (a1, f1, y1), (a2, f2, y2) = candidates
+    lower_first = y1 <= y2
+    return np.where(lower_first, a1, a2), np.where(lower_first, f1, f2)
+
+
+def _blend(neutral: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    return neutral + weight * (target - neutral)
+
+
+def _wave(u, rng):
+    p = Pose.neutral(len(u))
+    up = _plateau(u)
+    side = int(rng.integers(2))  # either hand: a flipped wave is still a wave
+    p.arm[:, side] = _blend(NEUTRAL_ARM, 2.4, up)
+    p.forearm[:, side] = _blend(NEUTRAL_FOREARM, 2.75 + 0.4 * np.sin(2 * np.pi * 4 * u), up)
+    return p
+
+
+def _clap(u, rng):
+    p = Pose.neutral(len(u))
+    ready = _plateau(u)
+    together = 0.5 * (1 - np.cos(2 * np.pi * 3 * u))
+    arm, forearm = _reach(0.14 - 0.225 * together, -0.12 + 0 * u)
+    for side in (0, 1):
+        p.arm[:, side] = _blend(NEUTRAL_ARM, arm, ready)
+        p.forearm[:, side] = _blend(NEUTRAL_FOREARM, forearm, ready)
+    return p
+
+
+def _squat(u, rng):
+    p = Pose.neutral(len(u))
+    down = 0.5 * (1 - np.cos(2 * np.pi * u))
+    for side in (0, 1):
+        p.leg[:, side] = NEUTRAL_LEG + 0.6 * down
+        p.shin[:, side] = NEUTRAL_LEG - 0.35 * down
+        p.thigh_scale[:, side] = 1 - 0.5 * down
+        p.arm[:, side] = NEUTRAL_ARM + 0.35 * down  # arms reach forward, towards the camera
+        p.forearm[:, side] = NEUTRAL_FOREARM + 0.4 * down
+        p.arm_scale[:, side] = 1 - 0.7 * down
+    return p
+
+
+def _jump(u, rng):
+    p = Pose.neutral(len(u))
+    crouch = _bump(u, 0.15, 0.25) + _bump(u, 0.72, 0.22)
+    air = _bump(u, 0.43, 0.32)
+    swing = _bump(u, 0.43, 0.45)
+    p.lift = 0.22 * air
+    for side in (0, 1):
+        p.leg[:, side] = NEUTRAL_LEG + 0.45 * crouch
+        p.shin[:, side] = NEUTRAL_LEG - 0.3 * crouch
+        p.thigh_scale[:, side] = 1 - 0.35 * crouch
+        p.arm[:, side] = NEUTRAL_ARM + 2.5 * swing
+        p.forearm[:, side] = NEUTRAL_FOREARM + 2.6 * swing
+    return p
+
+
+def _punch(u, rng):
+    p = Pose.neutral(len(u))
+    guard = _plateau(u)
+    for side, center in ((0, 0.35), (1, 0.65)):
+        out = _bump(u, center, 0.24)
+        arm, forearm = _reach(-0.02 + 0.32 * out, -0.02 + 0.03 * out)
+        p.arm[:, side] = _blend(NEUTRAL_ARM, arm, guard)
+        p.forearm[:, side] = _blend(NEUTRAL_FOREARM, forearm, guard)
+    return p
+
+
+def _kick(u, rng):
+    p = Pose.neutral(len(u))
+    kicks = (_bump(u, 0.25, 0.4), _bump(u, 0.75, 0.4))
+    for side, kick in enumerate(kicks):
+        p.leg[:, side] = NEUTRAL_LEG + 1.15 * kick
+        p.shin[:, side] = NEUTRAL_LEG + 1.2 * kick
+    balance = kicks[0] + kicks[1]
+    p.arm[:] = (NEUTRAL_ARM + 1.0 * balance)[:, None]
+    p.forearm[:] = (NEUTRAL_FOREARM + 1.1 * balance)[:, None]
+    p.tilt = 0.25 * (kicks[0] - kicks[1])  # lean away from the kicking leg
+    return p
+
+
+def _run_in_place(u, rng):
+    p = Pose.neutral(len(u))
+    knees = (_bump(u, 0.25, 0.5), _bump(u, 0.75, 0.5))
+    p.lift = 0.03 * np.abs(np.sin(2 * np.pi * 2 * u))
+    for side, knee in enumerate(knees):
+        p.thigh_scale[:, side] = 1 - 0.65 * knee  # the thigh points at the camera
+        p.leg[:, side] = NEUTRAL_LEG + 0.15 * knee
+        opposite = knees[1 - side]  # arms pump against the legs
+        arm, forearm = _reach(0.0 + 0 * u, -0.22 + 0.14 * opposite)
+        ready = np.maximum(_plateau(u), knees[0] + knees[1])
+        p.arm[:, side] = _blend(NEUTRAL_ARM, arm, np.clip(ready, 0, 1))
+        p.forearm[:, side] = _blend(NEUTRAL_FOREARM, forearm, np.clip(ready, 0, 1))
+    return p
+
+
+def _bend(u, rng):
+    p = Pose.neutral(len(u))
+    down = _plateau(u)
+    p.torso = 1 - 0.65 * down
+    p.arm[:] = (NEUTRAL_ARM - 0.1 * down)[:, None]
+    p.forearm[:] = (NEUTRAL_FOREARM - 0.08 * down)[:, None]
+    return p
+
+
+def _jumping_jack(u, rng):
+    p = Pose.neutral(len(u))
+    open_ = 0.5 * (1 - np.cos(2 * np.pi * u))
+    p.lift = 0.07 * np.sin(2 * np.pi * u) ** 2
+    for side in (0, 1):
+        p.arm[:, side] = NEUTRAL_ARM + 2.75 * open_
+        p.forearm[:, side] = NEUTRAL_FOREARM + 2.95 * open_
+        p.leg[:, side] = NEUTRAL_LEG + 0.38 * open_
+        p.shin[:, side] = NEUTRAL_LEG + 0.38 * open_
+    return p
+
+
+def _arm_circle(u, rng):
+    p = Pose.neutral(len(u))
+    out = _plateau(u)
+    direction = 1.0 if rng.random() < 0.5 else -1.0
+    turn = 2 * np.pi * 4 * u
+    for side in (0, 1):
+        p.arm[:, side] = _blend(NEUTRAL_ARM, 1.5 + 0.35 * np.sin(turn), out)
+        p.forearm[:, side] = _blend(NEUTRAL_FOREARM, 1.5 + 0.35 * np.sin(turn), out)
+        p.arm_scale[:, side] = 1 - out * 0.15 * (1 + direction * np.cos(turn))
+    return p
+
+
+def _side_bend(u, rng):
+    p = Pose.neutral(len(u))
+    lean = np.sin(2 * np.pi * u)
+    p.tilt = 0.42 * lean
+    for side, over in ((0, np.maximum(lean, 0)), (1, np.maximum(-lean, 0))):
+        p.arm[:, side] = NEUTRAL_ARM + 2.6 * over  # the arm away from the lean goes overhead
+        p.forearm[:, side] = NEUTRAL_FOREARM + 3.1 * over
+    return p
+
+
+def _lunge(u, rng):
+    p = Pose.neutral(len(u))
+    lunges = (_bump(u, 0.25, 0.45), _bump(u, 0.75, 0.45))
+    for side in (0, 1):
+        mine, other = lunges[side], lunges[1 - side]
+        p.leg[:, side] = NEUTRAL_LEG + 1.0 * mine + 0.6 * other  # bent out, or straight and wide
+        p.shin[:, side] = NEUTRAL_LEG + 0.05 * mine + 0.6 * other
+        reach = mine + other
+        p.arm[:, side] = NEUTRAL_ARM + 0.3 * reach
+        p.forearm[:, side] = NEUTRAL_FOREARM + 0.35 * reach
+        p.arm_scale[:, side] = 1 - 0.6 * reach
+    return p
+
+
+@dataclass(frozen=True)
+class ActionClass:
+    name: str
+    period: int  # frames per cycle at 25 fps, before the per-clip speed change
+    pose: Callable[[np.ndarray, np.random.Generator], Pose]
+
+
+ACTIONS: tuple[ActionClass, ...] = (
+    ActionClass("Wave", 48, _wave),
+    ActionClass("Clap", 48, _clap),
+    ActionClass("Squat", 36, _squat),
+    ActionClass("Jump", 36, _jump),
+    ActionClass("Punch", 40, _punch),
+    ActionClass("Kick", 40, _kick),
+    ActionClass("RunInPlace", 36, _run_in_place),
+    ActionClass("Bend", 48, _bend),
+    ActionClass("JumpingJack", 28, _jumping_jack),
+    ActionClass("ArmCircle", 48, _arm_circle),
+    ActionClass("SideBend", 48, _side_bend),
+    ActionClass("Lunge", 44, _lunge),
+)
+CLASS_NAMES: tuple[str, ...] = tuple(action.name for action in ACTIONS)
+
+
+def class_names(num_classes: int) -> list[str]:
+    """The first `num_classes` class names (the label order of classInd.txt)."""
+    if not 2 <= num_classes <= len(ACTIONS):
+        raise DatasetError(f"--classes must be between 2 and {len(ACTIONS)} (the synthetic actions "
+                           f"defined: {', '.join(CLASS_NAMES)}); got {num_classes}")
+    return list(CLASS_NAMES[:num_classes])
+
+
+# ----------------------------------------------------------------------------- skeleton
+
+
+def _rotate(x: np.ndarray, y: np.ndarray, tilt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate body-frame offsets so that 'up' leans by `tilt` towards +x."""
+    return x * np.cos(tilt) + y * np.sin(tilt), -x * np.sin(tilt) + y * np.cos(tilt)
+
+
+def skeleton(pose: Pose, actor: Actor) -> dict[str, np.ndarray]:
+    """Joint positions (T, 2) in body units, y up, with the lowest foot on the ground at y=0."""
+    L = actor.lengths
+    side_sign = np.array([-1.0, 1.0])
+    joints: dict[str, np.ndarray] = {}
+
+    def limb(start, angle, length, tilt=None):
+        dx, dy = side_sign * np.sin(angle) * length, -np.cos(angle) * length
+        if tilt is not None:
+            dx, dy = _rotate(dx, dy, tilt[:, None])
+        return start[0] + dx, start[1] + dy
+
+    hip = (side_sign * L["hip"] + 0 * pose.leg, 0 * pose.leg)
+    knee = limb(hip, pose.leg, L["thigh"] * pose.thigh_scale)
+    ankle = limb(knee, pose.shin, L["shin"])
+    ground = -np.min(ankle[1], axis=1) + pose.lift  # hip height above the floor
+    up = ground[:, None]
+    for name, (x, y) in (("hip", hip), ("knee", knee), ("ankle", ankle)):
+        joints[name] = np.stack([x, y + up], axis=-1)
+    joints["toe"] = joints["ankle"] + np.stack([side_sign * L["foot"] + 0 * ankle[0], 0 * ankle[1]], -1)
+
+    pelvis = np.stack([0 * ground, ground], -1)
+    neck_dx, neck_dy = _rotate(0 * ground, L["torso"] * pose.torso, pose.tilt)
+    neck = pelvis + np.stack([neck_dx, neck_dy], -1)
+    head_dx, head_dy = _rotate(0 * ground, (L["neck"] + actor.head_radius) * (0.4 + 0.6 * pose.torso), pose.tilt)
+    sx, sy = _rotate(side_sign * L["shoulder"] + 0 * neck_dx[:, None], 0 * pose.arm, pose.tilt[:, None])
+    shoulder = (neck[:, None, 0] + sx, neck[:, None, 1] + sy)
+    elbow = limb(shoulder, pose.arm, L["upper_arm"] * pose.arm_scale, pose.tilt)
+    wrist = limb(elbow, pose.forearm, L["forearm"] * pose.arm_scale, pose.tilt)
+    joints.update(pelvis=pelvis, neck=neck, head=neck + np.stack([head_dx, head_dy], -1),
+                  shoulder=np.stack(shoulder, -1), elbow=np.stack(elbow, -1), wrist=np.stack(wrist, -1))
+    return joints

@@ -1,0 +1,194 @@
+"""Writing the synthetic dataset in the UCF101 layout: actor-disjoint splits, videos, `synthetic.json`.
+
+Train and test never share a group (actor), as in UCF101. The same seed gives byte-identical
+files; `synthetic.json`, written last, marks a complete dataset so that it can be reused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vidkd.data.video import write_video
+from vidkd.errors import DatasetError
+from vidkd.synthetic.kinematics import class_names
+from vidkd.synthetic.render import Actor, make_actor, render_clip
+
+FPS = 25
+FORMAT_VERSION = 1  # bump when the rendering changes, so old datasets are not reused
+TEST_FRACTION = 0.25  # UCF101 tests 7 of 25 groups per split
+
+
+# ----------------------------------------------------------------------------- splits and writing
+
+
+def held_out_groups(groups: int, split: int) -> list[int]:
+    """The 1-based groups held out for testing in `split` (1, 2 or 3): consecutive blocks of
+    about 25% of the groups, rotating like UCF101's 7-of-25 (wrapping when groups are few)."""
+    per_split = max(1, round(groups * TEST_FRACTION))
+    first = (split - 1) * per_split
+    return sorted({(first + i) % groups + 1 for i in range(per_split)})
+
+
+def video_name(class_name: str, group: int, clip: int) -> str:
+    return f"v_{class_name}_g{group:02d}_c{clip:02d}.avi"
+
+
+def _validate(classes: int, groups: int, clips_per_group: int, frames: int, size) -> tuple[int, int]:
+    class_names(classes)
+    if not 2 <= groups <= 99:
+        raise DatasetError(f"--groups must be between 2 and 99 (train and test need different actors); got {groups}")
+    if not 1 <= clips_per_group <= 99:
+        raise DatasetError(f"--clips-per-group must be between 1 and 99; got {clips_per_group}")
+    if frames < 8:
+        raise DatasetError(f"--frames must be at least 8 (a PCL tuple needs 64); got {frames}")
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise DatasetError(f"--size must be WIDTHxHEIGHT, e.g. 128x96; got {size!r}") from None
+    if width < 32 or height < 32 or width % 2 or height % 2:
+        raise DatasetError(f"--size must be even and at least 32x32 (the video codec needs even sizes); "
+                           f"got {width}x{height}")
+    return width, height
+
+
+def _parameters(names: list[str], groups: int, clips_per_group: int, frames: int,
+                size: tuple[int, int], seed: int) -> dict:
+    return {"format_version": FORMAT_VERSION, "classes": names, "groups": groups,
+            "clips_per_group": clips_per_group, "frames": frames, "size": list(size), "fps": FPS,
+            "seed": seed}
+
+
+def _split_lines(names: list[str], groups: int, clips_per_group: int, split: int) -> tuple[list[str], list[str]]:
+    held_out = set(held_out_groups(groups, split))
+    train, test = [], []
+    for label, name in enumerate(names, start=1):
+        for group in range(1, groups + 1):
+            for clip in range(1, clips_per_group + 1):
+                relative = f"{name}/{video_name(name, group, clip)}"
+                if group in held_out:
+                    test.append(relative)
+                else:
+                    train.append(f"{relative} {label}")
+    return train, test
+
+
+def _write_splits(root: Path, names: list[str], groups: int, clips_per_group: int) -> None:
+    splits_dir = root / "splits"
+    splits_dir.mkdir(parents=True, exist_ok=True)
+    (splits_dir / "classInd.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(names, start=1)))
+    for split in (1, 2, 3):
+        train, test = _split_lines(names, groups, clips_per_group, split)
+        (splits_dir / f"trainlist0{split}.txt").write_text("".join(line + "\n" for line in train))
+        (splits_dir / f"testlist0{split}.txt").write_text("".join(line + "\n" for line in test))
+
+
+def _split_counts(names: list[str], groups: int, clips_per_group: int) -> dict[int, dict]:
+    counts = {}
+    for split in (1, 2, 3):
+        train, test = _split_lines(names, groups, clips_per_group, split)
+        counts[split] = {"train": len(train), "test": len(test), "test_groups": held_out_groups(groups, split)}
+    return counts
+
+
+MANIFEST = "synthetic.json"
+
+
+def is_synthetic_dataset(root: Path) -> bool:
+    """`root` holds (at least the manifest of) a dataset written by `write_synthetic_dataset`."""
+    return (Path(root) / MANIFEST).is_file()
+
+
+def _is_complete(root: Path, params: dict) -> bool:
+    """True if `root` holds every file of a dataset written with exactly `params`."""
+    try:
+        stored = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if stored.get("parameters") != params:
+        return False
+    names = params["classes"]
+    expected = [root / "videos" / n / video_name(n, g, c) for n in names
+                for g in range(1, params["groups"] + 1) for c in range(1, params["clips_per_group"] + 1)]
+    split_files = [root / "splits" / f for f in ["classInd.txt"] + [f"{kind}list0{s}.txt"
+                                                                    for kind in ("train", "test") for s in (1, 2, 3)]]
+    return all(path.is_file() and path.stat().st_size > 0 for path in expected + split_files)
+
+
+def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = 8, clips_per_group: int = 3,
+                            frames: int = 96, size: tuple[int, int] = (128, 96), seed: int = 0,
+                            overwrite: bool = False, progress: bool = True) -> dict:
+    """Write the synthetic action dataset to `out` in the UCF101 layout and return a summary.
+
+    `size` is (width, height). A directory that already holds the same dataset (same parameters
+    in `synthetic.json`, every file present) is reused without rewriting; any other non-empty
+    directory is refused unless `overwrite=True`, which replaces its `videos/` and `splits/`.
+    """
+    started = time.perf_counter()
+    root = Path(out)
+    size = _validate(classes, groups, clips_per_group, frames, size)
+    names = class_names(classes)
+    params = _parameters(names, groups, clips_per_group, frames, size, seed)
+    summary = {"root": str(root), "classes": names, "groups": groups, "clips_per_group": clips_per_group,
+               "frames": frames, "size": list(size), "fps": FPS, "seed": seed,
+               "num_videos": len(names) * groups * clips_per_group}
+
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root} is a file; choose a directory for the synthetic dataset")
+    if _is_complete(root, params):
+        summary.update(splits=_split_counts(names, groups, clips_per_group), reused=True,
+                       seconds=time.perf_counter() - started)
+        return summary
+    if root.is_dir() and any(root.iterdir()):
+        if not overwrite:
+            what = ("holds an unfinished synthetic dataset or one written with other parameters"
+                    if (root / MANIFEST).exists() or (root / "videos").exists() else "is not empty")
+            raise DatasetError(f"{root} {what}; pass --overwrite to replace it or choose another directory")
+        for stale in ("videos", "splits"):
+            if (root / stale).is_dir():
+                shutil.rmtree(root / stale)
+        (root / MANIFEST).unlink(missing_ok=True)
+
+    root.mkdir(parents=True, exist_ok=True)
+    jobs = [(index, name, group, clip) for index, name in enumerate(names)
+            for group in range(1, groups + 1) for clip in range(1, clips_per_group + 1)]
+    actors: dict[int, Actor] = {}
+    for index, name, group, clip in tqdm(jobs, desc="synth", unit="video", disable=not progress):
+        if group not in actors:
+            actors[group] = make_actor(seed, group, size)
+        path = root / "videos" / name / video_name(name, group, clip)
+        write_video(path, render_clip(index, group, clip, frames, size, seed, actors[group]), fps=FPS)
+    _write_splits(root, names, groups, clips_per_group)
+    seconds = time.perf_counter() - started
+    # Written last: its presence (with matching parameters) marks a complete dataset. No
+    # timings in it, so that the same seed gives byte-identical directories.
+    (root / MANIFEST).write_text(json.dumps(
+        {"parameters": params, "description": "vidkd synthetic actions: stick figures told apart by motion"},
+        indent=2) + "\n")
+    summary.update(splits=_split_counts(names, groups, clips_per_group), reused=False, seconds=seconds)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """What `vidkd synth` prints: where, what, how long, and the next command."""
+    width, height = summary["size"]
+    if summary.get("reused"):
+        head = f"reused the synthetic dataset at {summary['root']} (same parameters; nothing rewritten)"
+    else:
+        head = f"wrote the synthetic dataset to {summary['root']} in {summary['seconds']:.1f} s"
+    names = summary["classes"]
+    lines = [
+        head,
+        f"  {len(names)} classes: {', '.join(names)}",
+        f"  {summary['num_videos']} videos ({len(names)} classes x {summary['groups']} actors x "
+        f"{summary['clips_per_group']} clips), {summary['frames']} frames each, {width}x{height} at {summary['fps']} fps",
+    ]
+    for split, count in summary["splits"].items():
+        held_out = ", ".join(f"g{g:02d}" for g in count["test_groups"])
+        lines.append(f"  split {split}: {count['train']} train / {count['test']} test videos (test actors {held_out})")
+    lines.append(f"next: vidkd data check {summary['root']}")
+    return "\n".join(lines)
