@@ -33,9 +33,9 @@ from bench_train import (add_common_arguments, batch_shape, check_arguments, clo
                          forward_flops_per_clip, machine, open_trainer, prepare_data, preset_config, quiet_vidkd,
                          timed_epoch, write_docs_section)
 from vidkd.config import Config
+from vidkd.engine.trainer import CHECKPOINT_FORMAT
+from vidkd.methods.pcl import pcl_meta, pcl_model
 from vidkd.utils.checkpoint import save_checkpoint
-from tiny_runs import checkpoint_meta as model_meta
-from vidkd.methods.pcl import pcl_model as build_pcl_model
 from vidkd.models import build_backbone
 
 PAIRS = [("r3d", "r3d"), ("c3d", "r3d")]  # (teacher, student)
@@ -43,7 +43,8 @@ PAIRS = [("r3d", "r3d"), ("c3d", "r3d")]  # (teacher, student)
 
 def save_teacher(cfg: Config, directory: Path) -> Path:
     """A PCL checkpoint of `cfg.model.arch` with random weights, loadable as `teacher.path`."""
-    save_checkpoint(directory, build_pcl_model(cfg).state_dict(), model_meta(cfg, 1, {}))
+    meta = {"format": CHECKPOINT_FORMAT, **pcl_meta(cfg), "epoch": 1, "metrics": {}, "config": cfg.to_dict()}
+    save_checkpoint(directory, pcl_model(cfg).state_dict(), meta)
     return directory
 
 

@@ -33,13 +33,13 @@ import torch
 
 import bench_data  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from vidkd.config import Config, load_config
-from vidkd.synthetic import write_synthetic_dataset
-from vidkd.engine import trainer as trainer_module
+from vidkd.apps.pretrain import build_trainer
 from vidkd.engine.trainer import Trainer
+from vidkd.synthetic import write_synthetic_dataset
 from vidkd.models import build_backbone, count_flops, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESET = ROOT / "configs" / "pcl_r3d_synthetic.yaml"
+PRESET = "pcl_r3d_synthetic"
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "vidkd_bench_synthetic"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BACKBONES = ["c3d", "r3d", "r21d"]
@@ -48,18 +48,7 @@ EXTRA_BACKBONES = ["r3d_18", "r2plus1d_18"]
 
 # ----------------------------------------------------------------------------- shared helpers
 def quiet_vidkd() -> None:
-    """No progress bars or INFO lines in the benchmark's output.
-
-    `Trainer.train_one_epoch` always draws a tqdm bar on the main process; swapping the module's
-    `tqdm` for a disabled one is the only way to turn it off from outside.
-    """
-    real_tqdm = trainer_module.tqdm
-
-    def silent_tqdm(*args, **kwargs):
-        kwargs["disable"] = True
-        return real_tqdm(*args, **kwargs)
-
-    trainer_module.tqdm = silent_tqdm
+    """No INFO lines in the benchmark's output (progress bars are off per trainer: `open_trainer`)."""
     logging.getLogger("vidkd").setLevel(logging.WARNING)
 
 
@@ -90,7 +79,8 @@ def forward_flops_per_clip(cfg: Config, arch: str | None = None) -> int:
 
 
 def open_trainer(cfg: Config, out_dir: Path) -> Trainer:
-    trainer = Trainer(cfg, out_dir)
+    trainer = build_trainer(cfg, out_dir)
+    trainer.progress = False
     logging.getLogger("vidkd").setLevel(logging.WARNING)  # the Trainer turns INFO on for its log file
     return trainer
 

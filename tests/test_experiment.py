@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from tiny_runs import TINY_SETTINGS, make_tiny_dataset
+from vidkd import runs
 from vidkd.errors import ConfigError
 from vidkd.apps.grid import plan_experiment, plan_runs, run_experiment
 from vidkd.config import load_experiment
@@ -89,3 +90,28 @@ def test_the_grid_runs_skips_finished_work_and_reports(tmp_path, data_root, caps
     assert "kd_r3d_to_c3d" in text or "c3d" in text
     assert (report.parent / "report.html").is_file()
     assert any((report.parent / "figures").glob("*.png"))
+
+
+@pytest.mark.parametrize("setting,extra,shown", [
+    ("fraction", {"eval": {"fraction": 0.25, "linear_steps": 20}}, "evaluated on 25% of the labels"),
+    ("split", {"eval": {"linear_steps": 20}}, "evaluated on split 2"),
+])
+def test_a_grid_on_a_labelled_fraction_or_another_split_reports_its_results(tmp_path, data_root, setting, extra,
+                                                                            shown):
+    torch.set_num_threads(1)
+    config = _write_config(tmp_path / "one.yaml", data_root, baselines=["r3d"], teachers=[], students=[],
+                           evaluations=["knn", "linear"], **extra)
+    out = tmp_path / "grid"
+    run_experiment(config, out, ["data.split=2"] if setting == "split" else [])
+    eval_dir = runs.eval_dir(runs.experiment_run_dir(out, "baseline_r3d_s0"))
+    split, fraction = (2, 1.0) if setting == "split" else (1, 0.25)
+    assert runs.result_path(eval_dir, "linear", split, fraction).is_file()
+    assert runs.result_name("linear", split, fraction) != "linear.json"  # the case the report used to miss
+    md = write_report(out).read_text()
+    assert shown in md
+    row = next(line for line in md.splitlines() if line.startswith("| R3D ×0.125 | 1 |") and "%" not in line
+               and line.count("|") == 5)
+    knn, linear = (cell.strip() for cell in row.split("|")[3:5])
+    assert knn != "—" and linear != "—"
+    assert float(linear) == pytest.approx(100 * json.loads(
+        runs.result_path(eval_dir, "linear", split, fraction).read_text())["metrics"]["test_top1"], abs=0.051)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from conftest import decode_index, write_index_video, write_ucf_layout
 from vidkd.data.datasets import load_split
 from vidkd.data.loaders import ClipDataset, MultiClipDataset, TupleDataset
-from vidkd.data.sampling import TupleSpec
+from vidkd.data.sampling import TupleSpec, clip_orders
 from vidkd.data.transforms import ClipTransform
 from vidkd.data.vcp import permute_quadrants
 from vidkd.errors import DatasetError
@@ -186,3 +186,23 @@ def test_decode_failure_at_getitem_substitutes_next_video(tmp_path, caplog):
         record.path.write_bytes(b"")
     with pytest.raises(DatasetError):
         dataset[0]
+
+
+def test_order_tuples_are_shuffled_into_the_labelled_order(ucf):
+    """VCOP: the clips come in the order `clip_orders(3)[label]` names; every order is drawn."""
+    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="order",
+                           fixed=True)
+    orders = clip_orders(3)
+    assert orders[0] == (0, 1, 2) and len(orders) == 6
+    seen = set()
+    for seed in range(8):
+        dataset.seed = seed
+        for index in range(len(dataset)):
+            item = dataset[index]
+            ids = [frame_ids(c) for c in item["clips"]]
+            starts = sorted(clip[0] for clip in ids)
+            chronological = [starts.index(clip[0]) for clip in ids]
+            assert tuple(chronological) == orders[item["pretext_label"]]
+            assert starts == [starts[0] + 24 * k for k in range(3)]  # clip_len + interval apart, as VCOP
+            seen.add(item["pretext_label"])
+    assert seen == set(range(6))
