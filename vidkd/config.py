@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import types
 import typing
@@ -20,6 +21,8 @@ import yaml
 
 from vidkd.errors import ConfigError
 from vidkd.utils.io import atomic_write_text
+
+log = logging.getLogger("vidkd.config")
 
 
 @dataclass
@@ -243,6 +246,7 @@ def build_section(cls: type, values: Any, prefix: str = "", root: type | None = 
     for key, value in values.items():
         full = f"{prefix}{key}"
         if full in RETIRED_KEYS:
+            log.warning("config key '%s' is no longer used (ignored)", full)
             continue
         if key not in hints:
             raise unknown_key_error(full, all_keys(root or cls))
