@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from conftest import write_index_video, write_ucf_layout
 from tiny_runs import make_tiny_dataset, tiny_args, tiny_config
 from vidkd import runs
 from vidkd.apps.pretrain import pretrain
 from vidkd.cli import main
 from vidkd.config import load_config
+from vidkd.data.check import check_dataset
+from vidkd.models import build_backbone
 from vidkd.utils.checkpoint import find_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -221,3 +225,84 @@ def test_an_experiment_checks_every_architecture_before_training(data_root, tmp_
     code, line = run_cli(["experiment", "--config", config, "--out", tmp_path / "grid"], capsys)
     assert code == 2 and "r4d" in line
     assert not (tmp_path / "grid" / "runs").exists()  # the r3d baseline was not trained first
+
+
+def test_a_truncated_trainer_state_is_called_truncated(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    state = runs.checkpoint_dir(run, runs.LAST) / "trainer.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    code, line = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2"], capsys)
+    assert code == 2 and "truncated or damaged" in line and "re-save" not in line
+    assert runs.saved_epoch(run) == 1  # the run directory is as it was
+
+
+def test_a_foreign_checkpoint_names_the_flag_that_exists(tmp_path, capsys):
+    weights = tmp_path / "backbone.pth"
+    torch.save(build_backbone("r3d", width=0.125).state_dict(), weights)
+    code, line = run_cli(["evaluate", weights, "--protocol", "knn"], capsys)
+    assert code == 2 and "--set model.arch=ARCH" in line
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 5 MB tmpfs: room for one epoch's two checkpoints of the tiny run, not for a third."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()[:80]}); needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_while_saving_is_one_line_and_keeps_the_finished_epoch(data_root, small_disk, tmp_path, capsys):
+    run = small_disk / "run"
+    code, line = run_cli(["pretrain", *tiny_args(data_root, "train.epochs=3"), "--out", run], capsys)
+    assert code == 2 and "No space left on device" in line and "free disk space" in line
+    weights, meta, state = load_checkpoint(runs.checkpoint_dir(run, runs.LAST), with_trainer=True)
+    assert meta["epoch"] == state["epoch"] == 1 and weights
+    leftovers = [p.name for p in runs.checkpoint_dir(run, runs.LAST).parent.iterdir() if ".tmp." in p.name]
+    assert leftovers == []  # a failed save cleans up after itself
+    # with space again (a copy elsewhere), the run continues from the epoch it kept
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    code, _ = run_cli(["pretrain", "--resume", moved], capsys)
+    assert code == 0 and runs.saved_epoch(moved) == 3
+
+
+def test_a_read_only_output_directory(data_root, finished_run, small_disk, capsys):
+    run = small_disk / "run"
+    shutil.copytree(finished_run, run)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    code, line = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2"], capsys)
+    assert code == 2 and "Read-only file system" in line
+    code, line = run_cli(["report", run], capsys)
+    assert code == 2 and "Read-only file system" in line
+    code, line = run_cli(["pretrain", *tiny_args(data_root), "--out", small_disk / "new"], capsys)
+    assert code == 2 and "Read-only file system" in line
+    assert runs.saved_epoch(run) == 1
+
+
+def test_a_truncated_video_is_called_damaged_not_short(tmp_path):
+    write_ucf_layout(tmp_path, {"Run": 1}, groups=3, clips=1, num_frames=70)
+    video = sorted((tmp_path / "videos").rglob("*.avi"))[0]
+    full = write_index_video(tmp_path / "full.avi", 120)  # header at the front, index at the end: a cut keeps it
+    video.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    reasons = dict(check_dataset(tmp_path, min_frames=64).problems)
+    assert "damaged: cut short" in reasons[video] and "of the 120 frames" in reasons[video]
+
+
+def test_hmdb51_split_files_under_the_ucf101_layout_suggest_the_layout(tmp_path, capsys):
+    (tmp_path / "splits").mkdir(parents=True)
+    write(tmp_path / "splits" / "run_test_split1.txt", "a.avi 1\n")
+    code = main(["pretrain", "--set", f"data.root={tmp_path}", "data.layout=ucf101", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "set data.layout=hmdb51" in err
+
+
+def test_data_check_asks_what_the_config_needs(tmp_path, capsys):
+    write_ucf_layout(tmp_path, {"Run": 1, "Jump": 2}, groups=3, clips=1, num_frames=30)
+    assert main(["data", "check", str(tmp_path), "--config", "pcl_r3d_synthetic"]) == 0  # 3 x 8 frames: usable
+    assert "OK" in capsys.readouterr().out
+    assert main(["data", "check", str(tmp_path)]) == 1  # the default 3 x 16 frames: too short
+    assert "too short (30 frames < 48)" in capsys.readouterr().out

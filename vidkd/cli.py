@@ -14,6 +14,7 @@ from vidkd.apps.grid import plan_experiment, run_experiment
 from vidkd.apps.pretrain import pretrain, resume
 from vidkd.config import load_config
 from vidkd.data.check import check_dataset, format_report
+from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, evaluate, format_results
 from vidkd.report import write_report
@@ -38,7 +39,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    report = check_dataset(args.root, layout=args.layout, split=args.split, min_frames=args.min_frames)
+    min_frames = args.min_frames
+    if min_frames is None:  # what the training config's tuples need (the default config unless --config)
+        cfg = load_config(args.config, _overrides(args))
+        min_frames = min_tuple_frames(TupleSpec(cfg.data.clip_len, cfg.data.interval, cfg.data.tuple_len))
+    report = check_dataset(args.root, layout=args.layout, split=args.split, min_frames=min_frames)
     print(format_report(report))
     return 1 if report.fatal else 0
 
@@ -144,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("root")
     c.add_argument("--layout", default="auto", choices=["auto", "ucf101", "hmdb51", "folder"])
     c.add_argument("--split", type=int, default=1, choices=[1, 2, 3])
-    c.add_argument("--min-frames", type=int, default=64, help="frames a sample needs (PCL tuple: 64)")
+    c.add_argument("--min-frames", type=int, default=None,
+                   help="frames a video needs (default: what a tuple of --config needs, e.g. 3 x 16 = 48)")
+    c.add_argument("--config", help="the training config (path or preset) whose clips the data must give")
+    c.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="config override")
     c.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining (method: pcl | vcop), with an optional KD teacher")
@@ -220,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except VidkdError as exc:
         print(f"vidkd: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine, not vidkd: disk full, read-only or missing directory, permissions
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"vidkd: error: {exc.strerror or exc}{where}; free disk space, check permissions or choose another "
+              "output directory — checkpoints already written are intact", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         where = getattr(args, "out", None) or getattr(args, "resume", None)

@@ -75,7 +75,9 @@ def check_dataset(root: str | Path, layout: str = "auto", split: int = 1, min_fr
         reason = info if isinstance(info, str) else None
         if reason is None and decode:
             reason = _decode_ends(path, info)
-        if reason is None and info.num_frames < min_frames:
+        if reason is None and info.truncated:
+            reason = f"damaged: cut short ({info.num_frames} of the {info.header_frames} frames its header announces)"
+        elif reason is None and info.num_frames < min_frames:
             reason = f"too short ({info.num_frames} frames < {min_frames})"
         if reason is not None:
             report.problems.append((path, reason))

@@ -134,6 +134,9 @@ def _check_missing(root: Path, subset: str, listed: int, missing: list[str]) -> 
 
 def _load_ucf101(root: Path, subset: str, split: int) -> VideoSplit:
     class_file = root / "splits" / "classInd.txt"
+    if not class_file.is_file() and any((root / "splits").glob("*_test_split*.txt")):
+        raise DatasetError(f"{root} has HMDB51 split files (splits/*_test_split*.txt) but no UCF101 classInd.txt; "
+                           "set data.layout=hmdb51 (or auto)")
     index: dict[str, int] = {}
     for n, line in _read_lines(class_file, "class index"):
         parts = line.split()

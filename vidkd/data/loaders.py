@@ -69,7 +69,8 @@ class _VideoDataset(Dataset):
         usable = []
         for record in probed:
             if record.num_frames < self.min_frames:
-                self.skipped["too short"].append(record.path)
+                cut = infos[record.path].truncated  # the header promised more: a damaged file, not a short clip
+                self.skipped["damaged (cut short)" if cut else "too short"].append(record.path)
             else:
                 usable.append(record)
         total = len(split.records)

@@ -72,6 +72,11 @@ class VideoInfo:
     height: int
     width: int
     fps: float
+    header_frames: int = 0  # what the container header announced; more than num_frames: the file is cut short
+
+    @property
+    def truncated(self) -> bool:
+        return self.header_frames > self.num_frames + 1
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
@@ -137,7 +142,8 @@ def probe_video(path: str | Path) -> VideoInfo:
             raise VideoDecodeError(f"{path}: the video stream has no frames")
         if width <= 0 or height <= 0:
             raise VideoDecodeError(f"{path}: the video stream has no frame size")
-        return VideoInfo(num_frames=num_frames, height=height, width=width, fps=float(_frame_rate(stream)))
+        return VideoInfo(num_frames=num_frames, height=height, width=width, fps=float(_frame_rate(stream)),
+                         header_frames=int(stream.frames or 0))
 
 
 class VideoReader:

@@ -143,7 +143,7 @@ def infer_width(state: dict[str, torch.Tensor], arch: str) -> float:
         if common and all(tuple(candidate[k].shape) == shapes[k] for k in common):
             return size / 512
     raise CheckpointError(f"the tensors do not match {arch} at any width; check the architecture "
-                          "(--arch / teacher.arch) or give model.width")
+                          "(--set model.arch=ARCH, teacher.arch for a teacher, --arch for adapt-teacher) or give model.width")
 
 
 def read_weights(source: str | Path) -> WeightSource:
@@ -199,14 +199,14 @@ def load_into(model: nn.Module, weights: WeightSource, arch: str, width: float, 
         if key in expected and expected[key].shape != value.shape:
             raise CheckpointError(
                 f"{weights.path} does not fit {arch} at width {width}: '{key}' is {tuple(value.shape)} in the "
-                f"checkpoint but {tuple(expected[key].shape)} in the model; check --arch / model.width")
+                f"checkpoint but {tuple(expected[key].shape)} in the model; check the architecture (model.arch / teacher.arch) and model.width")
     loaded = [k for k in state if k in expected]
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     report = LoadReport(str(weights.path), weights.format, arch, width, loaded, missing, unexpected, weights.dropped)
     if not loaded:
         raise CheckpointError(f"nothing in {weights.path} matches a {arch} model ({len(state)} tensors, e.g. "
-                              f"{', '.join(list(state)[:3])}); is --arch right?")
+                              f"{', '.join(list(state)[:3])}); is the architecture (model.arch / teacher.arch) right?")
     if (missing or unexpected) and not allow_partial:
         raise CheckpointError(f"{weights.path} loads only partly into {arch}: {report.summary}; "
                               "pass teacher.allow_partial=true (or --allow-partial) if that is intended")
@@ -219,7 +219,7 @@ def load_into(model: nn.Module, weights: WeightSource, arch: str, width: float, 
 def resolve_arch(weights: WeightSource, arch: str | None, width: float | None) -> tuple[str, float]:
     arch = arch or weights.meta.get("arch")
     if not arch:
-        raise CheckpointError(f"cannot tell the architecture of {weights.path}; pass it (--arch or teacher.arch)")
+        raise CheckpointError(f"cannot tell the architecture of {weights.path}; name it: --set model.arch=ARCH (evaluate), teacher.arch=ARCH (a teacher) or --arch (adapt-teacher)")
     if width is None:
         width = weights.meta.get("width") or infer_width(weights.state, arch)
     return arch, float(width)

@@ -64,7 +64,12 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except (OSError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # safetensors reports a failed write (disk full, I/O error) as its own type
+            raise OSError(f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -90,6 +95,10 @@ def safe_torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, (EOFError, RuntimeError)) and ("central directory" in first or "EOF" in first
+                                                          or isinstance(exc, EOFError)):
+            raise CheckpointError(f"{path} is truncated or damaged ({first[:120]}); it cannot be read — "
+                                  "use another checkpoint (a run keeps checkpoints/best and last)") from None
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain-tensor checkpoint ({first[:200]}); "
             "vidkd never runs code from a checkpoint — re-save it as a state_dict"
