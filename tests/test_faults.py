@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -306,3 +309,23 @@ def test_data_check_asks_what_the_config_needs(tmp_path, capsys):
     assert "OK" in capsys.readouterr().out
     assert main(["data", "check", str(tmp_path)]) == 1  # the default 3 x 16 frames: too short
     assert "too short (30 frames < 48)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
+def test_kill_9_during_training_then_resume_finishes_the_run(data_root, tmp_path, delay):
+    """A real SIGKILL at some moment after the first checkpoint; --resume always finishes the run."""
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "vidkd", "pretrain", *map(str, tiny_args(data_root, "train.epochs=4",
+                                                                            "train.knn_every=0")), "--out", str(run)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while runs.saved_epoch(run) < 1 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert find_checkpoint(runs.checkpoint_dir(run, runs.LAST)) is not None
+    assert main(["pretrain", "--resume", str(run)]) == 0
+    assert [m["epoch"] for m in runs.read_metrics(run)] == [1, 2, 3, 4]
+    weights, meta, _ = load_checkpoint(runs.checkpoint_dir(run, runs.LAST), with_trainer=True)
+    assert meta["epoch"] == 4 and all(torch.isfinite(t).all() for t in weights.values())
