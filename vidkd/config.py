@@ -35,10 +35,13 @@ class DataConfig:
     tuple_len: int = 3
     resize: list[int] = field(default_factory=lambda: [128, 171])  # (H, W)
     crop: int = 112
-    modality: str = "rgb"  # rgb | residual
+    modality: str = "rgb"  # rgb | residual (PCL: roll(x, 1, T) - x) | residual_rescaled ((that + 1) / 2, VCP/IIC)
     flip: bool = True
     color_jitter: float = 0.8  # probability of a colour jitter per clip (0 = off)
+    jitter_order: str = "fixed"  # fixed (brightness, contrast, saturation, hue) | random (torchvision, PCL)
     grayscale: float = 0.2  # probability of grayscale per clip
+    blur: float = 0.0  # probability of a Gaussian blur per clip, sigma in [0.1, 2] (PCL: 0.5)
+    tuple_starts: str = "vidkd"  # vidkd: clip i at start + i*(clip_len + interval) | reference: + i*(tuple_len + interval)
     mean: list[float] = field(default_factory=lambda: [0.43216, 0.394666, 0.37645])
     std: list[float] = field(default_factory=lambda: [0.22803, 0.22145, 0.216989])
     shared_augmentation: bool = False  # one crop/flip/colour draw per tuple instead of per clip
@@ -66,6 +69,8 @@ class SSLConfig:
     nce_temperature: float = 0.07
     nce_momentum: float = 0.5
     proj_dim: int = 128
+    quadrant_order: str = "random"  # random: any non-identity quadrant permutation | reference: PCL's fixed [3, 2, 1, 0]
+    remote_rule: str = "vidkd"  # vidkd: the remote clip may lie on either side | reference: PCL's (room on both sides)
 
 
 @dataclass
@@ -101,6 +106,8 @@ class TrainConfig:
     warmup_epochs: int = 0
     plateau_patience: int = 8
     plateau_factor: float = 0.1
+    min_lr: float = 0.0  # the plateau scheduler never goes below this (PCL: 1e-5)
+    best_by: str = "accuracy"  # which validation number picks checkpoints/best: accuracy | loss (PCL: loss)
     grad_clip: float = 0.0  # max grad norm; 0 = off
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
     compile: bool = False
@@ -116,6 +123,7 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation protocols (`vidkd evaluate`, the experiment grid); nothing here affects pretraining."""
 
+    protocol: str = "vidkd"  # vidkd (the settings below) | pcl (the reference code's retrieval and fine-tuning)
     num_clips: int = 10  # evenly spaced clips per video, as PCL/VCOP
     knn_k: int = 20
     knn_temperature: float = 0.07
@@ -145,6 +153,7 @@ class Config:
 
 
 EVALUATIONS = ("retrieval", "knn", "linear", "finetune")
+EVAL_PROTOCOLS = ("vidkd", "pcl")  # named recipes of the evaluations (docs/evaluation.md)
 
 
 @dataclass
@@ -417,7 +426,13 @@ def _one_of(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
 def validate(cfg: Config) -> None:
     _one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder"))
     _one_of("data.split", cfg.data.split, (1, 2, 3))
-    _one_of("data.modality", cfg.data.modality, ("rgb", "residual"))
+    _one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
+    _one_of("data.jitter_order", cfg.data.jitter_order, ("fixed", "random"))
+    _one_of("data.tuple_starts", cfg.data.tuple_starts, ("vidkd", "reference"))
+    _one_of("ssl.quadrant_order", cfg.ssl.quadrant_order, ("random", "reference"))
+    _one_of("ssl.remote_rule", cfg.ssl.remote_rule, ("vidkd", "reference"))
+    _one_of("train.best_by", cfg.train.best_by, ("accuracy", "loss"))
+    _one_of("eval.protocol", cfg.eval.protocol, EVAL_PROTOCOLS)
     _one_of("method", cfg.method, ("pcl", "vcop"))
     _one_of("ssl.pretext", cfg.ssl.pretext, ("vcp", "none"))
     _one_of("ssl.contrastive", cfg.ssl.contrastive, ("memory_bank", "in_batch", "none"))
@@ -440,7 +455,8 @@ def validate(cfg: Config) -> None:
     for key, value in (("train.lr", cfg.train.lr), ("eval.finetune_lr", cfg.eval.finetune_lr)):
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"config key '{key}' must be a positive number; got {value}")
-    for key, value in (("train.weight_decay", cfg.train.weight_decay), ("train.momentum", cfg.train.momentum),
+    for key, value in (("data.blur", cfg.data.blur), ("train.min_lr", cfg.train.min_lr),
+                       ("train.weight_decay", cfg.train.weight_decay), ("train.momentum", cfg.train.momentum),
                        ("train.grad_clip", cfg.train.grad_clip), ("train.warmup_epochs", cfg.train.warmup_epochs),
                        ("train.steps_per_epoch", cfg.train.steps_per_epoch), ("train.knn_every", cfg.train.knn_every),
                        ("data.num_workers", cfg.data.num_workers)):

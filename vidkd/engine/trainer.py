@@ -51,11 +51,13 @@ class Trainer:
         resume: continue from `run_dir/checkpoints/last`.
         sync_bn: synchronise BatchNorm statistics across ranks.
         progress: show progress bars.
+        keep_best: keep a copy of the best model's weights in memory (`best_state`), for runs
+            without a run directory that must end on their best epoch (fine-tuning).
     """
 
     def __init__(self, method: Method, train: TrainConfig, run_dir: Path | None, *, num_workers: int = 0,
                  probes: Sequence[Probe] = (), meta: dict[str, Any] | None = None, resume: bool = False,
-                 sync_bn: bool = False, progress: bool = True) -> None:
+                 sync_bn: bool = False, progress: bool = True, keep_best: bool = False) -> None:
         self.method = method
         self.train = train
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -63,6 +65,9 @@ class Trainer:
         self.probes = list(probes)
         self.extra_meta = dict(meta or {})
         self.progress = progress
+        self.keep_best = keep_best
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch: int | None = None
         self.dist = dist_utils.init_distributed()
         self.is_main = self.dist.is_main
         self.writes = self.is_main and self.run_dir is not None
@@ -139,7 +144,7 @@ class Trainer:
         t = self.train
         if t.scheduler == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="min", factor=t.plateau_factor,
-                                                              patience=t.plateau_patience)
+                                                              patience=t.plateau_patience, min_lr=t.min_lr)
         total = max(1, t.epochs * self.steps_per_epoch)
         warmup = t.warmup_epochs * self.steps_per_epoch
 
@@ -351,6 +356,9 @@ class Trainer:
             improved = score > self.best_score
             if improved:
                 self.best_score = score
+                if self.keep_best:
+                    self.best_state = {k: v.detach().clone() for k, v in self.method.model.state_dict().items()}
+                    self.best_epoch = epoch
             if self.writes:
                 self._save(runs.LAST, epoch, metrics)
                 if improved:
