@@ -115,3 +115,13 @@ def test_a_grid_on_a_labelled_fraction_or_another_split_reports_its_results(tmp_
     assert knn != "—" and linear != "—"
     assert float(linear) == pytest.approx(100 * json.loads(
         runs.result_path(eval_dir, "linear", split, fraction).read_text())["metrics"]["test_top1"], abs=0.051)
+
+
+def test_the_paper_grid_dry_run_names_recipe_and_protocol_per_run(tmp_path):
+    text = plan_experiment("paper_ucf101", tmp_path / "paper")
+    rows = [line.split() for line in text.splitlines() if line.startswith(("baseline_", "kd_"))]
+    assert len(rows) == 12
+    assert all(row[1] == "pcl-reference" and row[2] == "pcl" for row in rows)
+    text = plan_experiment("demo_synthetic", tmp_path / "demo")
+    rows = [line.split() for line in text.splitlines() if line.startswith(("baseline_", "kd_"))]
+    assert rows and all(row[1] == "pcl-vidkd" and row[2] == "vidkd" for row in rows)

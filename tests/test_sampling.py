@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidkd.data.sampling import (TuplePositions, TupleSpec, clip_indices, evenly_spaced_starts, fit_interval,
-                                 frames_needed, min_tuple_frames, random_clip_start, remote_positions,
-                                 remote_possible, sample_tuple, tuple_clip_starts)
+from vidkd.data.sampling import (REFERENCE_REMOTE_GAP, TuplePositions, TupleSpec, clip_indices,
+                                 evenly_spaced_starts, fit_interval, frames_needed, min_tuple_frames,
+                                 random_clip_start, remote_positions, remote_possible, sample_tuple,
+                                 sample_tuple_reference, tuple_clip_starts)
 
 
 def test_span_and_clip_starts_do_not_overlap():
@@ -120,3 +121,39 @@ def test_evenly_spaced_starts():
 def test_clip_indices_pad_with_last_frame():
     assert clip_indices(0, 5, 3) == [0, 1, 2, 2, 2]
     assert clip_indices(4, 3, 100) == [4, 5, 6]
+
+
+def test_reference_tuple_starts_overlap_as_pcl_writes_them():
+    spec = TupleSpec(clip_len=16, interval=8, tuple_len=3, starts="reference")
+    assert tuple_clip_starts(5, spec) == [5, 16, 27]  # start + i * (tuple_len + interval)
+    assert tuple_clip_starts(5, TupleSpec()) == [5, 29, 53]  # vidkd / VCOP: start + i * (clip_len + interval)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        positions = sample_tuple(100, spec, rng)
+        assert positions.clip_starts[0] <= 100 - spec.span  # the start range still assumes the full span
+
+
+@pytest.mark.parametrize("num_frames", [70, 100, 200, 400])
+def test_remote_label_distribution_vidkd_and_reference(num_frames):
+    """vidkd: label 4 whenever the video has room for a remote clip on either side; the reference
+    (PCL) redraws it from 0..3 unless the tuple leaves room on BOTH sides, so label 4 is rarer."""
+    spec = TupleSpec()
+    draws = 6000
+    rng = np.random.default_rng(num_frames)
+    labels = []
+    for _ in range(draws):
+        positions, label = sample_tuple_reference(num_frames, spec, rng, int(rng.integers(5)))
+        labels.append(label)
+        if label == 4:
+            start, remote = positions.clip_starts[0], positions.remote_start
+            assert remote + spec.clip_len + REFERENCE_REMOTE_GAP <= start or remote >= start + spec.span + REFERENCE_REMOTE_GAP
+        else:
+            assert positions.remote_start is None
+    starts = num_frames - spec.span + 1
+    room = sum(1 for s in range(starts) if s >= 32 and num_frames - s - spec.span - 32 >= 0)
+    p4 = 0.2 * room / starts
+    share = np.bincount(labels, minlength=5) / draws
+    assert share[4] == pytest.approx(p4, abs=0.02)
+    assert all(v == pytest.approx((1 - p4) / 4, abs=0.025) for v in share[:4])
+    vidkd_p4 = 0.2 if remote_possible(num_frames, spec) else 0.0
+    assert vidkd_p4 >= p4 and (num_frames < 96 or vidkd_p4 > p4)  # the reference draws fewer remote clips

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidkd.data.transforms import ClipParams, ClipTransform
+from vidkd.data.transforms import ClipParams, ClipTransform, gaussian_blur
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -73,14 +73,45 @@ def test_same_seed_same_output_and_values_in_range():
     assert a.min() >= (0 - 0.5) / 0.25 - 1e-5 and a.max() <= (1 - 0.5) / 0.25 + 1e-5
 
 
-def test_residual_is_rescaled_frame_difference():
+def test_residual_forms_are_frame_differences():
+    """PCL's residual is roll(x, 1, T) - x (no rescaling); the VCP/IIC form is (that + 1) / 2."""
     frames = np.stack([random_frame(s) for s in range(5)])
     rgb = ClipTransform(resize=None, crop=32, train=False)
-    residual = ClipTransform(resize=None, crop=32, train=False, modality="residual")
     x = rgb(frames, np.random.default_rng(0))
-    r = residual(frames, np.random.default_rng(0))
-    assert torch.allclose(r[:, 1], (x[:, 0] - x[:, 1] + 1) / 2, atol=1e-6)
-    assert torch.allclose(r[:, 0], (x[:, 4] - x[:, 0] + 1) / 2, atol=1e-6)
+    pcl = ClipTransform(resize=None, crop=32, train=False, modality="residual")(frames, np.random.default_rng(0))
+    rescaled = ClipTransform(resize=None, crop=32, train=False, modality="residual_rescaled")(
+        frames, np.random.default_rng(0))
+    assert torch.allclose(pcl[:, 1], x[:, 0] - x[:, 1], atol=1e-6)
+    assert torch.allclose(pcl[:, 0], x[:, 4] - x[:, 0], atol=1e-6)  # frame 0 wraps around, as torch.roll
+    assert torch.allclose(rescaled, (pcl + 1) / 2, atol=1e-6)
+
+
+def test_residual_on_index_coded_frames_is_exact():
+    """Frames whose every pixel is its index t / 255: the residual is -1/255 everywhere, frame 0 (T-1)/255."""
+    frames = np.stack([np.full((8, 8, 3), t, np.uint8) for t in range(6)])
+    identity = dict(resize=None, crop=8, train=False, mean=(0, 0, 0), std=(1, 1, 1))
+    r = ClipTransform(**identity, modality="residual")(frames, np.random.default_rng(0))
+    expected = torch.full((3, 6, 8, 8), -1 / 255)
+    expected[:, 0] = 5 / 255
+    assert torch.allclose(r, expected, atol=1e-7)
+
+
+def test_blur_and_jitter_order_are_drawn_once_per_clip():
+    frames = np.stack([random_frame(0)] * 4)  # four identical frames: one draw gives four identical outputs
+    transform = ClipTransform(resize=(32, 44), crop=28, color_jitter=1.0, blur=1.0, jitter_order="random",
+                              mean=MEAN, std=STD)
+    draws = [transform.sample_params(np.random.default_rng(seed), (32, 44)) for seed in range(40)]
+    assert all(0.1 <= d.blur_sigma <= 2.0 for d in draws)
+    assert len({d.jitter_order for d in draws}) > 6 and all(sorted(d.jitter_order) == [0, 1, 2, 3] for d in draws)
+    out = transform(frames, np.random.default_rng(3))
+    assert all(torch.allclose(out[:, 0], out[:, t], atol=1e-6) for t in range(1, 4))
+    # blur smooths: a sharp frame loses variance, a flat one is unchanged
+    sharp = ClipTransform(resize=None, crop=32, train=False, mean=(0, 0, 0), std=(1, 1, 1))
+    x = sharp.apply(frames, sharp.sample_params(np.random.default_rng(0), (32, 48)))
+    blurred = gaussian_blur(x.permute(1, 0, 2, 3), 1.5)
+    assert blurred.var() < 0.5 * x.var()
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 2.0), flat, atol=1e-6)
 
 
 def test_bad_arguments():
@@ -88,5 +119,7 @@ def test_bad_arguments():
         ClipTransform(resize=(64, 64), crop=112)
     with pytest.raises(ValueError):
         ClipTransform(modality="flow")
+    with pytest.raises(ValueError):
+        ClipTransform(jitter_order="sometimes")
     with pytest.raises(ValueError):
         ClipTransform(resize=None, crop=16)(np.zeros((2, 8, 8, 3), np.uint8), np.random.default_rng(0))

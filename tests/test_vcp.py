@@ -78,3 +78,17 @@ def test_sample_vcp_label_distribution():
     assert (with_remote > 850).all()
     without = [sample_vcp_label(rng, False) for _ in range(2000)]
     assert 4 not in without and set(without) == {0, 1, 2, 3}
+
+
+def test_reference_quadrant_order_is_pcls_fixed_one():
+    """PCL's spatial permutation is always [[D, C], [B, A]] (quadrants A B / C D of the input)."""
+    clip = torch.zeros(1, 2, 4, 4)
+    for value, (rows, cols) in enumerate(((slice(0, 2), slice(0, 2)), (slice(0, 2), slice(2, 4)),
+                                          (slice(2, 4), slice(0, 2)), (slice(2, 4), slice(2, 4)))):
+        clip[..., rows, cols] = value  # A=0 top-left, B=1, C=2, D=3 bottom-right
+    outs = {tuple(apply_vcp(clip, 2, np.random.default_rng(seed), quadrant_order="reference")[0, 0, ::2, ::2]
+                  .flatten().tolist()) for seed in range(10)}
+    assert outs == {(3.0, 2.0, 1.0, 0.0)}
+    randoms = {tuple(apply_vcp(clip, 2, np.random.default_rng(seed))[0, 0, ::2, ::2].flatten().tolist())
+               for seed in range(40)}
+    assert len(randoms) > 5 and (0.0, 1.0, 2.0, 3.0) not in randoms

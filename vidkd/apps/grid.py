@@ -132,12 +132,21 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
     atomic_write_text(out_dir / runs.EXPERIMENT_FILE, yaml.safe_dump(dataclasses.asdict(exp), sort_keys=False))
 
 
+def training_recipe(cfg: Config) -> str:
+    """'pcl-reference' when every PCL option follows the reference code, else 'vidkd' (docs/method.md)."""
+    reference = (cfg.method == "pcl" and cfg.data.tuple_starts == "reference" and cfg.ssl.quadrant_order == "reference"
+                 and cfg.ssl.remote_rule == "reference" and cfg.data.modality == "residual" and cfg.data.blur > 0
+                 and cfg.data.jitter_order == "random" and cfg.train.best_by == "loss")
+    return "pcl-reference" if reference else f"{cfg.method}-vidkd"
+
+
 def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> str:
-    """The plan as a table: every run, its method, recipe, status and estimated cost."""
+    """The plan as a table: every run, its method, recipe, evaluation protocol, status and estimated cost."""
     costs = estimate_cost(exp, planned, out_dir)
     speeds = _measured_speed(out_dir, planned)
     lines = [f"experiment {exp.name}: {len(planned)} training runs, evaluations {', '.join(exp.evaluations) or 'none'}",
-             f"{'run':32s} {'method':7s} {'arch':6s} {'teacher':8s} {'status':14s} {'TFLOP':>9s} {'est. time':>10s}"]
+             f"{'run':32s} {'recipe':14s} {'protocol':8s} {'arch':6s} {'teacher':8s} {'status':14s} {'TFLOP':>9s} "
+             f"{'est. time':>10s}"]
     total = 0.0
     for run in planned:
         cfg = run_config(exp, run, out_dir)
@@ -148,8 +157,8 @@ def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
         remaining = cost["clips"] * (1 - epoch / cfg.train.epochs) if status != "done" else 0
         eta = f"{remaining / speed / 60:.1f} min" if speed else "—"
         total += cost["tflops"] if status != "done" else 0
-        lines.append(f"{run.name:32s} {cfg.method:7s} {run.arch:6s} {run.teacher_arch or '-':8s} {shown:14s} "
-                     f"{cost['tflops']:9.1f} {eta:>10s}")
+        lines.append(f"{run.name:32s} {training_recipe(cfg):14s} {cfg.eval.protocol:8s} {run.arch:6s} "
+                     f"{run.teacher_arch or '-':8s} {shown:14s} {cost['tflops']:9.1f} {eta:>10s}")
     lines.append(f"remaining training compute: {total:.1f} TFLOP "
                  "(about 1 h per 100 TFLOP at a sustained 30 TFLOP/s GPU; CPU estimates come from finished runs)")
     return "\n".join(lines)

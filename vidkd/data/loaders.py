@@ -28,9 +28,10 @@ from torch.utils.data import Dataset
 
 from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, probe_videos, with_frame_counts
 from vidkd.data.sampling import (TupleSpec, clip_indices, clip_orders, evenly_spaced_starts, frames_needed,
-                                 min_tuple_frames, random_clip_start, remote_possible, sample_tuple)
+                                 min_tuple_frames, random_clip_start, remote_possible, sample_tuple,
+                                 sample_tuple_reference)
 from vidkd.data.transforms import ClipTransform
-from vidkd.data.vcp import apply_vcp, sample_vcp_label
+from vidkd.data.vcp import VCP_CLASSES, apply_vcp, sample_vcp_label
 from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError, VideoDecodeError
 
@@ -148,8 +149,13 @@ class TupleDataset(_VideoDataset):
 
     def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: str = "vcp",
                  seed: int = 0, fixed: bool = False, cache: bool = True, progress: bool = True,
-                 decode_threads: bool = False, shared_augmentation: bool = False):
+                 decode_threads: bool = False, shared_augmentation: bool = False, quadrant_order: str = "random",
+                 remote_rule: str = "vidkd"):
         super().__init__(split, min_tuple_frames(spec), seed=seed, fixed=fixed, cache=cache, progress=progress)
+        if remote_rule not in ("vidkd", "reference"):
+            raise ValueError(f"remote_rule must be 'vidkd' or 'reference', got {remote_rule!r}")
+        self.quadrant_order = quadrant_order  # VCP label 2: "random" or PCL's fixed "reference" order
+        self.remote_rule = remote_rule  # VCP label 4: "vidkd" or PCL's "reference" draw (sample_tuple_reference)
         self.spec = spec
         # one crop / flip / colour draw for all clips of a tuple (PCL draws one per clip)
         self.shared_augmentation = shared_augmentation
@@ -166,8 +172,11 @@ class TupleDataset(_VideoDataset):
     def _load(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[index]
         spec = self.spec
-        label = sample_vcp_label(rng, remote_possible(record.num_frames, spec)) if self.pretext == "vcp" else 0
-        positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
+        if self.pretext == "vcp" and self.remote_rule == "reference":
+            positions, label = sample_tuple_reference(record.num_frames, spec, rng, int(rng.integers(VCP_CLASSES)))
+        else:
+            label = sample_vcp_label(rng, remote_possible(record.num_frames, spec)) if self.pretext == "vcp" else 0
+            positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
         needed = frames_needed(positions, spec, record.num_frames)
         with VideoReader(record.path, threads=self.decode_threads) as reader:
             frames = reader.read(needed)
@@ -190,7 +199,7 @@ class TupleDataset(_VideoDataset):
                 remote = None
                 if label == 4:
                     remote = self.transform.apply(clip_frames(positions.remote_start), params(), modality=False)
-                clip = apply_vcp(clip, label, rng, remote=remote)
+                clip = apply_vcp(clip, label, rng, remote=remote, quadrant_order=self.quadrant_order)
             clips.append(self.transform.to_modality(clip))
         if self.pretext == "order":
             label = int(rng.integers(len(self.orders)))

@@ -26,10 +26,13 @@ class TupleSpec:
     clip_len: int = 16
     interval: int = 8
     tuple_len: int = 3
+    starts: str = "vidkd"  # vidkd: clips clip_len + interval apart | reference: tuple_len + interval apart (PCL)
 
     def __post_init__(self) -> None:
         if self.clip_len < 1 or self.tuple_len < 1 or self.interval < 0:
             raise ValueError(f"invalid TupleSpec {self}: clip_len and tuple_len must be >= 1, interval >= 0")
+        if self.starts not in ("vidkd", "reference"):
+            raise ValueError(f"TupleSpec.starts must be 'vidkd' or 'reference', got {self.starts!r}")
 
     @property
     def span(self) -> int:
@@ -46,8 +49,14 @@ class TuplePositions:
 
 
 def tuple_clip_starts(start: int, spec: TupleSpec) -> list[int]:
-    """Start frames of the clips of a tuple beginning at `start` (no overlap between clips)."""
-    return [start + i * (spec.clip_len + spec.interval) for i in range(spec.tuple_len)]
+    """Start frames of the clips of a tuple beginning at `start`.
+
+    vidkd: `clip_len + interval` apart (no overlap, as VCOP). reference: `tuple_len + interval`
+    apart, as PCL's `datasets/ucf101.py` writes it (clips overlap; its published numbers come
+    from this), while the start range still assumes the full `span`.
+    """
+    step = spec.clip_len + spec.interval if spec.starts == "vidkd" else spec.tuple_len + spec.interval
+    return [start + i * step for i in range(spec.tuple_len)]
 
 
 def min_tuple_frames(spec: TupleSpec) -> int:
@@ -88,7 +97,7 @@ def sample_tuple(num_frames: int, spec: TupleSpec, rng: np.random.Generator,
     too short for one (or when no remote clip was asked for). Short videos use `fit_interval`.
     """
     interval = fit_interval(num_frames, spec)
-    fitted = TupleSpec(spec.clip_len, interval, spec.tuple_len)
+    fitted = TupleSpec(spec.clip_len, interval, spec.tuple_len, spec.starts)
     last_start = num_frames - fitted.span
     if need_remote:
         starts = [s for s in range(last_start + 1) if _has_remote(num_frames, s, fitted)]
@@ -98,6 +107,33 @@ def sample_tuple(num_frames: int, spec: TupleSpec, rng: np.random.Generator,
             return TuplePositions(tuple_clip_starts(start, fitted), int(options[rng.integers(len(options))]))
     start = int(rng.integers(last_start + 1))
     return TuplePositions(tuple_clip_starts(start, fitted), None)
+
+
+REFERENCE_REMOTE_GAP = 16  # PCL's `dist`
+
+
+def sample_tuple_reference(num_frames: int, spec: TupleSpec, rng: np.random.Generator,
+                           label: int) -> tuple[TuplePositions, int]:
+    """PCL's own draw (datasets/ucf101.py): the start is uniform whatever the label; the remote
+    clip (label 4) needs room on BOTH sides of the tuple (16 + clip_len frames before, 16 + 16
+    after), else the label is redrawn from 0..3, which makes label 4 rarer than the others. The
+    remote clip is drawn before or after the tuple with equal probability. Returns (positions, label).
+    """
+    interval = fit_interval(num_frames, spec)
+    fitted = TupleSpec(spec.clip_len, interval, spec.tuple_len, spec.starts)
+    start = int(rng.integers(num_frames - fitted.span + 1))
+    starts = tuple_clip_starts(start, fitted)
+    if label != 4:
+        return TuplePositions(starts, None), label
+    before_room = start - REFERENCE_REMOTE_GAP - spec.clip_len
+    after_room = num_frames - start - fitted.span - REFERENCE_REMOTE_GAP - spec.clip_len
+    if before_room < 0 or after_room < 0:
+        return TuplePositions(starts, None), int(rng.integers(4))
+    if rng.random() < 0.5:
+        remote = int(rng.integers(0, before_room + 1))
+    else:
+        remote = int(rng.integers(start + fitted.span + REFERENCE_REMOTE_GAP, num_frames - spec.clip_len + 1))
+    return TuplePositions(starts, remote), 4
 
 
 def _has_remote(num_frames: int, start: int, spec: TupleSpec) -> bool:
@@ -112,7 +148,7 @@ def remote_possible(num_frames: int, spec: TupleSpec) -> bool:
         interval = fit_interval(num_frames, spec)
     except ValueError:
         return False
-    return num_frames >= TupleSpec(spec.clip_len, interval, spec.tuple_len).span + 2 * spec.clip_len
+    return num_frames >= TupleSpec(spec.clip_len, interval, spec.tuple_len, spec.starts).span + 2 * spec.clip_len
 
 
 def clip_indices(start: int, clip_len: int, num_frames: int) -> list[int]:

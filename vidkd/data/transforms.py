@@ -4,14 +4,17 @@ Order of operations (train): resize every frame to `resize` (H, W; bilinear on u
 antialiasing) -> random `crop` x `crop`
 window -> horizontal flip (p=0.5) -> scale to [0, 1] -> colour jitter (probability
 `color_jitter`; brightness, contrast and saturation factors in [0.6, 1.4], hue shift in
-[-0.1, 0.1] of a turn, always applied in that order) -> grayscale (probability `grayscale`) ->
+[-0.1, 0.1] of a turn; in that order, or in a random order per clip as torchvision's
+ColorJitter with `jitter_order="random"`) -> grayscale (probability `grayscale`) -> Gaussian blur
+(probability `blur`, standard deviation uniform in [0.1, 2] pixels, as PCL's GaussianBlur) ->
 normalise with mean/std. Eval: resize -> centre crop -> normalise.
 
 Every random choice is drawn once per clip from the caller's `np.random.Generator`, so all frames
 of a clip get the same crop, flip and colours, and a seeded generator reproduces a sample exactly.
 
-Residual modality (as in PCL): after normalisation, `x <- ((roll(x, 1, T) - x) + 1) / 2`: the
-difference of each frame from its predecessor (frame 0 from the last frame, like `torch.roll`).
+Residual modalities, after normalisation: `residual` is PCL's `x <- roll(x, 1, T) - x` (each
+frame's predecessor minus the frame; frame 0 takes the last frame, like `torch.roll`);
+`residual_rescaled` is the earlier VCP/IIC form `(roll(x, 1, T) - x + 1) / 2`.
 The loaders apply VCP before this step (`apply(..., modality=False)` then `to_modality`), the
 order in which PCL computes the residual of an already transformed clip.
 """
@@ -31,6 +34,8 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
+MODALITIES = ("rgb", "residual", "residual_rescaled")
+BLUR_SIGMA = (0.1, 2.0)  # PCL's GaussianBlur: sigma uniform in this range (pixels)
 JITTER_STRENGTH = 0.4  # brightness / contrast / saturation factors in [1 - 0.4, 1 + 0.4]
 HUE_STRENGTH = 0.1  # hue shift in [-0.1, 0.1] of a full turn
 
@@ -44,6 +49,8 @@ class ClipParams:
     flip: bool = False
     jitter: tuple[float, float, float, float] | None = None  # brightness, contrast, saturation, hue
     grayscale: bool = False
+    jitter_order: tuple[int, ...] = (0, 1, 2, 3)  # brightness, contrast, saturation, hue: the order applied
+    blur_sigma: float | None = None
 
 
 class ClipTransform:
@@ -51,9 +58,14 @@ class ClipTransform:
 
     def __init__(self, resize: Sequence[int] = (128, 171), crop: int = 112, train: bool = True, flip: bool = True,
                  color_jitter: float = 0.8, grayscale: float = 0.2, mean: Sequence[float] = KINETICS_MEAN,
-                 std: Sequence[float] = KINETICS_STD, modality: str = "rgb"):
-        if modality not in ("rgb", "residual"):
-            raise ValueError(f"modality must be 'rgb' or 'residual', got {modality!r}")
+                 std: Sequence[float] = KINETICS_STD, modality: str = "rgb", blur: float = 0.0,
+                 jitter_order: str = "fixed"):
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+        if jitter_order not in ("fixed", "random"):
+            raise ValueError(f"jitter_order must be 'fixed' or 'random', got {jitter_order!r}")
+        self.blur = float(blur)
+        self.jitter_order = jitter_order
         self.resize = (int(resize[0]), int(resize[1])) if resize else None
         self.crop = int(crop)
         if self.resize and (self.crop > self.resize[0] or self.crop > self.resize[1]):
@@ -68,7 +80,8 @@ class ClipTransform:
 
     def __repr__(self) -> str:
         return (f"ClipTransform(resize={self.resize}, crop={self.crop}, train={self.train}, flip={self.flip}, "
-                f"color_jitter={self.color_jitter}, grayscale={self.grayscale}, modality={self.modality!r})")
+                f"color_jitter={self.color_jitter}, grayscale={self.grayscale}, blur={self.blur}, "
+                f"jitter_order={self.jitter_order!r}, modality={self.modality!r})")
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         params = self.sample_params(rng, frames.shape[1:3])
@@ -87,12 +100,16 @@ class ClipTransform:
         top = int(rng.integers(height - self.crop + 1))
         left = int(rng.integers(width - self.crop + 1))
         flip = bool(self.flip and rng.random() < 0.5)
-        jitter = None
+        jitter, order = None, (0, 1, 2, 3)
         if rng.random() < self.color_jitter:
             b, c, s = (float(v) for v in rng.uniform(1 - JITTER_STRENGTH, 1 + JITTER_STRENGTH, size=3))
             jitter = (b, c, s, float(rng.uniform(-HUE_STRENGTH, HUE_STRENGTH)))
+            if self.jitter_order == "random":
+                order = tuple(int(i) for i in rng.permutation(4))
         gray = bool(rng.random() < self.grayscale)
-        return ClipParams(top=top, left=left, flip=flip, jitter=jitter, grayscale=gray)
+        sigma = float(rng.uniform(*BLUR_SIGMA)) if self.blur > 0 and rng.random() < self.blur else None
+        return ClipParams(top=top, left=left, flip=flip, jitter=jitter, grayscale=gray, jitter_order=order,
+                          blur_sigma=sigma)
 
     def apply(self, frames: np.ndarray | torch.Tensor, params: ClipParams, modality: bool = True) -> torch.Tensor:
         """Apply `params` to every frame; `modality=False` stops before the residual step."""
@@ -109,18 +126,41 @@ class ClipTransform:
             x = x.flip(-1)
         x = (x.float() / 255.0).clamp_(0.0, 1.0)
         if params.jitter is not None:
-            x = _color_jitter(x, *params.jitter)
+            x = _color_jitter(x, *params.jitter, order=params.jitter_order)
         if params.grayscale:
             x = _gray(x).expand(-1, 3, -1, -1)
+        if params.blur_sigma is not None:
+            x = gaussian_blur(x, params.blur_sigma)
         x = x.permute(1, 0, 2, 3)  # (C, T, H, W)
         x = (x - self.mean) / self.std
         return self.to_modality(x.contiguous()) if modality else x.contiguous()
 
     def to_modality(self, clip: torch.Tensor) -> torch.Tensor:
-        """RGB stays; residual becomes rescaled frame differences along T (dim 1 of (C, T, H, W))."""
-        if self.modality == "residual":
-            return (torch.roll(clip, 1, dims=1) - clip + 1.0) / 2.0
-        return clip
+        """RGB stays; the residuals become frame differences along T (dim 1 of (C, T, H, W))."""
+        return to_modality(clip, self.modality)
+
+
+def to_modality(clip: torch.Tensor, modality: str) -> torch.Tensor:
+    """(C, T, H, W) clip -> its `modality`: rgb as is, PCL's residual, or the rescaled VCP/IIC residual."""
+    if modality == "residual":
+        return torch.roll(clip, 1, dims=1) - clip
+    if modality == "residual_rescaled":
+        return (torch.roll(clip, 1, dims=1) - clip + 1.0) / 2.0
+    return clip
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur every frame of (T, C, H, W) with a separable Gaussian of standard deviation `sigma`
+    (kernel radius ceil(3 sigma), edges replicated)."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), horizontal, groups=channels)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), vertical, groups=channels)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -128,14 +168,20 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
 
 
-def _color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float) -> torch.Tensor:
-    """Colour jitter on (T, 3, H, W) in [0, 1]; the contrast pivot is the mean grey of the whole clip."""
-    x = (x * brightness).clamp_(0.0, 1.0)
-    x = _contrast(x, contrast)
-    gray = _gray(x)
-    x = ((x - gray) * saturation + gray).clamp_(0.0, 1.0)
-    if hue != 0.0:
-        x = _rotate_hue(x, hue)
+def _color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
+                  order: Sequence[int] = (0, 1, 2, 3)) -> torch.Tensor:
+    """Colour jitter on (T, 3, H, W) in [0, 1], the four steps in `order` (0 brightness, 1 contrast,
+    2 saturation, 3 hue); the contrast pivot is the mean grey of the whole clip."""
+    for step in order:
+        if step == 0:
+            x = (x * brightness).clamp_(0.0, 1.0)
+        elif step == 1:
+            x = _contrast(x, contrast)
+        elif step == 2:
+            gray = _gray(x)
+            x = ((x - gray) * saturation + gray).clamp_(0.0, 1.0)
+        elif hue != 0.0:
+            x = _rotate_hue(x, hue)
     return x
 
 
@@ -166,6 +212,8 @@ def transforms_from_config(data_cfg, colour_augmentation: bool = True) -> tuple[
                   modality=data_cfg.modality)
     train = ClipTransform(train=True, flip=data_cfg.flip,
                           color_jitter=data_cfg.color_jitter if colour_augmentation else 0.0,
-                          grayscale=data_cfg.grayscale if colour_augmentation else 0.0, **common)
+                          grayscale=data_cfg.grayscale if colour_augmentation else 0.0,
+                          blur=data_cfg.blur if colour_augmentation else 0.0, jitter_order=data_cfg.jitter_order,
+                          **common)
     evaluate = ClipTransform(train=False, flip=False, color_jitter=0.0, grayscale=0.0, **common)
     return train, evaluate

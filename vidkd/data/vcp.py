@@ -17,6 +17,7 @@ VCP_CLASSES = 5
 VCP_NAMES = ("unchanged", "rotation", "spatial_permutation", "temporal_shuffle", "remote")
 TEMPORAL_CHUNKS = 4
 _QUADRANT_PERMUTATIONS = [p for p in itertools.permutations(range(4)) if p != (0, 1, 2, 3)]
+REFERENCE_QUADRANT_ORDER = (3, 2, 1, 0)  # PCL's one fixed permutation: [[D, C], [B, A]]
 
 
 def sample_vcp_label(rng: np.random.Generator, remote_available: bool) -> int:
@@ -24,8 +25,13 @@ def sample_vcp_label(rng: np.random.Generator, remote_available: bool) -> int:
     return int(rng.integers(VCP_CLASSES if remote_available else VCP_CLASSES - 1))
 
 
-def apply_vcp(clip: torch.Tensor, label: int, rng: np.random.Generator, remote: torch.Tensor | None = None) -> torch.Tensor:
-    """Transform a (C, T, H, W) clip according to VCP `label`."""
+def apply_vcp(clip: torch.Tensor, label: int, rng: np.random.Generator, remote: torch.Tensor | None = None,
+              quadrant_order: str = "random") -> torch.Tensor:
+    """Transform a (C, T, H, W) clip according to VCP `label`.
+
+    `quadrant_order`: "random" draws one of the 23 non-identity quadrant permutations (vidkd);
+    "reference" always uses PCL's fixed order (3, 2, 1, 0).
+    """
     if clip.ndim != 4:
         raise ValueError(f"expected a (C, T, H, W) clip, got shape {tuple(clip.shape)}")
     if label == 0:
@@ -33,6 +39,8 @@ def apply_vcp(clip: torch.Tensor, label: int, rng: np.random.Generator, remote: 
     if label == 1:
         return rotate(clip, int(rng.integers(1, 4)))
     if label == 2:
+        if quadrant_order == "reference":
+            return permute_quadrants(clip, REFERENCE_QUADRANT_ORDER)
         return permute_quadrants(clip, _QUADRANT_PERMUTATIONS[int(rng.integers(len(_QUADRANT_PERMUTATIONS)))])
     if label == 3:
         first, second = (int(v) for v in rng.choice(TEMPORAL_CHUNKS, size=2, replace=False))

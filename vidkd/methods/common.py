@@ -52,18 +52,20 @@ def run_splits(cfg: Config) -> RunSplits:
 
 
 def tuple_spec(cfg: Config) -> TupleSpec:
-    return TupleSpec(clip_len=cfg.data.clip_len, interval=cfg.data.interval, tuple_len=cfg.data.tuple_len)
+    return TupleSpec(clip_len=cfg.data.clip_len, interval=cfg.data.interval, tuple_len=cfg.data.tuple_len,
+                     starts=cfg.data.tuple_starts)
 
 
 def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleDataset, Dataset]:
     """(training tuples, fixed validation tuples on the test split) for pretext 'vcp' | 'order' | 'none'."""
     spec = tuple_spec(cfg)
     train_tf, eval_tf = transforms_from_config(cfg.data)
+    vcp = dict(quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule)
     train = TupleDataset(splits.train, spec, train_tf, pretext=pretext, seed=cfg.train.seed,
-                         shared_augmentation=cfg.data.shared_augmentation)
+                         shared_augmentation=cfg.data.shared_augmentation, **vcp)
     # fixed tuples (same clips and transformations every epoch), several per video if asked
     val_sets = [TupleDataset(splits.test, spec, eval_tf, pretext=pretext,
-                             seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False)
+                             seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False, **vcp)
                 for r in range(cfg.train.val_tuples_per_video)]
     val: Dataset = val_sets[0] if len(val_sets) == 1 else ConcatDataset(val_sets)
     return train, val
@@ -102,8 +104,11 @@ def pretext_validation_metrics(sums: dict[str, Any]) -> dict[str, float]:
             "val_top_class_share": float(torch.as_tensor(sums["predicted"]).max()) / count}
 
 
-def pretext_score(metrics: dict[str, Any]) -> float:
-    """Validation pretext accuracy, with a network that predicts one class everywhere ranked last."""
+def pretext_score(metrics: dict[str, Any], best_by: str = "accuracy") -> float:
+    """Validation pretext accuracy, with a network that predicts one class everywhere ranked last;
+    with `best_by="loss"` (the reference PCL code's rule) minus the validation pretext loss."""
+    if best_by == "loss" and metrics.get("val_loss") is not None:
+        return -float(metrics["val_loss"])
     if metrics.get("val_top_class_share") == 1.0:
         # a constant predictor scores that label's share of the validation set; as a "best"
         # checkpoint (and so as a teacher) it would only pass on the collapse

@@ -16,7 +16,10 @@ def load_model(source: str | Path | WeightSource, arch: str | None = None, width
     """The model of the method a checkpoint was trained with (PCL, VCOP, ...), every tensor placed.
 
     `source` is a run directory, a checkpoint, a weights file (see `vidkd.models.loading.read_weights`)
-    or weights already read.
+    or weights already read: a checkpoint of the reference PCL code loads too, its architecture and
+    width read off its tensors. `arch` / `width` override what is read. A tensor with no place in
+    the model (or a model tensor the checkpoint lacks) raises `CheckpointError` unless `allow_partial`.
+    Returns the model (train mode, as built), the `LoadReport` and the mapped weights.
     """
     weights = source if isinstance(source, WeightSource) else read_weights(source)
     arch, width = resolve_arch(weights, arch, width)

@@ -153,11 +153,14 @@ class PCLLoss(nn.Module):
         if self.nce is not None:
             if output.embeddings is None:
                 raise ConfigError(f"ssl.contrastive is '{self.contrastive}' but the model has no projection head")
-            v1, v2 = output.embeddings[:, 0], output.embeddings[:, 1]
-            if isinstance(self.nce, InBatchInfoNCE):
-                nce_1, nce_2 = self.nce(v1, v2)
-            elif indices is not None:
-                nce_1, nce_2 = self.nce(v1, v2, indices)
+            # the logits at T = 0.07 are scaled by 14: in bf16 they would lose the digits the loss needs,
+            # so the contrastive term runs in fp32 whatever the AMP setting
+            v1, v2 = output.embeddings[:, 0].float(), output.embeddings[:, 1].float()
+            with torch.autocast(device_type=v1.device.type, enabled=False):
+                if isinstance(self.nce, InBatchInfoNCE):
+                    nce_1, nce_2 = self.nce(v1, v2)
+                elif indices is not None:
+                    nce_1, nce_2 = self.nce(v1, v2, indices)
 
         loss = pretext_ce + self.nce_weight * (nce_1 + nce_2)
         parts.update(pretext_ce=pretext_ce.detach(), nce=(nce_1 + nce_2).detach(),
@@ -211,7 +214,7 @@ class PCL(Method):
         return pretext_validation_metrics(sums)
 
     def score(self, metrics: dict[str, Any]) -> float:
-        return pretext_score(metrics)
+        return pretext_score(metrics, self.cfg.train.best_by)
 
     def meta(self) -> dict[str, Any]:
         return pcl_meta(self.cfg)

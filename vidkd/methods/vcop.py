@@ -97,7 +97,7 @@ class VCOP(Method):
         return pretext_validation_metrics(sums)
 
     def score(self, metrics: dict[str, Any]) -> float:
-        return pretext_score(metrics)
+        return pretext_score(metrics, self.cfg.train.best_by)
 
     def meta(self) -> dict[str, Any]:
         cfg = self.cfg

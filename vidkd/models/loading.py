@@ -3,12 +3,16 @@
 Sources:
 - a vidkd run directory (`config.yaml` + `checkpoints/best|last`), or a checkpoint directory;
 - a `.safetensors` file (vidkd PCL layout or a bare backbone);
-- a checkpoint of the published PCL code: a `state_dict` with `base_network.*`, `fc.*`,
-  `projector.*` keys, possibly under a `model` / `state_dict` key (DDP `module.` prefixes too);
+- a checkpoint of the published PCL code (BestJuly/Pretext-Contrastive-Learning): a `state_dict`
+  with `base_network.*`, `fc.*`, `projector.mlp.{0,2}.*` (or `projector.{0,2}.*`) keys, possibly
+  under a `model` / `state_dict` key (DDP `module.` prefixes too); it names no architecture, so
+  C3D / R3D / R(2+1)D (or the `r18` Sequential of torchvision's r3d_18) is read off its keys;
 - a torchvision-layout video ResNet `state_dict` (`stem.*`, `layer1.*`, `fc.*`: Kinetics-400).
 
 Everything is mapped to the vidkd PCL layout (`backbone.*`, `pretext_head.fc.*`,
-`projection.mlp.*`) and loaded strictly: a partial load is refused unless asked for.
+`projection.mlp.*`) and loaded strictly: a partial load, or a tensor of a reference checkpoint
+that has no place in vidkd, is refused unless asked for (only torchvision's Kinetics-400 `fc` is
+dropped on purpose, and reported as `dropped`).
 Torch files are read with `weights_only=True`; nothing from a checkpoint is executed.
 """
 
@@ -41,7 +45,8 @@ class WeightSource:
     format: str  # vidkd | pcl | torchvision | backbone
     state: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)  # source tensors with no place in vidkd (e.g. a 400-way fc)
+    dropped: list[str] = field(default_factory=list)  # source tensors left out on purpose (torchvision's 400-way fc)
+    unplaced: list[str] = field(default_factory=list)  # source tensors with no place in vidkd: refused unless partial
 
 
 @dataclass
@@ -89,32 +94,84 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return _strip(dict(obj), "module.")
 
 
+_PROJECTOR_SPELLINGS = ("projector.mlp.", "projector.")  # PCL's MoCoHead (`mlp` Sequential), or a bare Sequential
+# the first Sequential child of PCL's `r18` base network (torchvision r3d_18 children[:-1]) -> torchvision names
+_R18_CHILDREN = {"0": "stem", "1": "layer1", "2": "layer2", "3": "layer3", "4": "layer4"}
+
+
 def _projector_keys(state: dict[str, torch.Tensor]) -> dict[str, str]:
-    """PCL's projector is Linear-ReLU-Linear in a Sequential; map its Linears to ours by order."""
-    indices = sorted({int(k.split(".")[1]) for k in state if k.startswith("projector.") and k.split(".")[1].isdigit()})
-    ours = {old: new for old, new in zip(indices, (0, 2))}
-    mapping = {}
+    """PCL's projector is Linear-ReLU-Linear in a Sequential (`projector.mlp.N.*`, or `projector.N.*`):
+    map its two Linears to ours (`projection.mlp.0` and `.2`) by order. Any other layout maps nothing."""
+    found: dict[str, dict[str, int]] = {}  # spelling -> {key: index}
     for key in state:
-        if key.startswith("projector."):
-            _, index, rest = key.split(".", 2)
-            if index.isdigit() and int(index) in ours:
-                mapping[key] = f"projection.mlp.{ours[int(index)]}.{rest}"
-    return mapping
+        for spelling in _PROJECTOR_SPELLINGS:
+            index = key[len(spelling):].split(".", 1)[0]
+            if key.startswith(spelling) and index.isdigit() and key.count(".") == spelling.count(".") + 1:
+                found.setdefault(spelling, {})[key] = int(index)
+                break
+    if len(found) != 1:  # no projector, or both spellings at once: nothing is guessed
+        return {}
+    (spelling, indices), = found.items()
+    order = sorted(set(indices.values()))
+    if len(order) != 2:
+        return {}
+    ours = dict(zip(order, (0, 2)))
+    return {key: f"projection.mlp.{ours[index]}.{key[len(spelling):].split('.', 1)[1]}"
+            for key, index in indices.items()}
+
+
+def _base_network_key(key: str) -> str:
+    """`base_network.X` -> `backbone.X`; PCL's `r18` (`base_network.0.*` ... `4.*`) gets torchvision's names."""
+    rest = key[len("base_network."):]
+    head, _, tail = rest.partition(".")
+    if head in _R18_CHILDREN and tail:
+        rest = f"{_R18_CHILDREN[head]}.{tail}"
+    return "backbone." + rest
 
 
 def _from_pcl(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    mapped, dropped = {}, []
+    """The vidkd layout of a PCL checkpoint, and the source tensors that have no place in it."""
+    mapped, unplaced = {}, []
     projector = _projector_keys(state)
     for key, value in state.items():
         if key.startswith("base_network."):
-            mapped["backbone." + key[len("base_network."):]] = value
+            mapped[_base_network_key(key)] = value
         elif key.startswith("fc.") and key.count(".") == 1:
             mapped["pretext_head." + key] = value
         elif key in projector:
             mapped[projector[key]] = value
         else:
-            dropped.append(key)
-    return mapped, dropped
+            unplaced.append(key)
+    return mapped, unplaced
+
+
+def infer_reference_arch(state: dict[str, torch.Tensor]) -> str | None:
+    """C3D / R3D / R(2+1)D of the VCOP/PCL code, from the names of vidkd-layout `backbone.*` tensors.
+
+    C3D has plain biased convs with split stages (`conv3a.weight`); R3D wraps every conv as
+    `.temporal_spatial_conv` (stem `conv1.temporal_spatial_conv.weight`); R(2+1)D factorises it
+    into `.spatial_conv` (1,k,k) + `.bn` + `.temporal_conv` (k,1,1) (stem `conv1.spatial_conv.weight`).
+    """
+    def shape(key: str) -> tuple[int, ...] | None:
+        value = state.get("backbone." + key)
+        return None if value is None else tuple(value.shape)
+
+    stem = shape("conv1.weight")
+    if stem is not None and len(stem) == 5 and shape("conv3a.weight") is not None and shape("conv5b.weight") is not None:
+        return "c3d"
+    spatial, temporal = shape("conv1.spatial_conv.weight"), shape("conv1.temporal_conv.weight")
+    if spatial is not None and temporal is not None and spatial[2] == 1 and temporal[3:] == (1, 1):
+        return "r21d"
+    stem = shape("conv1.temporal_spatial_conv.weight")
+    if stem is not None and len(stem) == 5 and stem[2] > 1:
+        return "r3d"
+    return None
+
+
+def infer_arch(state: dict[str, torch.Tensor]) -> str | None:
+    """The architecture of vidkd-layout tensors: a VCOP/PCL net, else a torchvision one (None if neither)."""
+    return infer_reference_arch(state) or infer_torchvision_arch(
+        {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
 
 
 def infer_torchvision_arch(state: dict[str, torch.Tensor]) -> str | None:
@@ -176,8 +233,9 @@ def read_weights(source: str | Path) -> WeightSource:
 
 def _classify(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> WeightSource:
     if any(k.startswith("base_network.") for k in state):
-        mapped, dropped = _from_pcl(state)
-        return WeightSource(path, "pcl", mapped, meta, dropped)
+        mapped, unplaced = _from_pcl(state)
+        arch = infer_arch(mapped)
+        return WeightSource(path, "pcl", mapped, {"arch": arch, **meta} if arch else meta, unplaced=unplaced)
     if any(k.startswith("backbone.") for k in state):
         return WeightSource(path, "vidkd", state, meta)
     arch = infer_torchvision_arch(state)
@@ -202,11 +260,16 @@ def load_into(model: nn.Module, weights: WeightSource, arch: str, width: float, 
                 f"checkpoint but {tuple(expected[key].shape)} in the model; check the architecture (model.arch / teacher.arch) and model.width")
     loaded = [k for k in state if k in expected]
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
+    unexpected = [k for k in state if k not in expected] + list(weights.unplaced)
     report = LoadReport(str(weights.path), weights.format, arch, width, loaded, missing, unexpected, weights.dropped)
     if not loaded:
         raise CheckpointError(f"nothing in {weights.path} matches a {arch} model ({len(state)} tensors, e.g. "
                               f"{', '.join(list(state)[:3])}); is the architecture (model.arch / teacher.arch) right?")
+    if weights.unplaced and not allow_partial:
+        raise CheckpointError(
+            f"{weights.path} ({weights.format} layout) has {len(weights.unplaced)} tensor(s) with no place in a vidkd "
+            f"model ({', '.join(weights.unplaced[:3])}); pass allow_partial=True (teacher.allow_partial=true, "
+            "model.init_allow_partial=true or --allow-partial) if leaving them out is intended")
     if (missing or unexpected) and not allow_partial:
         raise CheckpointError(f"{weights.path} loads only partly into {arch}: {report.summary}; "
                               "pass teacher.allow_partial=true (or --allow-partial) if that is intended")
@@ -217,6 +280,8 @@ def load_into(model: nn.Module, weights: WeightSource, arch: str, width: float, 
 
 
 def resolve_arch(weights: WeightSource, arch: str | None, width: float | None) -> tuple[str, float]:
+    """The architecture and width: as given, else from the metadata (for foreign layouts that name
+    none, `read_weights` puts there what their keys tell: torchvision and reference PCL checkpoints)."""
     arch = arch or weights.meta.get("arch")
     if not arch:
         raise CheckpointError(f"cannot tell the architecture of {weights.path}; name it: --set model.arch=ARCH (evaluate), teacher.arch=ARCH (a teacher) or --arch (adapt-teacher)")
