@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidkd.errors import ConfigError, TrainingError
+from vidkd.errors import TrainingError
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 
 
@@ -99,7 +99,7 @@ def test_negatives_change_per_step_and_gradient_reaches_embeddings():
 
 
 def test_memory_bank_checks_inputs():
-    with pytest.raises(ConfigError, match="nce_negatives"):
+    with pytest.raises(ValueError, match="num_negatives"):
         MemoryBankNCE(10, num_negatives=0)
     nce = MemoryBankNCE(4, dim=2, num_negatives=2)
     with pytest.raises(TrainingError, match="number of training videos"):

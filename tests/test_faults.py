@@ -74,6 +74,11 @@ BAD_SETTINGS = [
     ("typo in a key", ["train.epoch=3"], "did you mean 'train.epochs'"),
     ("unknown method", ["method=simclr"], "must be one of pcl, vcop"),
     ("VCOP with 7 clips", ["method=vcop", "data.tuple_len=7"], "use 2..5"),
+    ("nothing to learn", ["ssl.pretext=none", "ssl.contrastive=none"], "nothing to learn"),
+    ("no negatives", ["ssl.nce_negatives=0"], "ssl.nce_negatives' must be at least 1"),
+    ("negative KD weight", ["teacher.relational_weight=-1"], "teacher.relational_weight' must not be negative"),
+    ("logit KD without logits", ["ssl.pretext=none", "ssl.contrastive=in_batch", "teacher.path=x"],
+     "set teacher.alpha=0"),
 ]
 
 

@@ -8,7 +8,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidkd.config import Config, SSLConfig
-from vidkd.errors import ConfigError
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 from vidkd.methods.base import ModelOutput as PCLOutput
 from vidkd.methods.pcl import PCLLoss, PCLModel
@@ -111,7 +110,7 @@ def test_pcl_loss_in_batch_and_single_terms():
     assert loss.item() == pytest.approx(2.0 * (n1 + n2).item(), rel=1e-5)
     assert "pretext_acc" not in parts and parts["pretext_ce"].item() == 0
 
-    with pytest.raises(ConfigError, match="nothing to learn"):
+    with pytest.raises(ValueError, match="nothing to learn"):
         PCLLoss(SSLConfig(pretext="none", contrastive="none"), 10)
 
 

@@ -469,6 +469,26 @@ def validate(cfg: Config) -> None:
                        ("eval.finetune_batch_size", cfg.eval.finetune_batch_size), ("train.knn_k", cfg.train.knn_k)):
         if value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
+    ssl = cfg.ssl
+    if ssl.pretext == "none" and ssl.contrastive == "none" and cfg.method == "pcl":
+        raise ConfigError("ssl.pretext and ssl.contrastive are both 'none'; nothing to learn (turn one on)")
+    if ssl.contrastive != "none" and cfg.method == "pcl" and cfg.data.tuple_len < 2:
+        raise ConfigError("the contrastive term needs at least 2 clips per tuple; set data.tuple_len >= 2")
+    if ssl.nce_negatives < 1:
+        raise ConfigError(f"config key 'ssl.nce_negatives' must be at least 1; got {ssl.nce_negatives}")
+    if not ssl.nce_temperature > 0:
+        raise ConfigError(f"config key 'ssl.nce_temperature' must be positive; got {ssl.nce_temperature}")
+    if not 0 <= ssl.nce_momentum < 1:
+        raise ConfigError(f"config key 'ssl.nce_momentum' must be in [0, 1); got {ssl.nce_momentum}")
+    teacher = cfg.teacher
+    for key in ("alpha", "relational_weight", "feature_weight"):
+        if not getattr(teacher, key) >= 0:
+            raise ConfigError(f"config key 'teacher.{key}' must not be negative; got {getattr(teacher, key)}")
+    if not teacher.relational_temperature > 0:
+        raise ConfigError("config key 'teacher.relational_temperature' must be positive")
+    if teacher.path and teacher.alpha > 0 and cfg.method == "pcl" and ssl.pretext == "none":
+        raise ConfigError("logit KD (teacher.alpha > 0) needs the student's pretext logits, but ssl.pretext is 'none'; "
+                          "set teacher.alpha=0 and distil features (teacher.relational_weight=1)")
     if cfg.method == "vcop" and cfg.data.tuple_len not in (2, 3, 4, 5):
         raise ConfigError(f"VCOP orders data.tuple_len clips into tuple_len! classes; use 2..5, got {cfg.data.tuple_len}")
     if cfg.teacher.temperature <= 0:

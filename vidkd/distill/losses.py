@@ -20,7 +20,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidkd.config import TeacherConfig
-from vidkd.errors import ConfigError
 from vidkd.methods.base import ModelOutput
 
 
@@ -30,7 +29,7 @@ def logit_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     The T^2 factor keeps the gradient scale independent of T (Hinton et al., 2015).
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ConfigError(
+        raise ValueError(
             f"teacher logits {tuple(teacher_logits.shape)} do not match student logits "
             f"{tuple(student_logits.shape)}; teacher and student need the same pretext classes"
         )
@@ -120,13 +119,14 @@ KD_TERMS: dict[str, KDTerm] = {
 
 
 def active_terms(teacher_cfg: TeacherConfig) -> dict[str, KDTerm]:
-    """The terms whose weight is above zero (a negative weight is a ConfigError)."""
+    """The terms whose weight is above zero (a negative weight is a ValueError; config validation
+    refuses it first, with the key's name)."""
     for term in KD_TERMS.values():
         if getattr(teacher_cfg, term.weight_key) < 0:
-            raise ConfigError(f"config key 'teacher.{term.weight_key}' must not be negative; "
-                              f"got {getattr(teacher_cfg, term.weight_key)}")
+            raise ValueError(f"the weight of {term.weight_key} must not be negative; "
+                             f"got {getattr(teacher_cfg, term.weight_key)}")
     if teacher_cfg.relational_temperature <= 0:
-        raise ConfigError("config key 'teacher.relational_temperature' must be positive")
+        raise ValueError("the relational KD temperature must be positive")
     return {name: term for name, term in KD_TERMS.items() if getattr(teacher_cfg, term.weight_key) > 0}
 
 
@@ -156,8 +156,8 @@ class KDLoss(nn.Module):
             field = self.specs[name].needs
             s, t = getattr(student, field), getattr(teacher, field)
             if s is None or t is None:
-                raise ConfigError(f"{name} needs {field} from student and teacher; set "
-                                  f"teacher.{self.specs[name].weight_key}=0")
+                raise ValueError(f"{name} needs {field} from student and teacher; turn it off "
+                                 f"(weight {self.specs[name].weight_key} = 0)")
             value = module(s, t)
             loss = loss + self.weights[name] * value
             parts[name] = value.detach()

@@ -1,7 +1,15 @@
 """Frozen-backbone feature extraction, and a cache so protocols extract each split once.
 
-Retrieval, kNN and the linear probe all use the same features: 10 evenly spaced centre-crop
-clips per video, pooled last-stage features averaged over the clips.
+Retrieval, kNN and the linear probe share one extraction: 10 evenly spaced centre-crop clips per
+video, one feature per clip, averaged over the clips. The feature of a clip is one of
+`FEATURE_KINDS`:
+
+- `pooled`: the backbone's globally average-pooled last stage (feature_dim, 512 at width 1).
+- `conv5_maxpool`: the last feature map max-pooled with kernel and stride (1, 2, 2) and flattened,
+  as PCL's and VCOP's `retrieve_clips.py` (`return_conv=True`). Its size is
+  C * T' * floor(H'/2) * floor(W'/2) for a last map (C, T', H', W'): 512 * 2 * 3 * 3 = 9216 for
+  C3D, R3D and R(2+1)D at 16x112x112 (map 2x7x7), 16384 at 16x128x128 (2x8x8), 2048 at 8x64x64
+  (1x4x4).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -26,6 +35,17 @@ from vidkd.utils.runtime import autocast_context
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+FEATURE_KINDS = ("pooled", "conv5_maxpool")
+
+
+def clip_features(backbone: nn.Module, clips: torch.Tensor, feature: str = "pooled") -> torch.Tensor:
+    """(N, C, T, H, W) clips -> (N, d) features of kind `feature` (see the module docstring)."""
+    if feature == "pooled":
+        return backbone(clips)
+    if feature == "conv5_maxpool":
+        _, feature_map = backbone(clips, return_map=True)
+        return F.max_pool3d(feature_map, kernel_size=(1, 2, 2), stride=(1, 2, 2)).flatten(1)
+    raise ValueError(f"unknown feature kind {feature!r}; choose from {', '.join(FEATURE_KINDS)}")
 
 
 @torch.no_grad()
@@ -38,13 +58,16 @@ def extract_features(
     desc: str = "features",
     amp: str = "none",
     progress: bool = True,
+    feature: str = "pooled",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (N, d) float32 and labels (N,) of every video of `dataset`, in dataset order.
 
     Items are `{"clips": (n_clips, C, T, H, W), "label", ...}` (or `{"clip": (C, T, H, W)}`).
     All clips of a batch of videos go through the backbone in one forward pass; a video's
-    feature is the mean of its clips' features. `batch_size` counts videos.
+    feature is the mean of its clips' features (of kind `feature`). `batch_size` counts videos.
     """
+    if feature not in FEATURE_KINDS:
+        raise ValueError(f"unknown feature kind {feature!r}; choose from {', '.join(FEATURE_KINDS)}")
     device = torch.device(device)
     was_training = backbone.training
     backbone.eval()
@@ -57,7 +80,7 @@ def extract_features(
             num_videos, num_clips = clips.shape[:2]
             clips = clips.reshape(num_videos * num_clips, *clips.shape[2:]).to(device, non_blocking=True)
             with autocast_context(device, amp):
-                out = backbone(clips)
+                out = clip_features(backbone, clips, feature)
             out = out.float().reshape(num_videos, num_clips, -1).mean(dim=1)
             features.append(out.cpu())
             labels.append(torch.as_tensor(batch["label"]).long())
@@ -97,7 +120,7 @@ class FeatureCache:
 
     The key is any JSON-able dict; callers put in it everything the features depend on (weights
     fingerprint, dataset fingerprint, subset, split, number of clips, clip length, crop, resize,
-    normalisation, modality). A changed setting gives a new file, never stale features.
+    normalisation, modality, feature kind, precision). A changed setting gives a new file, never stale features.
     """
 
     def __init__(self, directory: str | Path | None):

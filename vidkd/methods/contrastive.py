@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidkd.errors import ConfigError, TrainingError
+from vidkd.errors import TrainingError
 from vidkd.utils.dist import all_gather_no_grad, gather_with_grad
 
 
@@ -55,13 +55,13 @@ class MemoryBankNCE(nn.Module):
     ) -> None:
         super().__init__()
         if num_samples < 1:
-            raise ConfigError(f"the memory bank needs at least one training video; got {num_samples}")
+            raise ValueError(f"the memory bank needs at least one training video; got {num_samples}")
         if num_negatives < 1:
-            raise ConfigError(f"config key 'ssl.nce_negatives' must be at least 1; got {num_negatives}")
+            raise ValueError(f"num_negatives must be at least 1; got {num_negatives}")
         if temperature <= 0:
-            raise ConfigError(f"config key 'ssl.nce_temperature' must be positive; got {temperature}")
+            raise ValueError(f"temperature must be positive; got {temperature}")
         if not 0 <= momentum < 1:
-            raise ConfigError(f"config key 'ssl.nce_momentum' must be in [0, 1); got {momentum}")
+            raise ValueError(f"momentum must be in [0, 1); got {momentum}")
         self.num_samples = num_samples
         self.dim = dim
         self.num_negatives = num_negatives
@@ -146,7 +146,7 @@ class InBatchInfoNCE(nn.Module):
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
         if temperature <= 0:
-            raise ConfigError(f"config key 'ssl.nce_temperature' must be positive; got {temperature}")
+            raise ValueError(f"temperature must be positive; got {temperature}")
         self.temperature = temperature
 
     def extra_repr(self) -> str:

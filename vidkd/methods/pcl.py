@@ -18,7 +18,6 @@ from torch.utils.data import Dataset
 
 from vidkd.config import Config, SSLConfig
 from vidkd.data.vcp import VCP_CLASSES
-from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
                                   pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
@@ -47,9 +46,9 @@ class PCLModel(nn.Module):
     ) -> None:
         super().__init__()
         if use_projection and tuple_len < 2:
-            raise ConfigError("the contrastive term needs at least 2 clips per tuple; set data.tuple_len >= 2")
+            raise ValueError("the contrastive term needs at least 2 clips per tuple")
         if pretext_classes == 0 and not use_projection:
-            raise ConfigError("PCL needs a pretext task or a contrastive term; both are off")
+            raise ValueError("PCL needs a pretext task or a contrastive term; both are off")
         feature_dim = int(backbone.feature_dim)
         self.tuple_len = tuple_len
         self.feature_dim = feature_dim
@@ -111,7 +110,7 @@ class PCLLoss(nn.Module):
         self.use_pretext = ssl_cfg.pretext != "none"
         self.contrastive = ssl_cfg.contrastive
         if not self.use_pretext and self.contrastive == "none":
-            raise ConfigError("ssl.pretext and ssl.contrastive are both 'none'; nothing to learn")
+            raise ValueError("no pretext task and no contrastive term: nothing to learn")
         self.nce_weight = ssl_cfg.nce_weight
         self.nce: MemoryBankNCE | InBatchInfoNCE | None = None
         if self.contrastive == "memory_bank":
@@ -152,7 +151,7 @@ class PCLLoss(nn.Module):
 
         if self.nce is not None:
             if output.embeddings is None:
-                raise ConfigError(f"ssl.contrastive is '{self.contrastive}' but the model has no projection head")
+                raise ValueError(f"the contrastive term ({self.contrastive}) needs a model with a projection head")
             # the logits at T = 0.07 are scaled by 14: in bf16 they would lose the digits the loss needs,
             # so the contrastive term runs in fp32 whatever the AMP setting
             v1, v2 = output.embeddings[:, 0].float(), output.embeddings[:, 1].float()
