@@ -291,7 +291,7 @@ def test_finetune_one_epoch_trains_and_reports_fractions(tmp_path):
 
 
 def test_find_run_dir_from_run_checkpoint_or_weights(tmp_path):
-    from vidkd.runs import find_run_dir, result_name
+    from vidkd.runs import find_run_dir, parse_result_name, result_name
 
     run_dir = tmp_path / "run"
     best = run_dir / "checkpoints" / "best"
@@ -304,6 +304,10 @@ def test_find_run_dir_from_run_checkpoint_or_weights(tmp_path):
     assert result_name("finetune", 1, 1.0) == "finetune.json"
     assert result_name("finetune", 2, 0.25) == "finetune_split2_frac0.25.json"
     assert result_name("retrieval", 1, 0.25) == "retrieval.json"  # the fraction does not apply to retrieval
+    assert result_name("finetune", 2, 0.25, "pcl") == "finetune_pcl_split2_frac0.25.json"
+    for args in (("finetune", 2, 0.25, "pcl"), ("retrieval", 1, 1.0, "pcl"), ("knn", 3, 1.0, "vidkd")):
+        key = parse_result_name(result_name(*args))
+        assert (key.protocol, key.split, key.fraction, key.recipe) == args
 
 
 @NEEDS_DATA_AND_MODELS
@@ -352,3 +356,147 @@ def test_evaluate_run_directory_reads_its_config_and_checkpoint(tmp_path):
     run_feats = load_file(str(next((run_dir / "eval" / "features").glob("test-*.safetensors"))))["features"]
     ref_feats = load_file(str(next((tmp_path / "ref" / "features").glob("test-*.safetensors"))))["features"]
     assert torch.allclose(run_feats, ref_feats, atol=1e-5) and run_feats.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- eval.protocol: pcl (the reference recipe)
+
+def _conv5_maxpool_size(arch: str, channels: int, clip_len: int, crop: int) -> int:
+    """C * T' * floor(H'/2) * floor(W'/2) of the last map (C, T', H', W').
+
+    C3D max-pools (floor): T' = T // 8 (pool2-4), H' = H // 16 (pool1-4). The VCOP ResNets stride
+    by 2 with padding (ceil): T' = ceil(T / 8) (conv3-5), H' = ceil(H / 16) (conv1, conv3-5).
+    """
+    if arch == "c3d":
+        t, s = clip_len // 8, crop // 16
+    else:
+        t, s = -(-clip_len // 8), -(-crop // 16)
+    return channels * t * (s // 2) * (s // 2)
+
+
+@NEEDS_DATA_AND_MODELS
+@pytest.mark.parametrize("arch", ["c3d", "r3d", "r21d", "r3d_18"])
+def test_pcl_retrieval_feature_shape_per_backbone(arch):
+    from vidkd.eval.features import clip_features
+    from vidkd.eval.protocols import pcl_retrieval_feature
+    from vidkd.models import build_backbone
+    from vidkd.models.registry import scale_channels
+
+    torch.manual_seed(0)
+    width, clip_len, crop = 0.25, 12, 64  # T = 12: ceil(12/8) = 2 for the ResNets, 12 // 8 = 1 for C3D
+    channels = scale_channels(512, width)
+    backbone = build_backbone(arch, width=width).eval()
+    feature = pcl_retrieval_feature(arch)
+    with torch.no_grad():
+        out = clip_features(backbone, torch.randn(2, 3, clip_len, crop, crop), feature)
+    if arch == "r3d_18":  # torchvision's network: the pooled feature (retrieve_clips.py 'r18')
+        assert feature == "pooled" and out.shape == (2, channels)
+    else:
+        assert feature == "conv5_maxpool"
+        assert out.shape == (2, _conv5_maxpool_size(arch, channels, clip_len, crop))
+        assert out.shape[1] == channels * (2 if arch != "c3d" else 1) * 2 * 2
+    # the published input, 16x112x112 at full width (shapes only, on the meta device): 512 x 2 x 3 x 3 = 9216
+    with torch.device("meta"):
+        full = build_backbone(arch, width=1.0).eval()
+        shape = clip_features(full, torch.empty(1, 3, 16, 112, 112), feature).shape
+    assert shape == ((1, 512) if arch == "r3d_18" else (1, 9216))
+    if arch != "r3d_18":
+        assert _conv5_maxpool_size(arch, 512, 16, 112) == 9216
+        assert _conv5_maxpool_size(arch, 512, 16, 128) == 16384
+
+
+def test_pcl_retrieval_refuses_a_backbone_without_a_reference_feature():
+    from vidkd.eval.protocols import pcl_retrieval_feature
+
+    with pytest.raises(ConfigError, match="eval.protocol=vidkd"):
+        pcl_retrieval_feature("my_net")
+
+
+@NEEDS_DATA_AND_MODELS
+def test_pcl_validation_split_is_seeded_held_out_and_disjoint(tmp_path):
+    from vidkd.data.datasets import load_split
+    from vidkd.eval.finetune import hold_out_videos
+    from vidkd.eval.protocols import pcl_validation_size
+
+    # the reference's 800 (UCF101) / 400 (HMDB51), at most 1/8 of the training videos, at least 1
+    assert pcl_validation_size(9537, "ucf101") == 800 and pcl_validation_size(3570, "hmdb51") == 400
+    assert pcl_validation_size(40, "ucf101") == 5 and pcl_validation_size(6, "folder") == 1
+    split = load_split(_write_tiny_ucf(tmp_path / "ucf", groups=5), "train")
+    rest, val = hold_out_videos(split, 3, seed=0)
+    paths = lambda s: [r.path for r in s.records]  # noqa: E731
+    assert len(val.records) == 3 and len(rest.records) == len(split.records) - 3
+    assert not set(paths(rest)) & set(paths(val)) and sorted(paths(rest) + paths(val)) == sorted(paths(split))
+    assert paths(hold_out_videos(split, 3, seed=0)[1]) == paths(val)  # seeded
+    assert any(paths(hold_out_videos(split, 3, seed=s)[1]) != paths(val) for s in (1, 2, 3))
+    from vidkd.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="hold out"):
+        hold_out_videos(split, len(split.records), seed=0)
+
+
+@NEEDS_DATA_AND_MODELS
+def test_pcl_finetune_recipe_is_recorded_and_run_through_the_engine(tmp_path, monkeypatch):
+    from vidkd.eval import finetune as finetune_module
+    from vidkd.eval import protocols as run
+
+    torch.set_num_threads(2)
+    root = _write_tiny_ucf(tmp_path / "ucf")
+    trainers = []
+
+    class Recording(finetune_module.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            trainers.append(self)
+            self.initial_lrs = [group["lr"] for group in self.optimizer.param_groups]
+
+    monkeypatch.setattr(finetune_module, "Trainer", Recording)
+    results = run.evaluate("random:r3d", protocols=("finetune", "knn"), data_root=root, out=tmp_path / "out",
+                           overrides=TINY + ["eval.protocol=pcl", "eval.finetune_lr=0.5", "eval.finetune_dropout=0.9"],
+                           epochs=2, progress=False)
+    # a pcl result is named for its recipe, so it never overwrites the vidkd one
+    assert not (tmp_path / "out" / "finetune.json").exists()
+    record = json.loads((tmp_path / "out" / "finetune_pcl.json").read_text())
+    assert (tmp_path / "out" / "knn.json").is_file()  # the reference has no kNN: vidkd's recipe and name
+    settings, metrics = record["settings"], record["metrics"]
+    # the recipe, not the eval section, decides; --epochs still overrides the epochs
+    assert settings["recipe"] == "pcl" and settings["epochs"] == 2 and run.PCL_FINETUNE_EPOCHS == 149
+    assert settings["lr"] == 1e-3 and settings["param_group_lrs"] == [1e-3, 1e-3]
+    assert settings["dropout"] == 0.0 and settings["schedule"] == "plateau" and settings["plateau_patience"] == 30
+    assert settings["momentum"] == 0.9 and settings["weight_decay"] == 5e-4
+    assert settings["tested"] == "best validation loss"
+    assert settings["val_videos"] == metrics["val_videos"] == 1  # 6 training videos: 6 // 8 -> at least one
+    assert metrics["train_videos"] + metrics["val_videos"] == 6
+    assert metrics["best_epoch"] in (1, 2)
+    best = next(h for h in record["history"] if h["epoch"] == metrics["best_epoch"])
+    assert best["val_loss"] == pytest.approx(min(h["val_loss"] for h in record["history"]))
+    assert metrics["best_val_loss"] == pytest.approx(best["val_loss"])
+    assert results["knn"]["settings"]["recipe"] == "vidkd"  # the reference has no kNN: vidkd's runs
+
+    (trainer,) = trainers
+    assert trainer.initial_lrs == [1e-3, 1e-3] and trainer.keep_best and trainer.best_epoch == metrics["best_epoch"]
+    assert trainer.train.scheduler == "plateau" and trainer.train.plateau_patience == 30
+    assert trainer.train.plateau_factor == 0.1 and trainer.train.min_lr == 1e-5 and trainer.train.batch_size == 5
+    assert isinstance(trainer.method.model.head.dropout, nn.Identity)
+    train_paths = {r.path for r in trainer.method.train_dataset().records}
+    val_paths = {r.path for r in trainer.method.validation_dataset().records}
+    assert len(val_paths) == 1 and not train_paths & val_paths
+    assert trainer.method.score({"val_loss": 0.5, "train_loss": 0.1}) == -0.5
+
+
+@NEEDS_DATA_AND_MODELS
+def test_vidkd_recipe_is_the_default_and_recorded(tmp_path):
+    from vidkd.eval.protocols import evaluate
+
+    torch.set_num_threads(2)
+    root = _write_tiny_ucf(tmp_path / "ucf")
+    results = evaluate("random:r3d", protocols=("retrieval",), data_root=root, overrides=TINY, progress=False)
+    assert results["retrieval"]["settings"]["recipe"] == "vidkd"
+    assert "feature" not in results["retrieval"]["settings"]
+
+
+def test_unknown_protocol_name_is_a_one_line_error(capsys):
+    from vidkd.cli import main as cli_main
+
+    assert cli_main(["evaluate", "random:r3d", "--set", "eval.protocol=foo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("vidkd: error:")
+    assert "eval.protocol" in err and "vidkd" in err and "pcl" in err and "foo" in err

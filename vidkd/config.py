@@ -154,6 +154,12 @@ class Config:
 
 EVALUATIONS = ("retrieval", "knn", "linear", "finetune")
 EVAL_PROTOCOLS = ("vidkd", "pcl")  # named recipes of the evaluations (docs/evaluation.md)
+RECIPE_EVALUATIONS = {"vidkd": EVALUATIONS, "pcl": ("retrieval", "finetune")}  # what each recipe defines
+
+
+def recipe_of(eval_protocol: str, evaluation: str) -> str:
+    """The recipe `evaluation` runs under `eval.protocol`: its own if it defines one, else vidkd's."""
+    return eval_protocol if evaluation in RECIPE_EVALUATIONS.get(eval_protocol, ()) else "vidkd"
 
 
 @dataclass

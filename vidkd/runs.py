@@ -4,7 +4,7 @@
     RUN/metrics.jsonl          one JSON object per epoch, append-only
     RUN/log.txt, RUN/tb/       log and TensorBoard events
     RUN/checkpoints/{last,best}/   see vidkd.utils.checkpoint
-    RUN/eval/<protocol>[_split<S>][_frac<F>].json   one result per protocol, split and fraction
+    RUN/eval/<protocol>[_<recipe>][_split<S>][_frac<F>].json   one result per protocol, recipe, split, fraction
     RUN/eval/features/         cached evaluation features
     RUN/export/backbone.onnx   `vidkd export`
 
@@ -38,7 +38,8 @@ EXPERIMENT_FILE = "experiment.yaml"
 RUNS_DIR = "runs"
 REPORT_DIR = "report"
 
-_RESULT_NAME = re.compile(r"^(?P<protocol>[a-z0-9]+)(?:_split(?P<split>[123]))?(?:_frac(?P<fraction>[0-9.e-]+))?\.json$")
+_RESULT_NAME = re.compile(r"^(?P<protocol>[a-z0-9]+)(?:_(?!split|frac)(?P<recipe>[a-z0-9]+))?"
+                          r"(?:_split(?P<split>[123]))?(?:_frac(?P<fraction>[0-9.e-]+))?\.json$")
 
 
 def config_path(run_dir: Path) -> Path:
@@ -170,9 +171,10 @@ def has_trained(run_dir: Path) -> bool:
 LABELLED_FRACTION_PROTOCOLS = ("linear", "finetune")  # the others use no labels, so no fraction in their name
 
 
-def result_name(protocol: str, split: int = 1, fraction: float = 1.0) -> str:
-    """`finetune.json`; other splits and labelled fractions get a suffix so results never overwrite."""
-    name = protocol
+def result_name(protocol: str, split: int = 1, fraction: float = 1.0, recipe: str = "vidkd") -> str:
+    """`finetune.json`; another recipe (`finetune_pcl.json`), split or labelled fraction gets a suffix,
+    so results never overwrite each other."""
+    name = protocol if recipe == "vidkd" else f"{protocol}_{recipe}"
     if split != 1:
         name += f"_split{split}"
     if fraction < 1 and protocol in LABELLED_FRACTION_PROTOCOLS:
@@ -180,8 +182,9 @@ def result_name(protocol: str, split: int = 1, fraction: float = 1.0) -> str:
     return name + ".json"
 
 
-def result_path(results_dir: Path, protocol: str, split: int = 1, fraction: float = 1.0) -> Path:
-    return Path(results_dir) / result_name(protocol, split, fraction)
+def result_path(results_dir: Path, protocol: str, split: int = 1, fraction: float = 1.0,
+                recipe: str = "vidkd") -> Path:
+    return Path(results_dir) / result_name(protocol, split, fraction, recipe)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class ResultKey:
     protocol: str
     split: int
     fraction: float
+    recipe: str = "vidkd"
 
 
 def parse_result_name(name: str) -> ResultKey | None:
@@ -199,7 +203,7 @@ def parse_result_name(name: str) -> ResultKey | None:
         fraction = float(match["fraction"]) if match["fraction"] else 1.0
     except ValueError:
         return None
-    return ResultKey(match["protocol"], int(match["split"] or 1), fraction)
+    return ResultKey(match["protocol"], int(match["split"] or 1), fraction, match["recipe"] or "vidkd")
 
 
 def iter_results(results_dir: Path) -> Iterator[tuple[ResultKey, Path]]:

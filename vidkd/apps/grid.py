@@ -19,7 +19,8 @@ import yaml
 
 from vidkd import runs
 from vidkd.apps.pretrain import pretrain, resume
-from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge, load_experiment)
+from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge, load_experiment,
+                          recipe_of)
 from vidkd.data.datasets import load_split
 from vidkd.errors import ConfigError, VidkdError
 from vidkd.eval.protocols import evaluate
@@ -123,6 +124,7 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
         "split": base.data.split,
         "epochs": base.train.epochs,
         "fraction": exp.eval.fraction,
+        "protocol": exp.eval.protocol,
         "seeds": exp.seeds,
         "evaluations": exp.evaluations,
         "runs": [{**dataclasses.asdict(r), "run_dir": str(r.run_dir(out_dir).relative_to(out_dir)),
@@ -188,7 +190,8 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
 def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config) -> None:
     eval_dir = out if out is not None else runs.eval_dir(Path(source))
     for protocol in exp.evaluations:
-        if runs.result_path(eval_dir, protocol, cfg.data.split, cfg.eval.fraction).is_file():
+        recipe = recipe_of(cfg.eval.protocol, protocol)
+        if runs.result_path(eval_dir, protocol, cfg.data.split, cfg.eval.fraction, recipe).is_file():
             continue
         overrides = None
         if source.startswith("random:"):  # the untrained twin sees exactly the clips and settings the runs see

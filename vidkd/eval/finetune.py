@@ -1,14 +1,20 @@
 """Supervised fine-tuning of a (pretrained) backbone with a new linear classifier, as PCL/VCOP.
 
 Training runs through the engine as the `Supervised` method (one random clip per video per
-epoch, random crop and flip, SGD with momentum, cosine decay per step, the backbone at
-`backbone_lr_scale` of the head's learning rate). Testing takes `num_test_clips` evenly
-spaced centre-crop clips per video and reports clip accuracy (every clip on its own) and video
-accuracy (logits averaged over the clips).
+epoch, SGD with momentum, the backbone at `backbone_lr_scale` of the head's learning rate; the
+transforms decide crop, flip and normalisation). Testing takes `num_test_clips` evenly spaced
+centre-crop clips per video and reports clip accuracy (every clip on its own) and video accuracy
+(logits averaged over the clips).
+
+Two ways to end: without a validation split (the vidkd recipe) the cosine-decayed last epoch is
+tested; with `val_videos > 0` (the PCL recipe) that many training videos are held out (seeded),
+validated after every epoch, the schedule may follow the validation loss (`scheduler="plateau"`),
+and the weights of the epoch with the lowest validation loss are tested.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -27,6 +33,23 @@ from vidkd.methods.supervised import Supervised
 from vidkd.utils.runtime import autocast_context
 
 log = logging.getLogger(__name__)
+
+
+def hold_out_videos(split: Any, count: int, seed: int = 0) -> tuple[Any, Any]:
+    """(rest, held out): `count` videos of `split` drawn at random (seeded), and the others.
+
+    The two are disjoint and together are `split`; each keeps the split's order. The reference
+    (`ft_classify.py`) draws the same way with `torch.utils.data.random_split`.
+    """
+    total = len(split.records)
+    if not 0 < count < total:
+        raise TrainingError(f"cannot hold out {count} of {total} training videos for validation; "
+                            "the fine-tuning split needs at least two videos")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()
+    held = set(order[:count])
+    rest = [r for i, r in enumerate(split.records) if i not in held]
+    val = [r for i, r in enumerate(split.records) if i in held]
+    return dataclasses.replace(split, records=rest), dataclasses.replace(split, records=val)
 
 
 @torch.no_grad()
@@ -70,10 +93,18 @@ def finetune(
     num_workers: int = 0,
     amp: str = "none",
     progress: bool = True,
+    scheduler: str = "cosine",
+    plateau_patience: int = 30,
+    plateau_factor: float = 0.1,
+    min_lr: float = 0.0,
+    val_videos: int = 0,
 ) -> dict[str, Any]:
     """Fine-tune `backbone` (in place) plus a new linear classifier; return the test accuracies.
 
-    `fraction` keeps a per-class share of the training videos.
+    `fraction` keeps a per-class share of the training videos. `val_videos > 0` holds that many
+    of them out (seeded) as a validation split, validated every epoch with the training
+    transform; the best-validation epoch is tested (`best_epoch` in the result). `scheduler` is
+    `cosine` (per step) or `plateau` (per epoch, on the validation loss when there is one).
     """
     if epochs < 1:
         raise TrainingError(f"fine-tuning needs at least one epoch, got {epochs} (use --epochs N)")
@@ -81,6 +112,10 @@ def finetune(
     device = torch.device(device)
     train_split = fraction_of_split(train_split, fraction, seed)
     num_classes = len(train_split.class_names)
+    val_set = None
+    if val_videos > 0:
+        train_split, val_split = hold_out_videos(train_split, val_videos, seed)
+        val_set = ClipDataset(val_split, clip_len, train_transform, seed=seed, progress=progress)
     train_set = ClipDataset(train_split, clip_len, train_transform, seed=seed, progress=progress)
     test_set = MultiClipDataset(test_split, num_test_clips, clip_len, test_transform, seed=seed, progress=progress)
     if len(train_set) == 0 or len(test_set) == 0:
@@ -88,21 +123,36 @@ def finetune(
     batch_size = min(batch_size, len(train_set))  # a small labelled fraction still makes one batch
 
     torch.manual_seed(seed)  # the new head's initialisation
-    method = Supervised(backbone, num_classes, train_set, dropout=dropout, backbone_lr_scale=backbone_lr_scale)
+    method = Supervised(backbone, num_classes, train_set, dropout=dropout, backbone_lr_scale=backbone_lr_scale,
+                        val_set=val_set)
     schedule = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, scheduler="cosine", amp=amp, seed=seed,
+                           weight_decay=weight_decay, scheduler=scheduler, plateau_patience=plateau_patience,
+                           plateau_factor=plateau_factor, min_lr=min_lr,
+                           best_by="loss" if val_set is not None else "accuracy", amp=amp, seed=seed,
                            device=device.type, knn_every=0)
-    trainer = Trainer(method, schedule, run_dir=None, num_workers=num_workers, progress=progress)
+    trainer = Trainer(method, schedule, run_dir=None, num_workers=num_workers, progress=progress,
+                      keep_best=val_set is not None)
+    param_group_lrs = [float(group["lr"]) for group in trainer.optimizer.param_groups]
     history = trainer.fit()
     for entry in history:
-        log.info("finetune epoch %d/%d: loss %.4f, train top-1 %.3f", entry["epoch"], epochs, entry["train_loss"],
-                 entry["train_top1"])
+        log.info("finetune epoch %d/%d: loss %.4f, train top-1 %.3f%s", entry["epoch"], epochs, entry["train_loss"],
+                 entry["train_top1"], f", val loss {entry['val_loss']:.4f}" if "val_loss" in entry else "")
+    best: dict[str, Any] = {}
+    if val_set is not None and trainer.best_state is not None:
+        method.model.load_state_dict(trainer.best_state)  # test the epoch with the lowest validation loss
+        best_entry = next(h for h in history if h["epoch"] == trainer.best_epoch)
+        best = {"best_epoch": trainer.best_epoch, "best_val_loss": best_entry.get("val_loss"),
+                "best_val_top1": best_entry.get("val_top1"), "val_videos": len(val_set)}
+        log.info("finetune: testing the best validation epoch %d (val loss %.4f)", trainer.best_epoch,
+                 best["best_val_loss"])
 
     test_loader = DataLoader(test_set, batch_size=max(1, batch_size // 2), shuffle=False,
                              num_workers=num_workers, pin_memory=device.type == "cuda")
     metrics = evaluate_clips(method.model, test_loader, trainer.device, trainer.amp, progress)
+    history_keys = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "lr")
     return {
         **metrics,
+        **best,
         "epochs": epochs,
         "fraction": float(fraction),
         "train_videos": len(train_set),
@@ -113,7 +163,7 @@ def finetune(
         "batch_size": batch_size,
         "final_train_loss": history[-1]["train_loss"],
         "final_train_top1": history[-1]["train_top1"],
-        "history": [{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_top1": h["train_top1"],
-                     "lr": h["lr"]} for h in history],
+        "history": [{k: h[k] for k in history_keys if k in h} for h in history],
+        "param_group_lrs": param_group_lrs,
         "seconds": time.time() - start_time,
     }

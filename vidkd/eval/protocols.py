@@ -5,6 +5,18 @@ of a protocol comes from the config's `eval` section. Retrieval, kNN and the lin
 one feature extraction per subset (cached on disk under `<out>/features/`); fine-tuning trains a
 copy of the backbone through the engine. Each protocol writes one result file, named by
 `vidkd.runs.result_name(protocol, split, fraction)` (default `<out>` = `RUN/eval/`).
+
+`eval.protocol` names the recipe (docs/evaluation.md has them side by side):
+
+- `vidkd` (default): the settings of the `eval` section.
+- `pcl`: the reference code's evaluation (PCL `retrieve_clips.py` and `ft_classify.py`, which VCOP
+  shares): retrieval on conv5 maps max-pooled (1, 2, 2) for C3D/R3D/R(2+1)D (pooled features for
+  the torchvision networks); fine-tuning at lr 1e-3 for every layer, batch 8, no dropout, plateau
+  on the loss of a validation split held out of the training videos, best-validation epoch tested.
+  Every `eval.*` setting is fixed by the recipe; only `--epochs` (`epochs=`) changes the number of
+  fine-tuning epochs. The reference has no kNN or linear probe: those run the vidkd recipe.
+
+Every record says which recipe produced it in `settings["recipe"]`.
 """
 
 from __future__ import annotations
@@ -22,14 +34,14 @@ import torch
 from torch import nn
 
 from vidkd import runs
-from vidkd.config import Config, load_config, parse_overrides
+from vidkd.config import EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, load_config, parse_overrides
 from vidkd.data.datasets import VideoSplit, load_split
 from vidkd.data.loaders import MultiClipDataset
-from vidkd.data.transforms import transforms_from_config
+from vidkd.data.transforms import ClipTransform, transforms_from_config
 from vidkd.errors import ConfigError, DatasetError, VidkdError
 from vidkd.eval.features import FeatureCache, extract_features, split_fingerprint, weights_fingerprint
 from vidkd.eval.finetune import finetune
-from vidkd.eval.fractions import check_fraction
+from vidkd.eval.fractions import check_fraction, fraction_of_split
 from vidkd.eval.knn import knn_classify
 from vidkd.eval.linear import linear_probe
 from vidkd.eval.retrieval import DEFAULT_KS, retrieval_recall
@@ -41,6 +53,39 @@ from vidkd.utils.runtime import resolve_device, seed_everything
 log = logging.getLogger("vidkd.eval")
 
 CLIPS_PER_FORWARD = 64  # feature extraction batches this many clips
+
+# The `pcl` recipe: the reference code's evaluation (file:line refs in docs/evaluation.md).
+PCL_NUM_CLIPS = 10  # retrieve_clips.py and ft_classify.py test: 10 evenly spaced clips per video
+PCL_RETRIEVAL_FEATURES = {  # retrieve_clips.py: return_conv=True for C3D/R3D/R(2+1)D, pooled for R3D-18 ('r18')
+    "c3d": "conv5_maxpool", "r3d": "conv5_maxpool", "r21d": "conv5_maxpool",
+    "r3d_18": "pooled", "mc3_18": "pooled", "r2plus1d_18": "pooled"}
+PCL_FINETUNE_EPOCHS = 149  # ft_classify.py: --epochs 150, but `range(start_epoch=1, epochs)` runs 149
+PCL_FINETUNE_LR = 1e-3  # --lr and --ft_lr, equal by default: one learning rate for every layer
+PCL_FINETUNE_MOMENTUM = 0.9
+PCL_FINETUNE_WEIGHT_DECAY = 5e-4
+PCL_FINETUNE_BATCH_SIZE = 8
+PCL_PLATEAU_PATIENCE = 30  # ReduceLROnPlateau('min', factor=0.1, patience=30, min_lr=1e-5) on the val loss
+PCL_PLATEAU_FACTOR = 0.1
+PCL_MIN_LR = 1e-5
+PCL_VAL_VIDEOS = {"ucf101": 800, "hmdb51": 400}  # random_split of the train list; 800 for other layouts
+PCL_VAL_SHARE = 8  # at most 1/8 of the training videos: keeps 800 of UCF101's 9537 and 400 of HMDB51's 3570
+
+
+def pcl_validation_size(num_train: int, layout: str) -> int:
+    """Videos the `pcl` recipe holds out of `num_train` training videos for validation.
+
+    The reference's count (800 for UCF101 and other layouts, 400 for HMDB51), at most 1/8 of the
+    training videos and at least one, so a small dataset keeps most of its videos for training.
+    """
+    return max(1, min(PCL_VAL_VIDEOS.get(layout, PCL_VAL_VIDEOS["ucf101"]), num_train // PCL_VAL_SHARE))
+
+
+def pcl_retrieval_feature(arch: str) -> str:
+    """The clip feature `pcl` retrieval uses for `arch` (see `vidkd.eval.features.FEATURE_KINDS`)."""
+    if arch not in PCL_RETRIEVAL_FEATURES:
+        raise ConfigError(f"eval.protocol pcl defines retrieval features for {', '.join(PCL_RETRIEVAL_FEATURES)}, "
+                          f"not {arch}; use eval.protocol=vidkd")
+    return PCL_RETRIEVAL_FEATURES[arch]
 
 
 def checkpoint_summary(info: dict[str, Any]) -> dict[str, Any]:
@@ -92,17 +137,30 @@ class EvaluationContext:
     test_split: VideoSplit
     device: torch.device
     fraction: float
-    get_features: Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+    get_features: Callable[..., tuple[torch.Tensor, torch.Tensor]]  # (subset, feature=, num_clips=, amp=)
     progress: bool = True
     dataset_info: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None  # `--epochs`, when given
 
     @property
     def num_classes(self) -> int:
         return len(self.train_split.class_names)
 
-    def features(self) -> tuple[torch.Tensor, ...]:
-        train_feats, train_labels = self.get_features("train")
-        test_feats, test_labels = self.get_features("test")
+    @property
+    def recipe(self) -> str:
+        return self.cfg.eval.protocol
+
+    @property
+    def arch(self) -> str:
+        return getattr(self.backbone, "arch", self.cfg.model.arch)
+
+    def features(self, feature: str = "pooled", num_clips: int | None = None,
+                 amp: str | None = None) -> tuple[torch.Tensor, ...]:
+        """Train and test features of kind `feature` (default: pooled, `eval.num_clips`, `train.amp`)."""
+        options = dict(feature=feature, num_clips=num_clips or self.cfg.eval.num_clips,
+                       amp=self.cfg.train.amp if amp is None else amp)
+        train_feats, train_labels = self.get_features("train", **options)
+        test_feats, test_labels = self.get_features("test", **options)
         self.dataset_info.update(train_features=len(train_feats), test_features=len(test_feats))
         return train_feats, train_labels, test_feats, test_labels
 
@@ -112,15 +170,16 @@ ProtocolResult = tuple[dict[str, Any], dict[str, Any]]  # (settings, metrics)
 
 def retrieval(ctx: EvaluationContext) -> ProtocolResult:
     train_feats, train_labels, test_feats, test_labels = ctx.features()
-    settings = {"queries": "test", "gallery": "train", "similarity": "cosine", "ks": list(DEFAULT_KS),
-                "num_clips": ctx.cfg.eval.num_clips, "crop": "centre"}
+    settings = {"recipe": "vidkd", "queries": "test", "gallery": "train", "similarity": "cosine",
+                "ks": list(DEFAULT_KS), "num_clips": ctx.cfg.eval.num_clips, "crop": "centre"}
     return settings, retrieval_recall(test_feats, test_labels, train_feats, train_labels, ks=DEFAULT_KS)
 
 
 def knn(ctx: EvaluationContext) -> ProtocolResult:
     train_feats, train_labels, test_feats, test_labels = ctx.features()
     e = ctx.cfg.eval
-    settings = {"k": e.knn_k, "temperature": e.knn_temperature, "num_clips": e.num_clips, "crop": "centre"}
+    settings = {"recipe": "vidkd", "k": e.knn_k, "temperature": e.knn_temperature, "num_clips": e.num_clips,
+                "crop": "centre"}
     return settings, knn_classify(train_feats, train_labels, test_feats, test_labels, k=e.knn_k,
                                   temperature=e.knn_temperature, num_classes=ctx.num_classes)
 
@@ -128,8 +187,8 @@ def knn(ctx: EvaluationContext) -> ProtocolResult:
 def linear(ctx: EvaluationContext) -> ProtocolResult:
     train_feats, train_labels, test_feats, test_labels = ctx.features()
     e, seed = ctx.cfg.eval, ctx.cfg.train.seed
-    settings = {"optimizer": "lbfgs", "steps": e.linear_steps, "fraction": ctx.fraction, "seed": seed,
-                "num_clips": e.num_clips, "standardised": True}
+    settings = {"recipe": "vidkd", "optimizer": "lbfgs", "steps": e.linear_steps, "fraction": ctx.fraction,
+                "seed": seed, "num_clips": e.num_clips, "standardised": True}
     return settings, linear_probe(train_feats, train_labels, test_feats, test_labels, num_classes=ctx.num_classes,
                                   fraction=ctx.fraction, seed=seed, steps=e.linear_steps)
 
@@ -137,10 +196,11 @@ def linear(ctx: EvaluationContext) -> ProtocolResult:
 def finetuning(ctx: EvaluationContext) -> ProtocolResult:
     cfg, e = ctx.cfg, ctx.cfg.eval
     finetune_transform, test_transform = transforms_from_config(cfg.data, colour_augmentation=False)
-    settings = {"epochs": e.finetune_epochs, "lr": e.finetune_lr, "backbone_lr_scale": e.finetune_backbone_lr_scale,
-                "batch_size": e.finetune_batch_size, "fraction": ctx.fraction, "seed": cfg.train.seed,
-                "momentum": cfg.train.momentum, "weight_decay": cfg.train.weight_decay, "schedule": "cosine",
-                "dropout": e.finetune_dropout, "test_clips": e.num_clips}
+    settings = {"recipe": "vidkd", "epochs": e.finetune_epochs, "lr": e.finetune_lr,
+                "backbone_lr_scale": e.finetune_backbone_lr_scale, "batch_size": e.finetune_batch_size,
+                "fraction": ctx.fraction, "seed": cfg.train.seed, "momentum": cfg.train.momentum,
+                "weight_decay": cfg.train.weight_decay, "schedule": "cosine", "dropout": e.finetune_dropout,
+                "test_clips": e.num_clips}
     metrics = finetune(
         copy.deepcopy(ctx.backbone), ctx.train_split, ctx.test_split, train_transform=finetune_transform,
         test_transform=test_transform, epochs=e.finetune_epochs, lr=e.finetune_lr,
@@ -148,11 +208,72 @@ def finetuning(ctx: EvaluationContext) -> ProtocolResult:
         seed=cfg.train.seed, clip_len=cfg.data.clip_len, num_test_clips=e.num_clips, momentum=cfg.train.momentum,
         weight_decay=cfg.train.weight_decay, dropout=e.finetune_dropout, device=ctx.device,
         num_workers=cfg.data.num_workers, amp=cfg.train.amp, progress=ctx.progress)
+    metrics.pop("param_group_lrs", None)
+    return settings, metrics
+
+
+def pcl_retrieval(ctx: EvaluationContext) -> ProtocolResult:
+    """PCL/VCOP `retrieve_clips.py`: the conv5 map max-pooled (1, 2, 2) (pooled for the torchvision nets)."""
+    feature = pcl_retrieval_feature(ctx.arch)
+    train_feats, train_labels, test_feats, test_labels = ctx.features(feature, num_clips=PCL_NUM_CLIPS, amp="none")
+    settings = {"recipe": "pcl", "reference": "retrieve_clips.py", "queries": "test", "gallery": "train",
+                "similarity": "cosine", "ks": list(DEFAULT_KS), "num_clips": PCL_NUM_CLIPS, "crop": "centre",
+                "feature": feature, "feature_dim": int(train_feats.shape[1]), "precision": "fp32"}
+    return settings, retrieval_recall(test_feats, test_labels, train_feats, train_labels, ks=DEFAULT_KS)
+
+
+def pcl_finetune_transforms(cfg: Config) -> tuple[ClipTransform, ClipTransform]:
+    """`ft_classify.py`'s transforms: Resize -> RandomCrop (train) / CenterCrop (test) -> ToTensor.
+
+    No flip, no colour, no normalisation (mean 0, std 1); the residual, if any, of [0, 1] frames.
+    """
+    common = dict(resize=tuple(cfg.data.resize), crop=cfg.data.crop, flip=False, color_jitter=0.0, grayscale=0.0,
+                  mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), modality=cfg.data.modality)
+    return ClipTransform(train=True, **common), ClipTransform(train=False, **common)
+
+
+def pcl_finetuning(ctx: EvaluationContext) -> ProtocolResult:
+    """PCL `ft_classify.py` through the engine: every setting fixed, `--epochs` excepted."""
+    cfg = ctx.cfg
+    epochs = ctx.epochs or PCL_FINETUNE_EPOCHS
+    train_transform, test_transform = pcl_finetune_transforms(cfg)
+    labelled = len(fraction_of_split(ctx.train_split, ctx.fraction, cfg.train.seed).records)
+    val_videos = pcl_validation_size(labelled, ctx.train_split.layout)
+    metrics = finetune(
+        copy.deepcopy(ctx.backbone), ctx.train_split, ctx.test_split, train_transform=train_transform,
+        test_transform=test_transform, epochs=epochs, lr=PCL_FINETUNE_LR, backbone_lr_scale=1.0,
+        batch_size=PCL_FINETUNE_BATCH_SIZE, fraction=ctx.fraction, seed=cfg.train.seed, clip_len=cfg.data.clip_len,
+        num_test_clips=PCL_NUM_CLIPS, momentum=PCL_FINETUNE_MOMENTUM, weight_decay=PCL_FINETUNE_WEIGHT_DECAY,
+        dropout=0.0, device=ctx.device, num_workers=cfg.data.num_workers, amp="none", progress=ctx.progress,
+        scheduler="plateau", plateau_patience=PCL_PLATEAU_PATIENCE, plateau_factor=PCL_PLATEAU_FACTOR,
+        min_lr=PCL_MIN_LR, val_videos=val_videos)
+    settings = {
+        "recipe": "pcl", "reference": "ft_classify.py", "epochs": epochs, "lr": PCL_FINETUNE_LR,
+        "param_group_lrs": metrics.pop("param_group_lrs"), "backbone_lr_scale": 1.0,
+        "batch_size": metrics["batch_size"], "momentum": PCL_FINETUNE_MOMENTUM,
+        "weight_decay": PCL_FINETUNE_WEIGHT_DECAY, "dropout": 0.0, "schedule": "plateau",
+        "plateau_on": "val_loss", "plateau_patience": PCL_PLATEAU_PATIENCE, "plateau_factor": PCL_PLATEAU_FACTOR,
+        "min_lr": PCL_MIN_LR, "validation": "held out of the training videos", "val_videos": val_videos,
+        "tested": "best validation loss", "fraction": ctx.fraction, "seed": cfg.train.seed,
+        "augmentation": "random clip, random crop", "normalise": False, "precision": "fp32",
+        "test_clips": PCL_NUM_CLIPS}
     return settings, metrics
 
 
 PROTOCOLS: dict[str, Callable[[EvaluationContext], ProtocolResult]] = {
     "retrieval": retrieval, "knn": knn, "linear": linear, "finetune": finetuning}
+# per recipe (eval.protocol), the protocols it defines its own way; the others run the vidkd recipe
+RECIPES: dict[str, dict[str, Callable[[EvaluationContext], ProtocolResult]]] = {
+    "vidkd": PROTOCOLS, "pcl": {"retrieval": pcl_retrieval, "finetune": pcl_finetuning}}
+assert set(RECIPES) == set(EVAL_PROTOCOLS)
+assert all(set(RECIPES[name]) == set(RECIPE_EVALUATIONS[name]) for name in RECIPES)
+
+
+def protocol_function(recipe: str, protocol: str) -> Callable[[EvaluationContext], ProtocolResult]:
+    """What runs `protocol` under `recipe`; a protocol the recipe does not define runs the vidkd one."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown evaluation protocol {recipe!r}; choose from {', '.join(RECIPES)}")
+    return RECIPES[recipe].get(protocol, PROTOCOLS[protocol])
 
 
 def check_protocols(protocols: Sequence[str]) -> list[str]:
@@ -180,7 +301,8 @@ def evaluate(
 
     `source` is a run directory, a checkpoint (directory or weights file) or `random:ARCH`.
     Results go to `out`, by default `RUN/eval/`; without either (e.g. `random:`) nothing is written.
-    `fraction` and `epochs` override `eval.fraction` and `eval.finetune_epochs` / `eval.linear_steps`.
+    `fraction` and `epochs` override `eval.fraction` and `eval.finetune_epochs` / `eval.linear_steps`
+    (under `eval.protocol: pcl`, the recipe's 149 fine-tuning epochs).
     `on_result` is called with each record as soon as it is computed, before it is written, so a
     failed write never loses a result.
     """
@@ -217,31 +339,36 @@ def evaluate(
 
     cache = FeatureCache(runs.features_dir(out_dir) if out_dir else None)
     fingerprint = weights_fingerprint(backbone) if out_dir else ""
-    features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    num_clips = cfg.eval.num_clips
+    features: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def get_features(subset: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if subset not in features:
+    def get_features(subset: str, feature: str = "pooled", num_clips: int = 10,
+                     amp: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+        wanted = (subset, feature, num_clips, amp)
+        if wanted not in features:
             split_obj = train_split if subset == "train" else test_split
             dataset = MultiClipDataset(split_obj, num_clips, cfg.data.clip_len, test_transform, progress=progress)
             usable = dataclasses.replace(split_obj, records=dataset.records)  # unreadable videos are left out
             key = {"weights": fingerprint, "videos": split_fingerprint(usable), "root": str(root.resolve()),
                    "layout": split_obj.layout, "split": cfg.data.split, "subset": subset, "num_clips": num_clips,
                    "clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
-                   "mean": list(cfg.data.mean), "std": list(cfg.data.std), "modality": cfg.data.modality}
-            features[subset] = cache.get_or_extract(key, lambda: extract_features(
+                   "mean": list(cfg.data.mean), "std": list(cfg.data.std), "modality": cfg.data.modality,
+                   "feature": feature, "amp": amp}
+            features[wanted] = cache.get_or_extract(key, lambda: extract_features(
                 backbone, dataset, batch_size=max(1, CLIPS_PER_FORWARD // num_clips), device=device,
-                num_workers=cfg.data.num_workers, desc=f"features {subset}", amp=cfg.train.amp, progress=progress))
-        return features[subset]
+                num_workers=cfg.data.num_workers, desc=f"features {subset}", amp=amp, progress=progress,
+                feature=feature))
+        return features[wanted]
 
     ctx = EvaluationContext(backbone, cfg, train_split, test_split, device, fraction, get_features, progress,
-                            dataset_info)
+                            dataset_info, epochs=epochs)
     results: dict[str, dict[str, Any]] = {}
     failed_writes: list[str] = []
     # a fixed order: the frozen-feature protocols share one extraction, fine-tuning (of a copy) comes last
     for protocol in sorted(protocols, key=list(PROTOCOLS).index):
         start = time.time()
-        settings, metrics = PROTOCOLS[protocol](ctx)
+        if protocol not in RECIPES.get(cfg.eval.protocol, PROTOCOLS):
+            log.info("eval.protocol %s defines no %s; it runs the vidkd recipe", cfg.eval.protocol, protocol)
+        settings, metrics = protocol_function(cfg.eval.protocol, protocol)(ctx)
         history = metrics.pop("history", None)
         record = {
             "protocol": protocol,
@@ -263,7 +390,7 @@ def evaluate(
         if on_result is not None:
             on_result(record)
         if out_dir is not None:
-            path = runs.result_path(out_dir, protocol, cfg.data.split, fraction)
+            path = runs.result_path(out_dir, protocol, cfg.data.split, fraction, settings.get("recipe", "vidkd"))
             try:
                 atomic_write_json(path, record)
                 record["path"] = str(path)

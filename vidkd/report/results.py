@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd import runs
+from vidkd.config import EVAL_PROTOCOLS, recipe_of
 from vidkd.errors import VidkdError
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
@@ -152,6 +153,11 @@ class Experiment:
         return plan_split(self.plan)
 
     @property
+    def eval_protocol(self) -> str:
+        """The evaluation recipe (the plan's `protocol`, vidkd when absent)."""
+        return plan_protocol(self.plan)
+
+    @property
     def fraction(self) -> float:
         """The labelled fraction fine-tuning and the linear probe use (the plan's `fraction`, 1.0 when absent)."""
         return plan_fraction(self.plan)
@@ -162,6 +168,12 @@ def plan_split(plan: dict[str, Any]) -> int:
         return int(plan.get("split") or 1)
     except (TypeError, ValueError):
         return 1
+
+
+def plan_protocol(plan: dict[str, Any]) -> str:
+    """The evaluation recipe of the plan (`eval.protocol`; vidkd when absent)."""
+    value = plan.get("protocol")
+    return value if isinstance(value, str) and value in EVAL_PROTOCOLS else "vidkd"
 
 
 def plan_fraction(plan: dict[str, Any]) -> float:
@@ -193,7 +205,8 @@ def read_config(run_dir: Path, problems: list[str]) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = False) -> dict[str, Path]:
+def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = False,
+                 eval_protocol: str = "vidkd") -> dict[str, Path]:
     """protocol -> the result file of `run_dir` for `split` and `fraction`.
 
     With `any_single`, a protocol without that exact result but with exactly one result of
@@ -206,7 +219,7 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
         for key, path in runs.iter_results(eval_dir):
             others.setdefault(key.protocol, []).append(path)
     for protocol in PROTOCOLS:
-        exact = runs.result_path(eval_dir, protocol, split, fraction)
+        exact = runs.result_path(eval_dir, protocol, split, fraction, recipe_of(eval_protocol, protocol))
         if exact.is_file():
             found[protocol] = exact
         elif len(others.get(protocol, [])) == 1:
@@ -215,7 +228,7 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
 
 
 def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, split: int = 1,
-             fraction: float = 1.0, any_single: bool = False) -> Run:
+             fraction: float = 1.0, any_single: bool = False, eval_protocol: str = "vidkd") -> Run:
     """Read one plan entry's run directory (relative to `base`); nothing in it is required.
 
     Evaluation results are those of `split` and `fraction` (see `result_files`).
@@ -240,7 +253,7 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, spli
     if "width" in entry and "model" not in config:  # a run not started yet: the plan knows its width
         run.config.setdefault("model", {})["width"] = entry["width"]
     run.metrics = runs.read_metrics(run_dir, problems)
-    for protocol, path in result_files(run_dir, split, fraction, any_single).items():
+    for protocol, path in result_files(run_dir, split, fraction, any_single, eval_protocol).items():
         record = read_json(path, problems)
         if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
             run.evals[protocol] = record["metrics"]
@@ -258,6 +271,7 @@ def _single_run_plan(directory: Path) -> dict[str, Any]:
         "epochs": config.get("train", {}).get("epochs"),
         "split": config.get("data", {}).get("split", 1),
         "fraction": 1.0,
+        "protocol": config.get("eval", {}).get("protocol", "vidkd"),
         "evaluations": [],
     }
 
@@ -282,25 +296,24 @@ def load_experiment(directory: Path) -> Experiment:
     else:
         raise VidkdError(f"{directory} is not an experiment directory (no {runs.PLAN_FILE}) nor a run directory "
                          f"(no {runs.METRICS_FILE}); pass the --out directory of `vidkd experiment` or `vidkd pretrain`")
-    split, fraction = plan_split(plan), plan_fraction(plan)
-    loaded = [load_run(entry, directory, plan.get("epochs"), split, fraction, any_single=single)
+    split, fraction, protocol = plan_split(plan), plan_fraction(plan), plan_protocol(plan)
+    loaded = [load_run(entry, directory, plan.get("epochs"), split, fraction, any_single=single, eval_protocol=protocol)
               for entry in plan["runs"] if isinstance(entry, dict)]
     return Experiment(directory=directory, plan=plan, runs=loaded, single_run=single,
-                      random_init=_random_init_groups(directory, {r.run_dir for r in loaded}, split, fraction))
+                      random_init=_random_init_groups(directory, {r.run_dir for r in loaded}, split, fraction,
+                                                      protocol))
 
 
-def _random_init_groups(directory: Path, planned: set[Path], split: int, fraction: float) -> list[Group]:
+def _random_init_groups(directory: Path, planned: set[Path], split: int, fraction: float,
+                        protocol: str = "vidkd") -> list[Group]:
     """The untrained references `vidkd experiment` evaluates beside the plan (eval.random_init)."""
-    pattern = runs.random_init_dir(directory, "*")
-    prefix = runs.random_init_dir(directory, "").name
     groups = []
-    for run_dir in sorted(pattern.parent.glob(pattern.name)):
+    for arch, run_dir in runs.iter_random_init_dirs(directory):
         if run_dir.resolve() in planned or not runs.eval_dir(run_dir).is_dir():
             continue
-        arch = run_dir.name[len(prefix):]
         run = load_run({"name": run_dir.name, "kind": "random", "arch": arch, "run_dir": run_dir},
-                       directory, None, split, fraction)
-        width = next((rec.get("width") for path in result_files(run_dir, split, fraction).values()
+                       directory, None, split, fraction, eval_protocol=protocol)
+        width = next((rec.get("width") for path in result_files(run_dir, split, fraction, False, protocol).values()
                       if isinstance(rec := read_json(path, []), dict) and rec.get("width") is not None), None)
         if run.evals:
             groups.append(Group("random", arch, None, float(width) if width is not None else None, [run]))

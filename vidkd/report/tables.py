@@ -16,7 +16,7 @@ from typing import Sequence
 from vidkd import runs
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
-from vidkd.report.results import ARCH_NAMES, Experiment, Group, arch_rank, group_runs
+from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs, read_json, result_files
 from vidkd.report.stats import (
     MISSING,
     baseline_group,
@@ -170,50 +170,75 @@ def _teacher_group(groups: Sequence[Group], student: Group) -> Group | None:
     return baseline_group(groups, student.teacher_arch or "", 1.0) if student.teacher_arch else None
 
 
-def _comparable(exp: Experiment, group: Group) -> bool:
-    """The published setting: a trained network, evaluated on split 1 with every label (see `published`)."""
-    shape = group.input_shape
-    return (group.kind != "random" and exp.split == 1 and exp.fraction == 1.0
-            and published.is_comparable(exp.dataset, group.width, shape[1] if shape else None,
-                                        shape[2] if shape else None))
+def _result_record(exp: Experiment, run: Run, protocol: str) -> dict | None:
+    """The whole result file of `protocol` for `run` in the experiment's setting (None if absent)."""
+    single = exp.single_run and run.kind != "random"
+    path = result_files(run.run_dir, exp.split, exp.fraction, any_single=single,
+                        eval_protocol=exp.eval_protocol).get(protocol)
+    record = read_json(path, []) if path is not None else None
+    return record if isinstance(record, dict) else None
+
+
+def _published_comparison(exp: Experiment, group: Group, protocol: str) -> published.Comparison:
+    """How `group`'s result of `protocol` relates to the published ones: its config.yaml and result settings."""
+    run = next((r for r in group.runs if protocol in r.evals), group.runs[0])
+    config = next((r.config for r in group.runs if r.config), {})
+    setting = published.run_setting(config, _result_record(exp, run, protocol), random_init=group.kind == "random",
+                                    dataset=exp.dataset, split=exp.split,
+                                    fraction=exp.fraction if protocol == "finetune" else 1.0, width=group.width)
+    return published.compare(protocol, group.arch, setting)
+
+
+def _published_column(exp: Experiment, groups: list[Group], protocol: str, metric: str, headers: list[str],
+                      rows: list[list[str]], title: str) -> tuple[bool, str]:
+    """Append the published column (`title`, with `{dataset}` filled in) when some group's setting matches a
+    published one, the value in that group's row only; return (any match, a note on every group with a
+    result but no match)."""
+    comparisons = [_published_comparison(exp, g, protocol) if any(protocol in r.evals for r in g.runs) else None
+                   for g in groups]
+    matched = any(c is not None and c.matches for c in comparisons)
+    if matched:
+        datasets = dict.fromkeys(c.published.dataset.upper() for c in comparisons if c is not None and c.matches
+                                 and c.published is not None)
+        headers.append(title.format(dataset="/".join(datasets)))
+        for row, comparison in zip(rows, comparisons):
+            value = comparison.value(metric) if comparison is not None else None
+            row.append(f"{value:.1f}" if value is not None else MISSING)
+    others = [f"{g.label}: {c.describe(protocol, g.arch, metric)}" for g, c in zip(groups, comparisons)
+              if c is not None and not c.matches]
+    note = ""
+    if others:
+        note = (f"{'Not set beside a published number' if matched else 'Published numbers not set beside ours'} "
+                f"({protocol}; only a result whose whole setting matches is): " + "; ".join(others) + ".")
+    return matched, note
 
 
 def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]:
     groups = trained + exp.random_init
-    any_comparable = any(_comparable(exp, g) for g in trained)
-    dataset = published.dataset_key(exp.dataset)
     sections = []
     planned = set(exp.plan.get("evaluations") or [])
+    any_published = False
 
     def shown(*protocols: str) -> bool:  # planned, or present in some run
         return any(p in planned or any(p in r.evals for g in groups for r in g.runs) for p in protocols)
 
-    headers = ["model", "seeds", *RETRIEVAL_KS]
-    rows = []
-    for group in groups:
-        row = [group.label, str(len(group.runs))] + [format_percent(_eval_values(group, "retrieval", k)) for k in RETRIEVAL_KS]
-        if any_comparable:
-            value = published.published_retrieval_r1(group.arch, dataset) if _comparable(exp, group) else None
-            row.append(f"{value:.1f}" if value is not None else MISSING)
-        rows.append(row)
-    if any_comparable:
-        headers.append("PCL R@1 (published)")
     if shown("retrieval"):
-        sections.append(Section("Retrieval (R@k %, test clips query train clips)", [Table(headers, rows)]))
+        headers = ["model", "seeds", *RETRIEVAL_KS]
+        rows = [[group.label, str(len(group.runs))]
+                + [format_percent(_eval_values(group, "retrieval", k)) for k in RETRIEVAL_KS] for group in groups]
+        matched, note = _published_column(exp, groups, "retrieval", "R@1", headers, rows, "PCL R@1 (published)")
+        any_published |= matched
+        sections.append(Section("Retrieval (R@k %, test clips query train clips)",
+                                [Table(headers, rows)] + ([note] if note else [])))
 
-    headers = ["model", "seeds", "video top-1 %", "clip top-1 %"]
-    rows = []
-    for group in groups:
-        row = [group.label, str(len(group.runs)), format_percent(_eval_values(group, "finetune", "video_top1")),
-               format_percent(_eval_values(group, "finetune", "clip_top1"))]
-        if any_comparable:
-            value = published.published_finetune(group.arch, dataset) if _comparable(exp, group) else None
-            row.append(f"{value:.1f}" if value is not None else MISSING)
-        rows.append(row)
-    if any_comparable:
-        headers.append(f"PCL video top-1 on {dataset.upper()} (published)")
     if shown("finetune"):
-        sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)]))
+        headers = ["model", "seeds", "video top-1 %", "clip top-1 %"]
+        rows = [[group.label, str(len(group.runs)), format_percent(_eval_values(group, "finetune", "video_top1")),
+                 format_percent(_eval_values(group, "finetune", "clip_top1"))] for group in groups]
+        matched, note = _published_column(exp, groups, "finetune", "video_top1", headers, rows,
+                                           "PCL video top-1 on {dataset} (published)")
+        any_published |= matched
+        sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)] + ([note] if note else [])))
 
     if shown("knn", "linear"):
         rows = [[g.label, str(len(g.runs)), format_percent(_eval_values(g, "knn", "top1")),
@@ -221,14 +246,17 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
         sections.append(Section("Frozen-feature probes (top-1 %)",
                                 [Table(["model", "seeds", "kNN top-1 %", "linear probe top-1 %"], rows)]))
 
-    if any_comparable:
-        note = (f"Published numbers: {published.PCL_SOURCE}; shown only for full-width networks on 16×112×112 "
-                "clips of UCF101/HMDB51, evaluated on split 1 with every label (PCL pretrains on UCF101 split 1).")
+    if any_published:
+        note = (f"Published numbers: {published.PCL_SOURCE}; set beside ours only where the whole setting matches "
+                "(backbone, width, pretraining method, modality, epochs, dataset and split, clip size, evaluation "
+                "protocol, evaluation dataset and split, labelled fraction; read from each run's config.yaml and "
+                "result file).")
     else:
-        note = (f"Published PCL numbers are not shown: this experiment ({exp.dataset}) is not the published "
-                "setting (UCF101/HMDB51 split 1 with every label, full-width networks, 16×112×112 clips, hundreds of "
-                "epochs), so its "
-                f"numbers are not comparable with them. Source for the published numbers: {published.PCL_SOURCE}.")
+        note = (f"Published PCL numbers are not shown: no result of this experiment ({exp.dataset}) was measured in "
+                "a published setting (PCL (VCP) pretrained for 200 epochs on residual 16×112×112 clips of UCF101 "
+                "split 1 at full width, evaluated with eval.protocol pcl on split 1 with every label), so its numbers "
+                "are not comparable with them; what differs is listed under each table. "
+                f"Source for the published numbers: {published.PCL_SOURCE}.")
     if not sections:
         sections.append(Section("Evaluations", ["No evaluation was planned or found."]))
     sections[-1].blocks.append(note)
