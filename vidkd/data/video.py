@@ -12,7 +12,7 @@ presentation timestamp: ``round((pts - start_time) * time_base * average_rate)``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -72,7 +72,7 @@ class VideoInfo:
     height: int
     width: int
     fps: float
-    header_frames: int = 0  # what the container header announced; more than num_frames: the file is cut short
+    header_frames: int = field(default=0, compare=False)  # the header's count; above num_frames: cut short
 
     @property
     def truncated(self) -> bool:
