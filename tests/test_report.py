@@ -369,3 +369,35 @@ def test_published_settings_and_the_matching_rule():
     assert published.compare("finetune", "mc3_18", setting).published is None
     # a record written before recipes existed is vidkd's
     assert published.run_setting(config, {})["recipe"] == "vidkd"
+
+
+def test_summary_json_pairs_seeds_and_decides_claims_only_with_intervals(tmp_path):
+    make_experiment(tmp_path)
+    report.write_report(tmp_path)
+    summary = json.loads((runs.report_dir(tmp_path) / "summary.json").read_text())
+    assert set(summary) == {"ssl_vs_random", "kd_vs_twin", "claims"}
+    (ssl,) = [r for r in summary["ssl_vs_random"] if r["arch"] == "r3d" and r["protocol"] == "retrieval"]
+    # R@1 = best/2 = 0.30 for both seeds, random init 0.10: a paired difference of exactly 0.2
+    assert ssl["pretrained"] == pytest.approx(0.30) and ssl["random_init"] == pytest.approx(0.10)
+    assert ssl["difference_ci95"] == pytest.approx([0.2, 0.2]) and ssl["seeds"] == [0, 1]
+    assert ssl["supervised"] is None  # no fine-tuning of the random network in this experiment
+    rows = {(r["teacher"], r["student"], r["metric"]): r for r in summary["kd_vs_twin"]}
+    best = rows[("c3d", "r3d", "best_val_pretext_acc")]
+    assert best["student_value"] == pytest.approx(0.625) and best["twin"] == pytest.approx(0.60)
+    # differences 0.03 and 0.02: mean 0.025 +- t(1) 12.706 * 0.00707 / sqrt(2)
+    assert best["difference_ci95"] == pytest.approx([0.025 - 0.0635, 0.025 + 0.0635], abs=1e-3)
+    epochs = rows[("c3d", "r3d", "epochs_to_twin_best")]
+    assert (epochs["student_value"], epochs["twin"]) == (5.0, 8.0)  # reached 0.6 at epochs 4 and 6; twins at 8
+    claims = {c["claim"]: c for c in summary["claims"]}
+    assert claims["students converge faster than their twins"]["holds"] is None  # two seeds: the interval straddles 0
+    assert "[-15.7, +9.7] epochs" in claims["students converge faster than their twins"]["evidence"]
+    md = (runs.report_dir(tmp_path) / "report.md").read_text()
+    assert "## The paper's claims, here" in md and "| students converge faster than their twins | undecided |" in md
+
+
+def test_ci95_uses_students_t():
+    from vidkd.report.summary import ci95
+
+    assert ci95([0.1]) is None
+    lo, hi = ci95([1.0, 2.0, 3.0])  # mean 2, sd 1, n 3: 4.303 / sqrt(3)
+    assert (lo, hi) == pytest.approx((2 - 2.4843, 2 + 2.4843), abs=1e-3)

@@ -17,12 +17,14 @@ from typing import Sequence
 
 from vidkd import runs
 from vidkd.errors import VidkdError
-from vidkd.report.results import load_experiment
+from vidkd.report.results import group_runs, load_experiment
+from vidkd.report.summary import build_summary
 from vidkd.report.tables import Figure, Section, Table, build_sections
-from vidkd.utils.io import atomic_write_text
+from vidkd.utils.io import atomic_write_json, atomic_write_text
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
+SUMMARY_FILE = "summary.json"  # the contract scripts read (vidkd/report/summary.py)
 
 
 def _md_cell(text: str) -> str:
@@ -88,7 +90,8 @@ def render_html(title: str, sections: Sequence[Section]) -> str:
 
 
 def write_report(directory: Path) -> Path:
-    """Write `report.md`, `report.html` and `figures/` into `runs.report_dir(directory)`; returns the Markdown path.
+    """Write `report.md`, `report.html`, `summary.json` and `figures/` into `runs.report_dir(directory)`;
+    returns the Markdown path.
 
     Raises:
         VidkdError: `directory` is neither an experiment directory nor a run directory.
@@ -99,7 +102,9 @@ def write_report(directory: Path) -> Path:
     exp = load_experiment(directory)
     report_dir = runs.report_dir(directory)
     report_dir.mkdir(parents=True, exist_ok=True)
-    sections = build_sections(exp, report_dir)
+    summary = build_summary(group_runs(exp.runs), exp.random_init)
+    atomic_write_json(report_dir / SUMMARY_FILE, summary)
+    sections = build_sections(exp, report_dir, summary)
     title = f"vidkd {'run' if exp.single_run else 'experiment'} report: {directory.resolve().name}"
     atomic_write_text(report_dir / HTML_FILE, render_html(title, sections))
     md_path = report_dir / MARKDOWN_FILE

@@ -322,11 +322,23 @@ READING_GUIDE = (
 )
 
 
-def build_sections(exp: Experiment, report_dir: Path) -> list[Section]:
+def claims_section(summary: dict) -> Section:
+    """The KD paper's claims, decided over seeds (report/summary.json has the numbers)."""
+    shown = {True: "yes", False: "no", None: "undecided"}
+    rows = [[c["claim"], shown[c["holds"]], c["evidence"]] for c in summary["claims"]]
+    return Section("The paper's claims, here", [
+        "Each claim holds only if the 95% interval over seeds of every paired difference lies on its side of 0; "
+        "with one seed nothing is decided. `summary.json` beside this report has every number.",
+        Table(["claim", "holds", "evidence"], rows)])
+
+
+def build_sections(exp: Experiment, report_dir: Path, summary: dict | None = None) -> list[Section]:
     """Everything the report shows, in order (writes the figures and the efficiency cache)."""
     groups = group_runs(exp.runs)
     sections = [_header_section(exp, groups), _pretraining_section(groups),
                 _figures_section(groups, report_dir / FIGURES_DIR)]
+    if summary is not None and any(group.kind == "student" for group in groups):
+        sections.append(claims_section(summary))
     sections += _evaluation_sections(exp, groups)
     sections.append(_efficiency_section(exp, groups, report_dir / EFFICIENCY_FILE))
     sections.append(_runs_section(groups))

@@ -1,0 +1,200 @@
+"""`report/summary.json`: what pretraining and distillation buy, as numbers scripts can read.
+
+    {"ssl_vs_random": [{"arch", "protocol", "pretrained", "random_init", "supervised",
+                        "difference_ci95": [lo, hi], "seeds"}],
+     "kd_vs_twin":    [{"teacher", "student", "metric", "student_value", "twin", "difference_ci95": [lo, hi], "seeds"}],
+     "claims":        [{"claim", "holds", "evidence"}]}
+
+(The issue's sketch names the student's value "student" as well as its architecture; JSON keeps
+one value per key, so the value is `student_value`.) Accuracies are fractions. A difference is paired by seed (a student and its from-scratch twin
+share seed and budget; a pretrained network is compared with the random-init evaluation of its
+architecture) and its 95% interval is Student's t over the seeds; with one seed there is no
+interval (null). A claim holds (`true`) when every interval lies on its side of 0, fails
+(`false`) when one lies wholly on the other side, and is undecided (`null`) otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Sequence
+
+from vidkd.report.results import Group, Run
+from vidkd.report.stats import baseline_group, first_epoch_reaching
+
+HEADLINE = {"retrieval": "R@1", "knn": "top1", "linear": "test_top1", "finetune": "video_top1"}
+# two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal 1.96)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+ABOUT_HALF = 0.6  # "about half the epochs": at most 60% of the twin's
+
+
+def t_quantile(df: int) -> float:
+    known = [d for d in T_975 if d <= df]
+    return T_975[max(known)] if df <= 30 else 1.96
+
+
+def ci95(differences: Sequence[float]) -> list[float] | None:
+    """95% interval of the mean of paired differences; None below two seeds."""
+    if len(differences) < 2:
+        return None
+    mean = statistics.fmean(differences)
+    half = t_quantile(len(differences) - 1) * statistics.stdev(differences) / math.sqrt(len(differences))
+    return [mean - half, mean + half]
+
+
+def _eval(run: Run, protocol: str) -> float | None:
+    value = run.evals.get(protocol, {}).get(HEADLINE[protocol])
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _best_pretext(run: Run) -> tuple[float | None, int | None]:
+    """(best validation pretext accuracy, the first epoch reaching it)."""
+    epochs, values = run.series("val_pretext_acc")
+    if not values:
+        return None, None
+    best = max(values)
+    return best, first_epoch_reaching(epochs, values, best)
+
+
+def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> list[dict[str, Any]]:
+    rows = []
+    for group in groups:
+        if group.kind != "baseline":
+            continue
+        random = next((g for g in random_groups if g.arch == group.arch), None)
+        if random is None:
+            continue
+        reference = random.runs[0]
+        for protocol in HEADLINE:
+            floor = _eval(reference, protocol)
+            pairs = [(run.seed, value) for run in group.runs if (value := _eval(run, protocol)) is not None]
+            if floor is None or not pairs:
+                continue
+            rows.append({"arch": group.arch, "protocol": protocol,
+                         "pretrained": statistics.fmean(v for _, v in pairs), "random_init": floor,
+                         "supervised": _eval(reference, "finetune"),
+                         "difference_ci95": ci95([v - floor for _, v in pairs]),
+                         "seeds": [seed for seed, _ in pairs]})
+    return rows
+
+
+def _paired(student: Group, twin: Group) -> list[tuple[Run, Run]]:
+    twins = {run.seed: run for run in twin.runs}
+    return [(run, twins[run.seed]) for run in student.runs if run.seed in twins]
+
+
+def _row(teacher: str, student: str, metric: str, pairs: list[tuple[int, float, float]]) -> dict[str, Any]:
+    return {"teacher": teacher, "student": student, "metric": metric,
+            "student_value": statistics.fmean(s for _, s, _ in pairs), "twin": statistics.fmean(t for _, _, t in pairs),
+            "difference_ci95": ci95([s - t for _, s, t in pairs]), "seeds": [seed for seed, _, _ in pairs]}
+
+
+def kd_vs_twin(groups: Sequence[Group]) -> list[dict[str, Any]]:
+    """Per student and metric: the student against its same-seed, same-budget from-scratch twin."""
+    rows = []
+    for group in groups:
+        if group.kind != "student":
+            continue
+        twin = baseline_group(groups, group.arch, group.width)
+        if twin is None:
+            continue
+        pairs = _paired(group, twin)
+        best, epochs = [], []
+        for student, baseline in pairs:
+            s_best, _ = _best_pretext(student)
+            t_best, t_epoch = _best_pretext(baseline)
+            if s_best is None or t_best is None:
+                continue
+            best.append((student.seed, s_best, t_best))
+            s_epochs, s_values = student.series("val_pretext_acc")
+            reached = first_epoch_reaching(s_epochs, s_values, t_best)
+            if reached is not None and t_epoch is not None:
+                epochs.append((student.seed, float(reached), float(t_epoch)))
+        teacher, arch = group.teacher_arch or "?", group.arch
+        if best:
+            rows.append(_row(teacher, arch, "best_val_pretext_acc", best))
+        if epochs:
+            rows.append(_row(teacher, arch, "epochs_to_twin_best", epochs))
+        for protocol in HEADLINE:
+            values = [(s.seed, a, b) for s, t in pairs
+                      if (a := _eval(s, protocol)) is not None and (b := _eval(t, protocol)) is not None]
+            if values:
+                rows.append(_row(teacher, arch, f"{protocol}_{HEADLINE[protocol]}", values))
+    return rows
+
+
+def _decided(interval: list[float] | None, above: bool) -> bool | None:
+    """True: the whole interval is on the claimed side of 0; False: the whole interval is on the
+    other side; None: it straddles 0 (or there is no interval) and the data decide nothing."""
+    if interval is None:
+        return None
+    favourable, unfavourable = (interval[0] > 0, interval[1] < 0) if above else (interval[1] < 0, interval[0] > 0)
+    return True if favourable else (False if unfavourable else None)
+
+
+def _fmt(interval: list[float] | None, scale: float = 100.0, unit: str = " points") -> str:
+    if interval is None:
+        return "no interval (one seed)"
+    return f"95% interval of the difference [{scale * interval[0]:+.1f}, {scale * interval[1]:+.1f}]{unit}"
+
+
+def claims(kd_rows: Sequence[dict[str, Any]], groups: Sequence[Group]) -> list[dict[str, Any]]:
+    """The KD paper's four claims, each decided (True/False) only when every interval decides it."""
+    out = []
+
+    def verdict(claim: str, checks: list[tuple[bool | None, str]]) -> None:
+        if not checks:
+            out.append({"claim": claim, "holds": None, "evidence": "no student with a finished twin"})
+            return
+        results = [c for c, _ in checks]
+        holds = False if False in results else (True if all(c is True for c in results) else None)
+        out.append({"claim": claim, "holds": holds, "evidence": "; ".join(text for _, text in checks)})
+
+    faster = [r for r in kd_rows if r["metric"] == "epochs_to_twin_best"]
+    verdict("students converge faster than their twins",
+            [(_decided(r["difference_ci95"], above=False),
+              f"{r['teacher']}→{r['student']}: {r['student_value']:.1f} vs {r['twin']:.1f} epochs, "
+              f"{_fmt(r['difference_ci95'], 1.0, ' epochs')}") for r in faster])
+    half = []
+    for r in faster:
+        ratio = r["student_value"] / r["twin"] if r["twin"] else None
+        decided = None if r["difference_ci95"] is None or ratio is None else ratio <= ABOUT_HALF
+        half.append((decided, f"{r['teacher']}→{r['student']}: {ratio:.2f} of the twin's epochs" if ratio is not None
+                     else f"{r['teacher']}→{r['student']}: twin epochs unknown"))
+    verdict("students reach the twin's best in about half the epochs", half)
+
+    beats = []
+    for group in groups:
+        if group.kind != "student":
+            continue
+        teacher = baseline_group(groups, group.teacher_arch or "", None)
+        if teacher is None:
+            continue
+        pairs = [(s.seed, a, b) for s, t in _paired(group, teacher)
+                 if (a := _best_pretext(s)[0]) is not None and (b := _best_pretext(t)[0]) is not None]
+        if pairs:
+            interval = ci95([a - b for _, a, b in pairs])
+            beats.append((_decided(interval, above=True),
+                          f"{group.teacher_arch}→{group.arch}: best val pretext {100 * statistics.fmean(a for _, a, _ in pairs):.1f}% "
+                          f"vs teacher {100 * statistics.fmean(b for _, _, b in pairs):.1f}%, {_fmt(interval)}"))
+    if beats:  # the paper's claim is that a student *can* beat its teacher: one decided case suffices
+        holds = True if any(c for c, _ in beats) else (None if any(c is None for c, _ in beats) else False)
+        out.append({"claim": "a student can beat its teacher", "holds": holds,
+                    "evidence": "; ".join(text for _, text in beats)})
+    else:
+        verdict("a student can beat its teacher", [])
+
+    cross = [r for r in kd_rows if r["teacher"] != r["student"] and r["metric"] in ("epochs_to_twin_best",
+                                                                                   "best_val_pretext_acc")]
+    verdict("distillation works across architectures",
+            [(_decided(r["difference_ci95"], above=r["metric"] == "best_val_pretext_acc"),
+              f"{r['teacher']}→{r['student']} {r['metric']}: {_fmt(r['difference_ci95'], 1.0 if 'epochs' in r['metric'] else 100.0, ' epochs' if 'epochs' in r['metric'] else ' points')}")
+             for r in cross])
+    return out
+
+
+def build_summary(groups: Sequence[Group], random_groups: Sequence[Group]) -> dict[str, Any]:
+    kd_rows = kd_vs_twin(groups)
+    return {"ssl_vs_random": ssl_vs_random(groups, random_groups), "kd_vs_twin": kd_rows,
+            "claims": claims(kd_rows, groups)}
