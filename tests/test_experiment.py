@@ -125,3 +125,20 @@ def test_the_paper_grid_dry_run_names_recipe_and_protocol_per_run(tmp_path):
     text = plan_experiment("demo_synthetic", tmp_path / "demo")
     rows = [line.split() for line in text.splitlines() if line.startswith(("baseline_", "kd_"))]
     assert rows and all(row[1] == "pcl-vidkd" and row[2] == "vidkd" for row in rows)
+
+
+def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
+    from vidkd.apps.demo import run_demo
+
+    torch.set_num_threads(1)
+    printed: list[str] = []
+    small = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "data.clip_len=8",
+             "data.interval=4", "data.resize=[32,43]", "data.crop=32", "data.num_workers=0", "model.width=0.125",
+             "widths={}", "baselines=[r3d]", "teachers=[r3d]", "students=[r3d]", "evaluations=[knn]",
+             "train.val_tuples_per_video=1"]
+    report = run_demo(tmp_path / "demo", data_root=data_root, overrides=small, on_step=printed.append)
+    text = "\n".join(printed)
+    assert f"using the dataset at {data_root}" in text  # --data: the user's dataset, used as it is
+    assert "where the time went:" in text and "training steps" in text and "writing data" in text
+    assert (report.parent / "summary.json").is_file()
+    assert "## Where the time went" in report.read_text()

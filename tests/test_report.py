@@ -392,6 +392,8 @@ def test_summary_json_pairs_seeds_and_decides_claims_only_with_intervals(tmp_pat
     assert claims["students converge faster than their twins"]["holds"] is None  # two seeds: the interval straddles 0
     assert "[-15.7, +9.7] epochs" in claims["students converge faster than their twins"]["evidence"]
     md = (runs.report_dir(tmp_path) / "report.md").read_text()
+    # 6 finished runs x 10 epochs + a 3-epoch run, 30 s of training steps each
+    assert "## Where the time went" in md and "| training steps | 31.5 min | 100% |" in md
     assert "## The paper's claims, here" in md and "| students converge faster than their twins | undecided |" in md
 
 

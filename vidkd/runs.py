@@ -244,3 +244,10 @@ def plan_path(experiment_dir: Path) -> Path:
 
 def report_dir(directory: Path) -> Path:
     return Path(directory) / REPORT_DIR
+
+
+TIMING_FILE = "timing.json"  # seconds spent outside the runs (writing data, the whole grid), by `vidkd demo`
+
+
+def timing_path(experiment_dir: Path) -> Path:
+    return Path(experiment_dir) / TIMING_FILE

@@ -325,6 +325,13 @@ class Trainer:
                     self.writer.add_scalar(key, value, metrics["epoch"])
             self.writer.flush()
 
+    @staticmethod
+    def _timed(key: str, work: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """`work()`'s metrics plus the seconds it took under `key` (where a run's time goes)."""
+        start = time.perf_counter()
+        result = work()
+        return {**result, key: time.perf_counter() - start} if result else {}
+
     def _weights_finite(self) -> bool:
         return all(torch.isfinite(t).all() for t in self.method.model.state_dict().values() if t.is_floating_point())
 
@@ -334,18 +341,19 @@ class Trainer:
         history: list[dict[str, Any]] = []
         if self.start_epoch == 1 and probing:
             # epoch 0: the untrained network, so curves start from the random-init baseline
-            init = {"epoch": 0, **self.validate(), **self.run_probes()}
+            init = {"epoch": 0, **self._timed("val_seconds", self.validate),
+                    **self._timed("probe_seconds", self.run_probes)}
             self._record(init)
             history.append(init)
         wall_start = time.perf_counter()
         for epoch in range(self.start_epoch, t.epochs + 1):
             metrics: dict[str, Any] = {"epoch": epoch}
             metrics.update(self.train_one_epoch(epoch))
-            metrics.update(self.validate())
+            metrics.update(self._timed("val_seconds", self.validate))
             if not self._weights_finite() or not math.isfinite(metrics.get("val_loss", 0.0)):
                 raise self._diverged(f"the weights diverged (non-finite values) in epoch {epoch}")
             if probing and (epoch % t.knn_every == 0 or epoch == t.epochs):
-                metrics.update(self.run_probes())
+                metrics.update(self._timed("probe_seconds", self.run_probes))
             metrics["lr"] = self.optimizer.param_groups[-1]["lr"]
             if t.scheduler == "plateau":
                 self.scheduler.step(metrics.get("val_loss", metrics["train_loss"]))

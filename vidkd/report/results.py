@@ -45,6 +45,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> the result's "metrics"
+    eval_seconds: dict[str, float] = field(default_factory=dict)  # protocol -> the result's "seconds"
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -257,6 +258,8 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, spli
         record = read_json(path, problems)
         if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
             run.evals[protocol] = record["metrics"]
+            if isinstance(record.get("seconds"), (int, float)):
+                run.eval_seconds[protocol] = float(record["seconds"])
     return run
 
 

@@ -119,3 +119,17 @@ def target_accuracy(baseline: Group | None) -> float | None:
         return None
     bests = [max(vals) for run in baseline.runs if (vals := run.series("val_pretext_acc")[1])]
     return statistics.fmean(bests) if bests else None
+
+
+def time_breakdown(experiment_runs: Sequence[Run], random_runs: Sequence[Run] = (),
+                   outside: dict[str, float] | None = None) -> dict[str, float]:
+    """Seconds by kind of work: training steps, validation and probes (from every run's metrics),
+    evaluation (the result records), and `outside` (e.g. data writing, measured by the caller)."""
+    steps = validation = evaluation = 0.0
+    for run in list(experiment_runs) + list(random_runs):
+        for m in run.metrics:
+            steps += float(m.get("epoch_seconds") or 0.0)
+            validation += float(m.get("val_seconds") or 0.0) + float(m.get("probe_seconds") or 0.0)
+        evaluation += sum(float(seconds) for seconds in run.eval_seconds.values())
+    return {**(outside or {}), "training steps": steps, "validation and probes": validation,
+            "evaluation": evaluation}

@@ -25,6 +25,7 @@ from vidkd.report.stats import (
     format_seconds,
     summarise_run,
     target_accuracy,
+    time_breakdown,
 )
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
@@ -332,6 +333,22 @@ def claims_section(summary: dict) -> Section:
         Table(["claim", "holds", "evidence"], rows)])
 
 
+def time_section(exp: Experiment) -> Section:
+    """Where the experiment's time went (training steps first: the time that learns)."""
+    outside = read_json(runs.timing_path(exp.directory), []) if runs.timing_path(exp.directory).is_file() else {}
+    parts = time_breakdown(exp.runs, [r for g in exp.random_init for r in g.runs],
+                           {k: float(v) for k, v in (outside or {}).items() if isinstance(v, (int, float))
+                            and k != "grid"})
+    total = sum(parts.values())
+    if isinstance((outside or {}).get("grid"), (int, float)):  # the grid's wall time covers more than its parts
+        total = float(outside["grid"]) + sum(v for k, v in parts.items() if k not in
+                                             ("training steps", "validation and probes", "evaluation"))
+        parts["other (setup, data probing, loaders)"] = max(0.0, total - sum(parts.values()))
+    rows = [[name, format_seconds(seconds), f"{100 * seconds / total:.0f}%" if total else MISSING]
+            for name, seconds in parts.items()]
+    return Section("Where the time went", [Table(["work", "time", "share"], rows)])
+
+
 def build_sections(exp: Experiment, report_dir: Path, summary: dict | None = None) -> list[Section]:
     """Everything the report shows, in order (writes the figures and the efficiency cache)."""
     groups = group_runs(exp.runs)
@@ -342,6 +359,7 @@ def build_sections(exp: Experiment, report_dir: Path, summary: dict | None = Non
     sections += _evaluation_sections(exp, groups)
     sections.append(_efficiency_section(exp, groups, report_dir / EFFICIENCY_FILE))
     sections.append(_runs_section(groups))
+    sections.append(time_section(exp))
     sections.append(Section("Reading this report", [READING_GUIDE]))
     return sections
 
