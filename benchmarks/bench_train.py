@@ -40,6 +40,7 @@ from vidkd.models import build_backbone, count_flops, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = "pcl_r3d_synthetic"
+PRESET_OVERRIDES: list[str] = []  # --set KEY=VALUE, applied to every configuration
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "vidkd_bench_synthetic"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BACKBONES = ["c3d", "r3d", "r21d"]
@@ -63,7 +64,7 @@ def prepare_data(data: Path | None) -> Path:
 def preset_config(data_root: Path, arch: str, steps: int, *extra: str) -> Config:
     """The CPU preset with `arch`, `steps` steps per epoch, no kNN probe and no validation cost."""
     return load_config(PRESET, [f"data.root={data_root}", f"model.arch={arch}", f"train.steps_per_epoch={steps}",
-                                "train.knn_every=0", "train.device=cpu", *extra])
+                                "train.knn_every=0", "train.device=cpu", *PRESET_OVERRIDES, *extra])
 
 
 def batch_shape(cfg: Config) -> tuple[int, int, int, int, int]:
@@ -130,9 +131,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, steps: int, repeats: i
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 2 steps, 1 repeat, one configuration; prints only")
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override a key of the CPU preset (e.g. data.preload=false data.num_workers=1)")
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    args.set = [item for group in args.set for item in group]
+    PRESET_OVERRIDES[:] = args.set
     if args.quick:
         args.steps, args.repeats = 2, 1
         if args.write_docs:
@@ -219,7 +224,7 @@ def write_docs(lines: list[str], cfg: Config, steps: int, args: argparse.Namespa
     write_docs_section("Training throughput", [
         f"`{command_line()}`: the CPU preset (configs/pcl_r3d_synthetic.yaml: batch {cfg.train.batch_size} tuples",
         f"x {cfg.data.tuple_len} clips of {shape[1]}x{shape[2]}x{shape[3]}x{shape[4]}, width {cfg.model.width}, AdamW, "
-        f"DataLoader with {cfg.data.num_workers} worker) on the default",
+        f"DataLoader with {cfg.data.num_workers} worker(s), videos {'decoded once into memory' if cfg.data.preload else 'decoded per sample'}) on the default",
         "synthetic dataset. *Bare*: `backbone(x).sum().backward()` on a random batch of the same 24 clips",
         "(no data, heads, loss or optimizer). *Loop*: `Trainer.train_one_epoch` of",
         f"{steps} steps (DataLoader start included, as in every real epoch). Medians of {args.repeats} runs per side,",

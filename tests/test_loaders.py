@@ -206,3 +206,19 @@ def test_order_tuples_are_shuffled_into_the_labelled_order(ucf):
             assert starts == [starts[0] + 24 * k for k in range(3)]  # clip_len + interval apart, as VCOP
             seen.add(item["pretext_label"])
     assert seen == set(range(6))
+
+
+def test_preloaded_frames_give_bit_identical_samples(ucf):
+    """Decoding once into memory (resized as the transform resizes) changes no sample."""
+    transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=1.0, grayscale=0.5, mean=(0.4,) * 3,
+                              std=(0.2,) * 3, modality="residual")
+    plain = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
+    cached = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
+    assert cached.preload(transform.resize, progress=False)
+    for dataset in (plain, cached):
+        dataset.set_epoch(3)
+    for index in range(len(plain)):
+        a, b = plain[index], cached[index]
+        assert a["pretext_label"] == b["pretext_label"] and torch.equal(a["clips"], b["clips"])
+    assert cached.frames_decoded == 0 < plain.frames_decoded  # nothing decoded after the preload
+    assert not TupleDataset(load_split(ucf, "train"), TupleSpec(), transform).preload((40, 44), budget_bytes=10)

@@ -46,6 +46,7 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.22803, 0.22145, 0.216989])
     shared_augmentation: bool = False  # one crop/flip/colour draw per tuple instead of per clip
     num_workers: int = 2
+    preload: bool = False  # decode the training videos once into memory (resized, uint8) when they fit
 
 
 @dataclass

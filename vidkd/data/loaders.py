@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, probe_videos, with_frame_counts
 from vidkd.data.sampling import (TupleSpec, clip_indices, clip_orders, evenly_spaced_starts, frames_needed,
@@ -130,6 +132,44 @@ class _VideoDataset(Dataset):
     def _load(self, index: int, rng: np.random.Generator) -> dict:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ decoded frames in memory
+    def preload(self, resize: tuple[int, int] | None, budget_bytes: int = 4 * 1024**3, progress: bool = True) -> bool:
+        """Decode every usable video once and keep its frames in memory (uint8, resized to `resize`
+        exactly as `ClipTransform.apply` resizes them, so samples are bit-identical); later items
+        only crop and colour. Skipped (False) when the frames would take more than `budget_bytes`."""
+        if getattr(self, "_frames", None) is not None:
+            return True
+        sizes = [r.num_frames * 3 * (resize[0] * resize[1] if resize else 0) for r in self.records]
+        if not resize or sum(sizes) > budget_bytes:
+            log.info("not preloading %d videos (%.1f GB decoded; budget %.1f GB)", len(self.records),
+                     sum(sizes) / 1024**3, budget_bytes / 1024**3)
+            return False
+        frames: dict[int, np.ndarray] = {}
+        for index, record in enumerate(tqdm(self.records, desc="decoding into memory", unit="video",
+                                            disable=not progress, leave=False)):
+            try:
+                with VideoReader(record.path) as reader:
+                    video = reader.read(list(range(record.num_frames)))
+            except VideoDecodeError as exc:
+                self._record_failure(index, exc)
+                continue
+            x = torch.from_numpy(video).permute(0, 3, 1, 2)
+            if tuple(x.shape[-2:]) != tuple(resize):
+                x = F.interpolate(x, size=tuple(resize), mode="bilinear", align_corners=False, antialias=False)
+            frames[index] = x.permute(0, 2, 3, 1).contiguous().numpy()
+        self._frames = frames
+        return True
+
+    def _read(self, index: int, indices: list[int], threads: bool = False) -> np.ndarray:
+        """Frames `indices` of video `index`: from memory when preloaded, else decoded now."""
+        cached = getattr(self, "_frames", None)
+        if cached is not None and index in cached:
+            return cached[index][indices]
+        with VideoReader(self.records[index].path, threads=threads) as reader:
+            frames = reader.read(indices)
+            self.frames_decoded = getattr(self, "frames_decoded", 0) + reader.frames_decoded
+        return frames
+
 
 PRETEXTS = ("vcp", "order", "none")
 
@@ -178,9 +218,7 @@ class TupleDataset(_VideoDataset):
             label = sample_vcp_label(rng, remote_possible(record.num_frames, spec)) if self.pretext == "vcp" else 0
             positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
         needed = frames_needed(positions, spec, record.num_frames)
-        with VideoReader(record.path, threads=self.decode_threads) as reader:
-            frames = reader.read(needed)
-            self.frames_decoded += reader.frames_decoded
+        frames = self._read(index, needed, threads=self.decode_threads)
         row = {frame: i for i, frame in enumerate(needed)}
 
         def clip_frames(start: int) -> np.ndarray:
@@ -222,8 +260,7 @@ class ClipDataset(_VideoDataset):
     def _load(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[index]
         start = random_clip_start(record.num_frames, self.clip_len, rng)
-        with VideoReader(record.path) as reader:
-            frames = reader.read(clip_indices(start, self.clip_len, record.num_frames))
+        frames = self._read(index, clip_indices(start, self.clip_len, record.num_frames))
         return {"clip": self.transform(frames, rng), "label": record.label, "index": index}
 
 
@@ -247,8 +284,7 @@ class MultiClipDataset(_VideoDataset):
         starts = evenly_spaced_starts(record.num_frames, self.clip_len, self.num_clips)
         clip_rows = [clip_indices(s, self.clip_len, record.num_frames) for s in starts]
         needed = sorted({f for rows in clip_rows for f in rows})
-        with VideoReader(record.path) as reader:
-            frames = reader.read(needed)
+        frames = self._read(index, needed)
         row = {frame: i for i, frame in enumerate(needed)}
         clips = [self.transform(frames[[row[f] for f in rows]], rng) for rows in clip_rows]
         return {"clips": torch.stack(clips), "label": record.label, "index": index}

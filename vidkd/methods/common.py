@@ -63,6 +63,8 @@ def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleD
     vcp = dict(quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule)
     train = TupleDataset(splits.train, spec, train_tf, pretext=pretext, seed=cfg.train.seed,
                          shared_augmentation=cfg.data.shared_augmentation, **vcp)
+    if cfg.data.preload:
+        train.preload(train_tf.resize)
     # fixed tuples (same clips and transformations every epoch), several per video if asked
     val_sets = [TupleDataset(splits.test, spec, eval_tf, pretext=pretext,
                              seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False, **vcp)
