@@ -128,3 +128,15 @@ def test_memory_bank_loss_does_not_depend_on_batch_order():
     loss_b = b(v1[perm], v2[perm], idx[perm])
     assert torch.allclose(torch.stack(loss_a), torch.stack(loss_b), atol=1e-6)
     assert torch.allclose(a.bank1, b.bank1) and torch.allclose(a.bank2, b.bank2)
+
+
+def test_reference_bank_init_is_cmcs_uniform():
+    unit = MemoryBankNCE(50, dim=12, num_negatives=4)
+    reference = MemoryBankNCE(50, dim=12, num_negatives=4, init="reference")
+    assert torch.allclose(unit.bank1.norm(dim=1), torch.ones(50), atol=1e-5)
+    bound = 1 / (12 / 3) ** 0.5
+    assert reference.bank1.abs().max() <= bound and reference.bank1.min() < -0.8 * bound
+    assert not torch.allclose(reference.bank1.norm(dim=1), torch.ones(50), atol=1e-2)
+    assert reference.bank1.norm(dim=1).pow(2).mean().item() == pytest.approx(1.0, abs=0.2)  # same expected norm
+    with pytest.raises(ValueError, match="bank init"):
+        MemoryBankNCE(5, init="zeros")

@@ -72,6 +72,7 @@ class SSLConfig:
     proj_dim: int = 128
     quadrant_order: str = "random"  # random: any non-identity quadrant permutation | reference: PCL's fixed [3, 2, 1, 0]
     remote_rule: str = "vidkd"  # vidkd: the remote clip may lie on either side | reference: PCL's (room on both sides)
+    bank_init: str = "unit"  # unit: unit-normalised Gaussian rows | reference: CMC/PCL's uniform, not normalised
 
 
 @dataclass
@@ -118,6 +119,7 @@ class TrainConfig:
     knn_k: int = 20  # neighbours of the per-epoch kNN probe
     knn_every: int = 1  # epochs between kNN probes; 0 = off
     val_tuples_per_video: int = 1  # fixed validation tuples per test video (more = a less noisy curve)
+    val_augmented: bool = False  # validation tuples get the training augmentation (drawn once per tuple), as PCL
 
 
 @dataclass
@@ -438,6 +440,7 @@ def validate(cfg: Config) -> None:
     _one_of("data.tuple_starts", cfg.data.tuple_starts, ("vidkd", "reference"))
     _one_of("ssl.quadrant_order", cfg.ssl.quadrant_order, ("random", "reference"))
     _one_of("ssl.remote_rule", cfg.ssl.remote_rule, ("vidkd", "reference"))
+    _one_of("ssl.bank_init", cfg.ssl.bank_init, ("unit", "reference"))
     _one_of("train.best_by", cfg.train.best_by, ("accuracy", "loss"))
     _one_of("eval.protocol", cfg.eval.protocol, EVAL_PROTOCOLS)
     _one_of("method", cfg.method, ("pcl", "vcop"))

@@ -138,7 +138,8 @@ def training_recipe(cfg: Config) -> str:
     """'pcl-reference' when every PCL option follows the reference code, else 'vidkd' (docs/method.md)."""
     reference = (cfg.method == "pcl" and cfg.data.tuple_starts == "reference" and cfg.ssl.quadrant_order == "reference"
                  and cfg.ssl.remote_rule == "reference" and cfg.data.modality == "residual" and cfg.data.blur > 0
-                 and cfg.data.jitter_order == "random" and cfg.train.best_by == "loss")
+                 and cfg.data.jitter_order == "random" and cfg.train.best_by == "loss"
+                 and cfg.ssl.bank_init == "reference" and cfg.train.val_augmented)
     return "pcl-reference" if reference else f"{cfg.method}-vidkd"
 
 

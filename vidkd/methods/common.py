@@ -66,7 +66,8 @@ def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleD
     if cfg.data.preload:
         train.preload(train_tf.resize)
     # fixed tuples (same clips and transformations every epoch), several per video if asked
-    val_sets = [TupleDataset(splits.test, spec, eval_tf, pretext=pretext,
+    val_tf = train_tf if cfg.train.val_augmented else eval_tf  # fixed=True: the same draw every epoch
+    val_sets = [TupleDataset(splits.test, spec, val_tf, pretext=pretext,
                              seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False, **vcp)
                 for r in range(cfg.train.val_tuples_per_video)]
     val: Dataset = val_sets[0] if len(val_sets) == 1 else ConcatDataset(val_sets)

@@ -12,6 +12,8 @@ Both are correct under DDP; see docs/method.md for the reasoning.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,6 +41,8 @@ class MemoryBankNCE(nn.Module):
         momentum: m in bank[i] <- normalize(m * bank[i] + (1 - m) * v).
         seed: seeds the bank initialisation and the negative sampling. Every rank must use the
             same seed: the banks then start and stay identical on all ranks.
+        init: "unit" (unit-normalised Gaussian rows) or "reference" (CMC/PCL: uniform in
+            [-1/sqrt(dim/3), 1/sqrt(dim/3)], the same expected norm, not normalised).
 
     The banks (`bank1`, `bank2`) and the update counter (`num_updates`) are buffers, so they are
     part of `state_dict()` and a resumed run samples the same negatives.
@@ -52,8 +56,11 @@ class MemoryBankNCE(nn.Module):
         temperature: float = 0.07,
         momentum: float = 0.5,
         seed: int = 0,
+        init: str = "unit",
     ) -> None:
         super().__init__()
+        if init not in ("unit", "reference"):
+            raise ValueError(f"bank init must be 'unit' or 'reference', got {init!r}")
         if num_samples < 1:
             raise ValueError(f"the memory bank needs at least one training video; got {num_samples}")
         if num_negatives < 1:
@@ -70,8 +77,13 @@ class MemoryBankNCE(nn.Module):
         self.seed = seed
         # A CPU generator gives the same numbers on every rank and every device type.
         generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("bank1", F.normalize(torch.randn(num_samples, dim, generator=generator), dim=1))
-        self.register_buffer("bank2", F.normalize(torch.randn(num_samples, dim, generator=generator), dim=1))
+        if init == "reference":  # CMC/PCL's NCEAverage: uniform in [-1/sqrt(dim/3), 1/sqrt(dim/3)], not normalised
+            bound = 1.0 / math.sqrt(dim / 3)
+            banks = [torch.rand(num_samples, dim, generator=generator) * 2 * bound - bound for _ in range(2)]
+        else:
+            banks = [F.normalize(torch.randn(num_samples, dim, generator=generator), dim=1) for _ in range(2)]
+        self.register_buffer("bank1", banks[0])
+        self.register_buffer("bank2", banks[1])
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:

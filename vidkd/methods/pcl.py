@@ -121,6 +121,7 @@ class PCLLoss(nn.Module):
                 temperature=ssl_cfg.nce_temperature,
                 momentum=ssl_cfg.nce_momentum,
                 seed=seed,
+                init=ssl_cfg.bank_init,
             )
         elif self.contrastive == "in_batch":
             self.nce = InBatchInfoNCE(ssl_cfg.nce_temperature)
