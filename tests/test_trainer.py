@@ -16,7 +16,7 @@ from tiny_runs import make_tiny_dataset, tiny_args, tiny_config
 from vidkd.cli import main
 from vidkd.utils.checkpoint import load_checkpoint
 from vidkd.utils.io import load_weights
-from vidkd.apps.pretrain import build_trainer, pretrain, resume
+from vidkd.apps.pretrain import pretrain, resume
 from vidkd.engine.trainer import Trainer
 from vidkd.methods.common import pretext_score
 from vidkd.runs import read_metrics
