@@ -142,3 +142,17 @@ def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
     assert "where the time went:" in text and "training steps" in text and "writing data" in text
     assert (report.parent / "summary.json").is_file()
     assert "## Where the time went" in report.read_text()
+
+
+def test_a_finished_grid_evaluated_again_with_new_eval_settings_uses_them(tmp_path, data_root):
+    """A finished run's config.yaml keeps the eval section it was trained with; the grid's wins."""
+    torch.set_num_threads(1)
+    config = _write_config(tmp_path / "one.yaml", data_root, baselines=["r3d"], teachers=[], students=[],
+                           evaluations=["linear"], eval={"linear_steps": 10})
+    out = tmp_path / "grid"
+    run_experiment(config, out)
+    eval_dir = runs.eval_dir(runs.experiment_run_dir(out, "baseline_r3d_s0"))
+    assert runs.result_path(eval_dir, "linear").is_file()
+    run_experiment(config, out, ["eval.fraction=0.5"])
+    record = json.loads(runs.result_path(eval_dir, "linear", 1, 0.5).read_text())
+    assert record["settings"]["fraction"] == 0.5 and record["settings"]["steps"] == 10

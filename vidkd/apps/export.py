@@ -34,7 +34,6 @@ log = logging.getLogger("vidkd.export")
 
 OPSET = 17  # supported by the TorchScript exporter and every onnxruntime >= 1.14
 CHECK_TOLERANCE = 1e-3  # max |onnx - torch| on a real clip above which the export is reported as failed
-BACKBONE_PREFIX = "backbone."
 
 
 def require_onnx() -> tuple[Any, Any]:

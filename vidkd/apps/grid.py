@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from vidkd import runs
-from vidkd.apps.pretrain import pretrain, resume
+from vidkd.apps.pretrain import pretrain, read_run_config, resumable, resume
 from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge, load_experiment,
                           recipe_of)
 from vidkd.data.datasets import load_split
@@ -166,6 +166,12 @@ def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
     return "\n".join(lines)
 
 
+def _lookup(values: dict, dotted: str):
+    for part in dotted.split("."):
+        values = values[part]
+    return values
+
+
 def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str) -> None:
     cfg = run_config(exp, run, out_dir)
     run_dir = run.run_dir(out_dir)
@@ -174,13 +180,15 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
         log.info("%s %s: done, skipping", position, run.name)
         return
     if status == "partial":
-        existing = config_from_dict(yaml.safe_load(runs.config_path(run_dir).read_text()))
-        differs = [k for k in config_differences(existing.to_dict(), cfg.to_dict()) if k != "train.epochs"]
-        if differs:
-            raise ConfigError(f"{run_dir} was started with a different config ({', '.join(differs[:4])}); "
+        existing = config_from_dict(read_run_config(run_dir)).to_dict()
+        differs = config_differences(existing, cfg.to_dict())
+        fixed = [k for k in differs if not resumable(k)]
+        if fixed:
+            raise ConfigError(f"{run_dir} was started with a different config ({', '.join(fixed[:4])}); "
                               "remove that run directory or use a new experiment --out")
         log.info("%s %s: resuming after epoch %d", position, run.name, epoch)
-        resume(run_dir, overrides=[f"train.epochs={cfg.train.epochs}"])
+        values = cfg.to_dict()
+        resume(run_dir, overrides=[f"{key}={json.dumps(_lookup(values, key))}" for key in differs])
         return
     log.info("%s %s: training (%s, %d epochs)", position, run.name,
              f"teacher {run.teacher_arch}" if run.teacher_arch else "from scratch", cfg.train.epochs)
@@ -188,18 +196,19 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
 
 
 def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config) -> None:
+    """Every missing result of the experiment's evaluations, with the experiment's eval settings (a
+    finished run's config.yaml keeps the eval section it was trained with)."""
     eval_dir = out if out is not None else runs.eval_dir(Path(source))
-    for protocol in exp.evaluations:
-        recipe = recipe_of(cfg.eval.protocol, protocol)
-        if runs.result_path(eval_dir, protocol, cfg.data.split, cfg.eval.fraction, recipe).is_file():
-            continue
-        overrides = None
-        if source.startswith("random:"):  # the untrained twin sees exactly the clips and settings the runs see
-            overrides = [f"model.width={cfg.model.width}", f"train.seed={cfg.train.seed}"]
-            overrides += [f"{section}.{key}={json.dumps(value)}" for section in ("data", "eval")
-                          for key, value in dataclasses.asdict(getattr(cfg, section)).items()]
-        evaluate(source, protocols=(protocol,), overrides=overrides, out=out, data_root=cfg.data.root,
-                 layout=cfg.data.layout, split=cfg.data.split, progress=True)
+    missing = [protocol for protocol in exp.evaluations if not runs.result_path(
+        eval_dir, protocol, cfg.data.split, cfg.eval.fraction, recipe_of(cfg.eval.protocol, protocol)).is_file()]
+    if not missing:
+        return
+    overrides = [f"eval.{key}={json.dumps(value)}" for key, value in dataclasses.asdict(cfg.eval).items()]
+    if source.startswith("random:"):  # the untrained twin sees exactly the clips the runs see
+        overrides += [f"model.width={cfg.model.width}", f"train.seed={cfg.train.seed}"]
+        overrides += [f"data.{key}={json.dumps(value)}" for key, value in dataclasses.asdict(cfg.data).items()]
+    evaluate(source, protocols=tuple(missing), overrides=overrides, out=out, data_root=cfg.data.root,
+             layout=cfg.data.layout, split=cfg.data.split, progress=True)
 
 
 def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> Path:

@@ -53,7 +53,7 @@ def build_trainer(cfg: Config, run_dir: Path, resume: bool = False) -> Trainer:
                    meta={"config": cfg.to_dict()}, resume=resume, sync_bn=cfg.model.sync_bn)
 
 
-def _read_run_config(run_dir: Path) -> dict[str, Any]:
+def read_run_config(run_dir: Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(runs.config_path(run_dir).read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -73,7 +73,7 @@ def prepare_run_dir(cfg: Config, out_dir: Path) -> None:
         if not runs.has_trained(out_dir):
             log.info("%s holds a run that never finished an epoch; starting it again", out_dir)
             return
-        differs = config_differences(_read_run_config(out_dir), cfg.to_dict())
+        differs = config_differences(read_run_config(out_dir), cfg.to_dict())
         if differs:
             shown = ", ".join(differs[:5]) + (" …" if len(differs) > 5 else "")
             raise ConfigError(f"{out_dir} already holds a different run (differs in {shown}); choose a new --out")
@@ -94,12 +94,31 @@ def pretrain(cfg: Config, out_dir: Path) -> list[dict[str, Any]]:
         trainer.close()
 
 
-def check_resume_overrides(overrides: list[str]) -> None:
-    """Refuse, before anything is written, an override a resumed run cannot honour."""
-    for key in _dotted_keys(parse_overrides(overrides)):
-        if key not in RESUMABLE_KEYS and not key.startswith(RESUMABLE_SECTIONS):
+def resumable(key: str) -> bool:
+    """Whether a resumed run can honour a new value of this dotted config key."""
+    return key in RESUMABLE_KEYS or key.startswith(RESUMABLE_SECTIONS)
+
+
+def check_resume_overrides(overrides: list[str], values: dict[str, Any] | None = None) -> None:
+    """Refuse, before anything is written, an override a resumed run cannot honour (one that
+    repeats the run's own value, e.g. its teacher, is no change)."""
+    current = config_from_dict(values).to_dict() if values is not None else {}
+    tree = parse_overrides(overrides)
+    for key in _dotted_keys(tree):
+        wanted, have = _get(tree, key), _get(current, key)
+        if have is not None and wanted == have:
+            continue
+        if not resumable(key):
             raise ConfigError(f"{key} cannot change on a resumed run (its checkpoint was trained with the old value); "
                               f"resume may change {', '.join(RESUMABLE_KEYS[1:])}; start a new run with --out for {key}")
+
+
+def _get(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
 
 
 def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
@@ -123,13 +142,13 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> list[dict[str, 
     if not runs.is_run_dir(run_dir):
         raise ConfigError(f"{run_dir} is not a vidkd run directory (no {runs.CONFIG_FILE}); start one with --out")
     overrides = list(overrides or [])
-    values = _read_run_config(run_dir)
+    values = read_run_config(run_dir)
     if not runs.has_trained(run_dir):
         cfg = config_from_dict(deep_merge(values, parse_overrides(overrides)))
         log.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
         trainer = build_trainer(cfg, run_dir)
     else:
-        check_resume_overrides(overrides)
+        check_resume_overrides(overrides, values)
         cfg = config_from_dict(deep_merge(values, parse_overrides(overrides)))
         load_checkpoint(runs.checkpoint_dir(run_dir, runs.LAST), with_trainer=True)  # readable before anything changes
         trainer = build_trainer(cfg, run_dir, resume=True)

@@ -60,10 +60,21 @@ class Distillation(Method):
     def forward(self, model: nn.Module, batch: dict[str, Any]) -> Any:
         return self.student.forward(model, batch)
 
-    def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss, parts = self.student.loss(output, batch)
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        inputs = self.inputs(batch)  # moved to the device once, for student and teacher
+        output = model(inputs)
         with torch.no_grad():
-            teacher_output = self.teacher(self.student.inputs(batch))
+            teacher_output = self.teacher(inputs)
+        return self.combine(output, teacher_output, batch)
+
+    def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            teacher_output = self.teacher(self.inputs(batch))
+        return self.combine(output, teacher_output, batch)
+
+    def combine(self, output: Any, teacher_output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's own loss plus the KD terms between its output and the teacher's."""
+        loss, parts = self.student.loss(output, batch)
         kd, kd_parts = self.kd_loss(output, teacher_output)
         return loss + kd, {**parts, **kd_parts, "kd_loss": kd.detach()}
 

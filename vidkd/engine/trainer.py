@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from vidkd import runs
 from vidkd.config import TrainConfig
-from vidkd.errors import TrainingError
+from vidkd.errors import CheckpointError, TrainingError
 from vidkd.methods.base import Method
 from vidkd.utils import checkpoint as ckpt
 from vidkd.utils import dist as dist_utils
@@ -53,11 +53,14 @@ class Trainer:
         progress: show progress bars.
         keep_best: keep a copy of the best model's weights in memory (`best_state`), for runs
             without a run directory that must end on their best epoch (fine-tuning).
+        distributed: join the torchrun process group (False: a single-process run even inside a
+            distributed job, e.g. fine-tuning during an evaluation that only rank 0 runs).
     """
 
     def __init__(self, method: Method, train: TrainConfig, run_dir: Path | None, *, num_workers: int = 0,
                  probes: Sequence[Probe] = (), meta: dict[str, Any] | None = None, resume: bool = False,
-                 sync_bn: bool = False, progress: bool = True, keep_best: bool = False) -> None:
+                 sync_bn: bool = False, progress: bool = True, keep_best: bool = False,
+                 distributed: bool = True) -> None:
         self.method = method
         self.train = train
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -68,7 +71,7 @@ class Trainer:
         self.keep_best = keep_best
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch: int | None = None
-        self.dist = dist_utils.init_distributed()
+        self.dist = dist_utils.init_distributed() if distributed else dist_utils.single_process()
         self.is_main = self.dist.is_main
         self.writes = self.is_main and self.run_dir is not None
         self.device = resolve_device(train.device, self.dist.local_rank)
@@ -165,6 +168,17 @@ class Trainer:
                           num_workers=self.num_workers if workers is None else workers, drop_last=drop_last,
                           pin_memory=self.device.type == "cuda")
 
+    # collectives only when this trainer is part of a multi-process run
+    def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        return dist_utils.all_reduce_mean(tensor) if self.dist.world_size > 1 else tensor
+
+    def _all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return dist_utils.all_reduce_sum(tensor) if self.dist.world_size > 1 else tensor
+
+    def _barrier(self) -> None:
+        if self.dist.world_size > 1:
+            dist_utils.barrier()
+
     # ----------------------------------------------------------------- checkpoints
     def _extra_state(self) -> dict[str, Any] | None:
         extra = self.method.extra_modules()
@@ -182,6 +196,7 @@ class Trainer:
             "rng_torch": torch.get_rng_state(),
             "rng_python": list(random.getstate()[1]),
             "rng_numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def _meta(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -194,16 +209,24 @@ class Trainer:
 
     def _load_last(self) -> None:
         weights, _, state = ckpt.load_checkpoint(runs.checkpoint_dir(self.run_dir, runs.LAST), with_trainer=True)
-        self.method.model.load_state_dict(weights, strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        extra = self.method.extra_modules()
-        if extra is not None and state.get("method") is not None:
-            extra.load_state_dict(state["method"])
+        try:
+            self.method.model.load_state_dict(weights, strict=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            extra = self.method.extra_modules()
+            if extra is not None and state.get("method") is not None:
+                extra.load_state_dict(state["method"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # e.g. memory banks sized for another training set
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"the checkpoint of {self.run_dir} does not fit this run ({first}); was the data "
+                                  "(data.root, the split) or the model changed? Resume with the run's own settings "
+                                  "or start a new run with --out") from None
         torch.set_rng_state(state["rng_torch"])
         random.setstate((3, tuple(int(v) for v in state["rng_python"]), None))
         np.random.set_state(("MT19937", state["rng_numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+        if self.device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state["global_step"])
         self.best_score = float(state["best_score"])
@@ -214,8 +237,10 @@ class Trainer:
     def set_learning_rate(self, lr: float) -> None:
         """Apply a new base learning rate to every group (keeping each group's scale), e.g. on resume."""
         scales = [g.get("lr_scale", 1.0) for g in self.method.param_groups() if g["params"]]
-        for group, scale in zip(self.optimizer.param_groups, scales):
-            group["lr"] = lr * scale
+        lambdas = getattr(self.scheduler, "lr_lambdas", None)  # LambdaLR: keep the schedule's current factor
+        for i, (group, scale) in enumerate(zip(self.optimizer.param_groups, scales)):
+            factor = lambdas[i](self.scheduler.last_epoch) if lambdas else 1.0
+            group["lr"] = lr * scale * factor
             if "initial_lr" in group:
                 group["initial_lr"] = lr * scale
         if hasattr(self.scheduler, "base_lrs"):
@@ -251,8 +276,8 @@ class Trainer:
         names = sorted(totals)
         means: dict[str, float] = {}
         if names:
-            stacked = dist_utils.all_reduce_mean(torch.stack([torch.as_tensor(totals[k], dtype=torch.float64)
-                                                              for k in names]).to(self.device))
+            stacked = self._all_reduce_mean(torch.stack([torch.as_tensor(totals[k], dtype=torch.float64)
+                                                         for k in names]).to(self.device))
             means = {key: value / max(1, steps) for key, value in zip(names, stacked.tolist())}
         out = {f"train_{key}": value for key, value in means.items()}
         out.update(epoch_seconds=seconds, clips_per_second=clips_seen / max(seconds, 1e-9))
@@ -261,8 +286,10 @@ class Trainer:
     def train_step(self, batch: dict[str, Any], epoch: int, step: int) -> dict[str, torch.Tensor]:
         with autocast_context(self.device, self.amp):
             loss, parts = self.method.training_step(self.train_model, batch)
-        if not torch.isfinite(loss):
-            raise self._diverged(f"the loss became {loss.item()} at epoch {epoch}, step {step}")
+        finite = torch.isfinite(loss.detach()).float()
+        if self._all_reduce_sum(finite).item() < self.dist.world_size:  # every rank stops together
+            value = loss.item() if not finite.item() else "non-finite on another rank"
+            raise self._diverged(f"the loss became {value} at epoch {epoch}, step {step}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.train.grad_clip > 0:
@@ -302,7 +329,7 @@ class Trainer:
                 step = self.method.validation_step(batch)
             for key, value in step.items():
                 sums[key] = sums[key] + value.double() if key in sums else value.double()
-        sums = {key: dist_utils.all_reduce_sum(value) for key, value in sums.items()}
+        sums = {key: self._all_reduce_sum(value) for key, value in sums.items()}
         return self.method.validation_metrics(sums) if sums else {}
 
     @torch.no_grad()
@@ -312,7 +339,7 @@ class Trainer:
             self.method.model.eval()
             for probe in self.probes:
                 result.update(probe(self.method.model))
-        dist_utils.barrier()
+        self._barrier()
         return result
 
     def _record(self, metrics: dict[str, Any]) -> None:
@@ -372,7 +399,7 @@ class Trainer:
                 if improved:
                     self._save(runs.BEST, epoch, metrics)
                 log.info(format_epoch(metrics))
-            dist_utils.barrier()
+            self._barrier()
         if self.writer is not None:
             self.writer.close()
         return runs.read_metrics(self.run_dir) if self.writes else history

@@ -130,8 +130,9 @@ def finetune(
                            plateau_factor=plateau_factor, min_lr=min_lr,
                            best_by="loss" if val_set is not None else "accuracy", amp=amp, seed=seed,
                            device=device.type, knn_every=0)
+    # only this process fine-tunes, even inside a torchrun job (evaluations run on rank 0)
     trainer = Trainer(method, schedule, run_dir=None, num_workers=num_workers, progress=progress,
-                      keep_best=val_set is not None)
+                      keep_best=val_set is not None, distributed=False)
     param_group_lrs = [float(group["lr"]) for group in trainer.optimizer.param_groups]
     history = trainer.fit()
     for entry in history:

@@ -31,8 +31,9 @@ class KNNProbe:
     def __call__(self, model: nn.Module) -> dict[str, float]:
         self.memory = in_memory(self.memory, 1, self.cfg)
         self.queries = in_memory(self.queries, 1, self.cfg)
+        workers = 0 if getattr(self.memory, "in_memory", False) else self.cfg.data.num_workers
         kwargs = dict(batch_size=self.cfg.train.batch_size * self.cfg.data.tuple_len,
-                      device=next(model.parameters()).device, num_workers=0, progress=False)
+                      device=next(model.parameters()).device, num_workers=workers, progress=False)
         train_feats, train_labels = extract_features(model.backbone, self.memory, desc="knn memory", **kwargs)
         test_feats, test_labels = extract_features(model.backbone, self.queries, desc="knn queries", **kwargs)
         scores = knn_classify(train_feats, train_labels, test_feats, test_labels, k=self.cfg.train.knn_k,

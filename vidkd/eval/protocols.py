@@ -4,7 +4,7 @@ The dataset and transforms come from the run's `config.yaml` unless overridden; 
 of a protocol comes from the config's `eval` section. Retrieval, kNN and the linear probe share
 one feature extraction per subset (cached on disk under `<out>/features/`); fine-tuning trains a
 copy of the backbone through the engine. Each protocol writes one result file, named by
-`vidkd.runs.result_name(protocol, split, fraction)` (default `<out>` = `RUN/eval/`).
+`vidkd.runs.result_name(protocol, split, fraction, recipe)` (default `<out>` = `RUN/eval/`).
 
 `eval.protocol` names the recipe (docs/evaluation.md has them side by side):
 
@@ -122,8 +122,6 @@ def load_source(source: str | Path, overrides: list[str] | None) -> tuple[nn.Mod
     # a foreign state_dict says nothing about its network: --set model.arch/model.width name it
     model_overrides = parse_overrides(overrides).get("model", {})
     backbone, info = load_backbone(path, arch=model_overrides.get("arch"), width=model_overrides.get("width"))
-    info = dict(info)
-    info.setdefault("arch", getattr(backbone, "arch", cfg.model.arch))
     return backbone, cfg, run_dir, info
 
 

@@ -34,7 +34,6 @@ from vidkd.utils.io import load_weights, safe_torch_load
 
 log = logging.getLogger("vidkd.models")
 
-HEAD_PREFIXES = ("pretext_head.", "projection.")
 
 
 @dataclass

@@ -20,11 +20,10 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd import runs
-from vidkd.config import EVAL_PROTOCOLS, recipe_of
+from vidkd.config import EVAL_PROTOCOLS, EVALUATIONS, recipe_of
 from vidkd.errors import VidkdError
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
-PROTOCOLS = ("retrieval", "knn", "linear", "finetune")
 ARCH_NAMES = {"c3d": "C3D", "r3d": "R3D", "r21d": "R(2+1)D", "r3d_18": "R3D-18", "mc3_18": "MC3-18",
               "r2plus1d_18": "R(2+1)D-18"}
 ARCH_ORDER = ("c3d", "r3d", "r21d", "r3d_18", "mc3_18", "r2plus1d_18")
@@ -219,7 +218,7 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
     if any_single:
         for key, path in runs.iter_results(eval_dir):
             others.setdefault(key.protocol, []).append(path)
-    for protocol in PROTOCOLS:
+    for protocol in EVALUATIONS:
         exact = runs.result_path(eval_dir, protocol, split, fraction, recipe_of(eval_protocol, protocol))
         if exact.is_file():
             found[protocol] = exact

@@ -92,6 +92,14 @@ def init_distributed(backend: str | None = None) -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device, is_main=rank == 0)
 
 
+def single_process() -> DistInfo:
+    """This process alone (no collectives), whatever group it belongs to."""
+    cuda = torch.cuda.is_available()
+    local_rank = _env_int("LOCAL_RANK", 0) if cuda else 0
+    return DistInfo(rank=0, world_size=1, local_rank=local_rank,
+                    device=torch.device("cuda", local_rank) if cuda else torch.device("cpu"), is_main=True)
+
+
 def cleanup() -> None:
     """Leave the process group (a no-op in a single process)."""
     if is_distributed():
