@@ -15,8 +15,11 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from vidkd.utils import dist as D
+from vidkd.config import TrainConfig
+from vidkd.engine.trainer import Trainer
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
+from vidkd.methods.supervised import Supervised
+from vidkd.utils import dist as D
 
 WORLD = 2
 SIZES = [3, 2]
@@ -81,10 +84,36 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         (l12 + l21).backward()
         result["in_batch"] = torch.stack([l12, l21]).detach()
         result["in_batch_grad"] = torch.cat([a.grad, b.grad], dim=1)
+
+        # A single-process engine inside the job (fine-tuning during rank 0's evaluation): rank 0
+        # alone trains; a collective in it would wait forever for the other rank.
+        if rank == 0:
+            result["solo_epochs"] = torch.tensor(len(_solo_training()))
         D.barrier()
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
     finally:
         D.cleanup()
+
+
+class _TinyBackbone(torch.nn.Module):
+    feature_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 2 * 4 * 4, 4)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def _solo_training() -> list:
+    items = [{"clip": torch.randn(3, 2, 4, 4), "label": i % 2, "index": i} for i in range(8)]
+    method = Supervised(_TinyBackbone(), 2, items)
+    schedule = TrainConfig(epochs=2, batch_size=4, optimizer="sgd", lr=0.1, scheduler="none", device="cpu",
+                           knn_every=0)
+    trainer = Trainer(method, schedule, run_dir=None, progress=False, distributed=False)
+    assert trainer.dist.world_size == 1
+    return trainer.fit()
 
 
 def _free_port() -> int:
@@ -98,6 +127,10 @@ def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("dist")
     mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD, join=True)
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def test_a_single_process_engine_inside_a_job_trains_on_rank_0_alone(ranks):
+    assert int(ranks[0]["solo_epochs"]) == 2 and "solo_epochs" not in ranks[1]
 
 
 def test_rank_helpers(ranks):

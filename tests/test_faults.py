@@ -334,3 +334,15 @@ def test_kill_9_during_training_then_resume_finishes_the_run(data_root, tmp_path
     assert [m["epoch"] for m in runs.read_metrics(run)] == [1, 2, 3, 4]
     weights, meta, _ = load_checkpoint(runs.checkpoint_dir(run, runs.LAST), with_trainer=True)
     assert meta["epoch"] == 4 and all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_resume_may_repeat_the_runs_own_teacher(data_root, finished_run, tmp_path, capsys):
+    student = tmp_path / "student"
+    code, _ = run_cli(["pretrain", *tiny_args(data_root, "train.epochs=1", "model.arch=c3d"), "--teacher",
+                       finished_run, "--out", student], capsys)
+    assert code == 0
+    code, _ = run_cli(["pretrain", "--resume", student, "--teacher", finished_run, "--set", "train.epochs=2"], capsys)
+    assert code == 0 and runs.saved_epoch(student) == 2
+    code, line = run_cli(["pretrain", "--resume", student, "--teacher", tmp_path / "another", "--set",
+                          "train.epochs=3"], capsys)
+    assert code == 2 and "teacher.path cannot change on a resumed run" in line
