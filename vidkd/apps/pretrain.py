@@ -21,7 +21,6 @@ from vidkd.errors import ConfigError
 from vidkd.eval.probes import KNNProbe
 from vidkd.methods import build_method, run_splits
 from vidkd.utils import dist as dist_utils
-from vidkd.utils.checkpoint import load_checkpoint
 from vidkd.utils.runtime import resolve_device, seed_everything
 
 log = logging.getLogger("vidkd.train")
@@ -150,7 +149,6 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> list[dict[str, 
     else:
         check_resume_overrides(overrides, values)
         cfg = config_from_dict(deep_merge(values, parse_overrides(overrides)))
-        load_checkpoint(runs.checkpoint_dir(run_dir, runs.LAST), with_trainer=True)  # readable before anything changes
         trainer = build_trainer(cfg, run_dir, resume=True)
         if "train.lr" in _dotted_keys(parse_overrides(overrides)):
             trainer.set_learning_rate(cfg.train.lr)

@@ -111,7 +111,11 @@ class Trainer:
         self.best_score = -math.inf
         self.global_step = 0
         if resume:
-            self._load_last()
+            try:
+                self._load_last()
+            except BaseException:
+                self.close()  # the log handler of a run that did not start
+                raise
         self.writer = self._tensorboard() if self.writes else None
 
     # ----------------------------------------------------------------- setup helpers
