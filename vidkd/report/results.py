@@ -45,6 +45,7 @@ class Run:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> the result's "metrics"
     eval_seconds: dict[str, float] = field(default_factory=dict)  # protocol -> the result's "seconds"
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> the whole result record
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -257,6 +258,7 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, spli
         record = read_json(path, problems)
         if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
             run.evals[protocol] = record["metrics"]
+            run.records[protocol] = record
             if isinstance(record.get("seconds"), (int, float)):
                 run.eval_seconds[protocol] = float(record["seconds"])
     return run
@@ -315,8 +317,7 @@ def _random_init_groups(directory: Path, planned: set[Path], split: int, fractio
             continue
         run = load_run({"name": run_dir.name, "kind": "random", "arch": arch, "run_dir": run_dir},
                        directory, None, split, fraction, eval_protocol=protocol)
-        width = next((rec.get("width") for path in result_files(run_dir, split, fraction, False, protocol).values()
-                      if isinstance(rec := read_json(path, []), dict) and rec.get("width") is not None), None)
+        width = next((rec.get("width") for rec in run.records.values() if rec.get("width") is not None), None)
         if run.evals:
             groups.append(Group("random", arch, None, float(width) if width is not None else None, [run]))
     return groups

@@ -16,7 +16,7 @@ from typing import Sequence
 from vidkd import runs
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
-from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs, read_json, result_files
+from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs, read_json
 from vidkd.report.stats import (
     MISSING,
     baseline_group,
@@ -172,12 +172,8 @@ def _teacher_group(groups: Sequence[Group], student: Group) -> Group | None:
 
 
 def _result_record(exp: Experiment, run: Run, protocol: str) -> dict | None:
-    """The whole result file of `protocol` for `run` in the experiment's setting (None if absent)."""
-    single = exp.single_run and run.kind != "random"
-    path = result_files(run.run_dir, exp.split, exp.fraction, any_single=single,
-                        eval_protocol=exp.eval_protocol).get(protocol)
-    record = read_json(path, []) if path is not None else None
-    return record if isinstance(record, dict) else None
+    """The whole result record of `protocol` for `run` in the experiment's setting (None if absent)."""
+    return run.records.get(protocol)
 
 
 def _published_comparison(exp: Experiment, group: Group, protocol: str) -> published.Comparison:
