@@ -16,7 +16,7 @@ from vidkd.errors import ConfigError
 from vidkd.eval.features import FeatureCache, extract_features, weights_fingerprint
 from vidkd.eval.fractions import sample_fraction
 from vidkd.eval.knn import knn_classify
-from vidkd.eval.linear import linear_probe
+from vidkd.eval.linear import group_folds, linear_probe
 from vidkd.eval.retrieval import retrieval_recall
 
 
@@ -500,3 +500,36 @@ def test_unknown_protocol_name_is_a_one_line_error(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("vidkd: error:")
     assert "eval.protocol" in err and "vidkd" in err and "pcl" in err and "foo" in err
+
+
+def test_linear_probe_chooses_weight_decay_on_held_out_groups_never_on_the_test_split():
+    # 2 weakly informative dimensions among 300 noise ones, 60 labelled videos: a weak penalty fits the noise
+    gen = torch.Generator().manual_seed(0)
+
+    def draw(n):
+        labels = torch.arange(2).repeat(n // 2)
+        x = torch.randn(n, 302, generator=gen)
+        x[:, :2] += 1.5 * (2 * labels[:, None] - 1)
+        return x, labels
+
+    train, train_labels = draw(60)
+    test, test_labels = draw(400)
+    groups = [f"g{i % 6}" for i in range(60)]
+    candidates = [1e-4, 1.0, 100.0]
+    auto = linear_probe(train, train_labels, test, test_labels, steps=50, weight_decay=candidates, train_groups=groups)
+    scores = auto["validation_top1_by_weight_decay"]
+    assert set(scores) == {"0.0001", "1", "100"}
+    assert auto["weight_decay"] == max(candidates, key=lambda wd: (scores[f"{wd:g}"], wd))
+    single = linear_probe(train, train_labels, test, test_labels, steps=50, weight_decay=auto["weight_decay"])
+    assert single["test_top1"] == auto["test_top1"]  # refit on every labelled video with the chosen value
+    # folds hold whole groups: a group is never both fitted and validated on
+    folds = group_folds(groups, 3)
+    assert sum(mask.sum() for mask in folds) == 60
+    for mask in folds:
+        assert not set(np.array(groups)[mask]) & set(np.array(groups)[~mask])
+    # the choice depends on the training videos alone
+    flipped = linear_probe(train, train_labels, test, 1 - test_labels, steps=50, weight_decay=candidates,
+                           train_groups=groups)
+    assert flipped["weight_decay"] == auto["weight_decay"]
+    with pytest.raises(ValueError, match="one group per training video"):
+        linear_probe(train, train_labels, test, test_labels, weight_decay=candidates)

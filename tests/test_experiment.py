@@ -134,14 +134,26 @@ def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
     printed: list[str] = []
     small = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "data.clip_len=8",
              "data.interval=4", "data.resize=[32,43]", "data.crop=32", "data.num_workers=0", "model.width=0.125",
-             "widths={}", "baselines=[r3d]", "teachers=[r3d]", "students=[r3d]", "evaluations=[knn]",
-             "train.val_tuples_per_video=1"]
+             "widths={}", "baselines=[r3d]", "teachers=[r3d]", "students=[r3d]", "seeds=[0,1]",
+             "evaluations=[knn,finetune]", "eval.finetune_epochs=1", "train.val_tuples_per_video=1"]
     report = run_demo(tmp_path / "demo", data_root=data_root, overrides=small, on_step=printed.append)
     text = "\n".join(printed)
     assert f"using the dataset at {data_root}" in text  # --data: the user's dataset, used as it is
     assert "where the time went:" in text and "training steps" in text and "writing data" in text
-    assert (report.parent / "summary.json").is_file()
-    assert "## Where the time went" in report.read_text()
+    assert "fine-tuning evaluations" in text
+    # one random network per seed, each also fine-tuned on every label (the supervised reference)
+    for seed in (0, 1):
+        results = runs.eval_dir(runs.random_init_dir(tmp_path / "demo", "r3d", seed))
+        assert runs.result_path(results, "finetune", 1, 0.1).is_file() and runs.result_path(results, "finetune").is_file()
+        supervised = json.loads(runs.result_path(results, "finetune").read_text())
+        assert supervised["settings"]["fraction"] == 1.0 and supervised["settings"]["backbone_lr_scale"] == 1.0
+    summary = json.loads((report.parent / "summary.json").read_text())
+    rows = {r["protocol"]: r for r in summary["ssl_vs_random"] if r["arch"] == "r3d"}
+    assert set(rows) == {"knn", "finetune"} and rows["knn"]["seeds"] == [0, 1]
+    assert rows["knn"]["difference_ci95"] is not None and rows["finetune"]["supervised"] is not None
+    assert any(c["claim"].startswith("pretraining beats random init on kNN") for c in summary["claims"])
+    md = report.read_text()
+    assert "## Where the time went" in md and "## What pretraining buys" in md
 
 
 def test_a_finished_grid_evaluated_again_with_new_eval_settings_uses_them(tmp_path, data_root):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import logging
 
 import numpy as np
@@ -12,10 +13,12 @@ from torch.utils.data import DataLoader
 
 from conftest import decode_index, write_index_video, write_ucf_layout
 from vidkd.data.datasets import load_split
-from vidkd.data.loaders import ClipDataset, MultiClipDataset, TupleDataset
+from vidkd.data import loaders
+from vidkd.data.loaders import ClipDataset, DecodedVideos, MultiClipDataset, TupleDataset
 from vidkd.data.sampling import TupleSpec, clip_orders
 from vidkd.data.transforms import ClipTransform
 from vidkd.data.vcp import permute_quadrants
+from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -222,3 +225,39 @@ def test_preloaded_frames_give_bit_identical_samples(ucf):
         assert a["pretext_label"] == b["pretext_label"] and torch.equal(a["clips"], b["clips"])
     assert cached.frames_decoded == 0 < plain.frames_decoded  # nothing decoded after the preload
     assert not TupleDataset(load_split(ucf, "train"), TupleSpec(), transform).preload((40, 44), budget_bytes=10)
+
+
+def test_datasets_of_one_process_share_decoded_videos_and_a_changed_file_is_decoded_again(ucf, monkeypatch):
+    store = DecodedVideos()
+    monkeypatch.setattr(loaders, "DECODED", store)
+    decoded: list[str] = []
+    real_read = VideoReader.read
+
+    def counting_read(self, indices):
+        decoded.append(str(self.path))
+        return real_read(self, indices)
+
+    monkeypatch.setattr(VideoReader, "read", counting_read)
+    transform = ClipTransform(resize=(40, 44), crop=32, train=False)
+    split = load_split(ucf, "train")
+    first = MultiClipDataset(split, 3, 8, transform)
+    assert first.preload(transform.resize, progress=False)
+    assert len(decoded) == len(first.records)
+    second = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
+    assert second.preload(transform.resize, progress=False)
+    assert len(decoded) == len(first.records)  # every video came from the store
+    assert torch.equal(first[0]["clips"], MultiClipDataset(split, 3, 8, transform)[0]["clips"])  # the same samples
+    # another size is another entry; a rewritten file (new mtime) is decoded anew
+    before = len(decoded)
+    MultiClipDataset(split, 3, 8, ClipTransform(resize=(36, 40), crop=32, train=False)).preload((36, 40), progress=False)
+    assert len(decoded) == before + len(first.records)
+    changed = first.records[0].path
+    stat = changed.stat()
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    before = len(decoded)
+    MultiClipDataset(split, 3, 8, transform).preload(transform.resize, progress=False)
+    assert decoded[before:] == [str(changed)]
+    # a budget keeps only the most recently used videos
+    small = DecodedVideos(budget_bytes=1)
+    small.put(("a",), np.zeros(2, np.uint8))
+    assert small.get(("a",)) is None

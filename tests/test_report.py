@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from vidkd import report, runs
 from vidkd.errors import VidkdError
 from vidkd.models import build_backbone
 from vidkd.report import efficiency, published
+from vidkd.report.summary import build_summary
 
 EPOCHS = 10
 TINY = {"clip_len": 8, "crop": 32}  # small enough that the efficiency measurement takes milliseconds
@@ -394,7 +396,7 @@ def test_summary_json_pairs_seeds_and_decides_claims_only_with_intervals(tmp_pat
     md = (runs.report_dir(tmp_path) / "report.md").read_text()
     # 6 finished runs x 10 epochs + a 3-epoch run, 30 s of training steps each
     assert "## Where the time went" in md and "| training steps | 31.5 min | 100% |" in md
-    assert "## The paper's claims, here" in md and "| students converge faster than their twins | undecided |" in md
+    assert "## The claims, here" in md and "| students converge faster than their twins | undecided |" in md
 
 
 def test_ci95_uses_students_t():
@@ -403,3 +405,43 @@ def test_ci95_uses_students_t():
     assert ci95([0.1]) is None
     lo, hi = ci95([1.0, 2.0, 3.0])  # mean 2, sd 1, n 3: 4.303 / sqrt(3)
     assert (lo, hi) == pytest.approx((2 - 2.4843, 2 + 2.4843), abs=1e-3)
+
+
+def test_random_init_pairs_by_seed_and_the_supervised_ceiling_is_read_at_every_label(tmp_path):
+    """Per-seed random networks (`random_<arch>_s<seed>`) pair with the baseline of that seed; with
+    fine-tuning on 10% of the labels, the random network's all-label fine-tuning is the ceiling."""
+    make_experiment(tmp_path)
+    shutil.rmtree(runs.random_init_dir(tmp_path, "r3d"))  # the one seedless random network of older grids
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    plan["finetune_fraction"] = 0.1
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    # baselines r3d: R@1 = 0.30 for both seeds; fine-tuning on 10% of the labels, per seed
+    for seed, tenth in ((0, 0.25), (1, 0.35)):
+        results = runs.eval_dir(tmp_path / f"runs/baseline_r3d_s{seed}")
+        runs.result_path(results, "finetune", 1, 0.1).write_text(json.dumps(
+            {"protocol": "finetune", "metrics": {"video_top1": tenth}}))
+    for seed, (r1, tenth, everything) in {0: (0.05, 0.10, 0.50), 1: (0.15, 0.20, 0.70)}.items():
+        results = runs.eval_dir(runs.random_init_dir(tmp_path, "r3d", seed))
+        results.mkdir(parents=True)
+        for protocol, fraction, metrics in (("retrieval", 1.0, {"R@1": r1}), ("finetune", 0.1, {"video_top1": tenth}),
+                                            ("finetune", 1.0, {"video_top1": everything})):
+            runs.result_path(results, protocol, 1, fraction).write_text(json.dumps(
+                {"protocol": protocol, "width": 0.125, "metrics": metrics, "seconds": 2.0}))
+    exp = report.load_experiment(tmp_path)
+    (random_r3d,) = [g for g in exp.random_init if g.arch == "r3d" and len(g.runs) == 2]
+    assert [r.seed for r in random_r3d.runs] == [0, 1]
+    summary = build_summary(report.group_runs(exp.runs), exp.random_init)
+    rows = {(r["arch"], r["protocol"]): r for r in summary["ssl_vs_random"]}
+    retrieval = rows[("r3d", "retrieval")]
+    # paired by seed: 0.30 - 0.05 and 0.30 - 0.15, not both against one random network
+    assert retrieval["random_init"] == pytest.approx(0.10)
+    assert retrieval["difference_ci95"][0] < 0.15 < 0.25 < retrieval["difference_ci95"][1]
+    finetune = rows[("r3d", "finetune")]
+    assert finetune["pretrained"] == pytest.approx(0.30) and finetune["random_init"] == pytest.approx(0.15)
+    assert finetune["difference_ci95"] == pytest.approx([0.15, 0.15])
+    assert finetune["supervised"] == pytest.approx(0.60)  # the all-label fine-tuning, mean of the seeds
+    report.write_report(tmp_path)
+    md = (runs.report_dir(tmp_path) / "report.md").read_text()
+    assert "## What pretraining buys: random init, pretrained, supervised" in md
+    assert "| R3D | finetune | 15.0 | 30.0 | 60.0 | [+15.0, +15.0] | — | 2 |" in md
+    assert "fine-tuning on 10% of the labels" in md

@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default=None, choices=["auto", "ucf101", "hmdb51", "folder"])
     p.add_argument("--split", type=int, default=None, choices=[1, 2, 3])
     p.add_argument("--fraction", type=float, default=None, help="labelled fraction for linear/finetune "
-                   "(default: eval.fraction)")
+                   "(default: eval.fraction; eval.finetune_fraction for finetune when set)")
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs and linear-probe steps "
                    "(default: eval.finetune_epochs / eval.linear_steps)")
     p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE",

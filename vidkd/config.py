@@ -131,7 +131,10 @@ class EvalConfig:
     knn_k: int = 20
     knn_temperature: float = 0.07
     linear_steps: int = 300  # L-BFGS steps of the linear probe
+    # L2 strengths of the linear probe; several are chosen among on held-out training groups (actors)
+    linear_weight_decay: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 0.1, 1.0, 10.0])
     fraction: float = 1.0  # labelled fraction of the training split, drawn per class (linear, finetune)
+    finetune_fraction: float | None = None  # fine-tuning's own labelled fraction (None: `fraction`)
     finetune_epochs: int = 50
     finetune_lr: float = 0.01
     finetune_batch_size: int = 16
@@ -160,6 +163,13 @@ EVAL_PROTOCOLS = ("vidkd", "pcl")  # named recipes of the evaluations (docs/eval
 RECIPE_EVALUATIONS = {"vidkd": EVALUATIONS, "pcl": ("retrieval", "finetune")}  # what each recipe defines
 
 
+def labelled_fraction(eval_cfg: EvalConfig, evaluation: str) -> float:
+    """The labelled fraction `evaluation` uses: fine-tuning may have its own."""
+    if evaluation == "finetune" and eval_cfg.finetune_fraction is not None:
+        return eval_cfg.finetune_fraction
+    return eval_cfg.fraction
+
+
 def recipe_of(eval_protocol: str, evaluation: str) -> str:
     """The recipe `evaluation` runs under `eval.protocol`: its own if it defines one, else vidkd's."""
     return eval_protocol if evaluation in RECIPE_EVALUATIONS.get(eval_protocol, ()) else "vidkd"
@@ -178,7 +188,9 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     teacher: dict[str, Any] = field(default_factory=dict)  # KD settings: teacher.* keys of every student
     evaluations: list[str] = field(default_factory=lambda: ["retrieval", "finetune"])
-    random_init: bool = True  # evaluate each architecture at random initialisation too
+    random_init: bool = True  # evaluate each architecture at random initialisation too, once per seed
+    supervised: bool = False  # and fine-tune each random network on every training label (the supervised ceiling)
+    supervised_epochs: int | None = None  # epochs of that fine-tuning (None: eval.finetune_epochs)
     eval: EvalConfig = field(default_factory=EvalConfig)  # every run's eval section
 
     def run_values(self) -> dict[str, Any]:
@@ -400,6 +412,8 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(f"teachers {missing} have no baseline run; add them to 'baselines'")
     if not exp.seeds:
         raise ConfigError("experiment key 'seeds' needs at least one seed")
+    if exp.supervised_epochs is not None and exp.supervised_epochs < 1:
+        raise ConfigError(f"experiment key 'supervised_epochs' must be at least 1; got {exp.supervised_epochs}")
     for section in ("base", "teacher"):
         if not isinstance(getattr(exp, section), dict):
             raise ConfigError(f"experiment key '{section}' must be a mapping")
@@ -472,8 +486,9 @@ def validate(cfg: Config) -> None:
                        ("data.num_workers", cfg.data.num_workers)):
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"config key '{key}' must not be negative; got {value}")
-    if not 0 < cfg.eval.fraction <= 1:
-        raise ConfigError(f"config key 'eval.fraction' must be in (0, 1]; got {cfg.eval.fraction}")
+    for key, value in (("eval.fraction", cfg.eval.fraction), ("eval.finetune_fraction", cfg.eval.finetune_fraction)):
+        if value is not None and not 0 < value <= 1:
+            raise ConfigError(f"config key '{key}' must be in (0, 1]; got {value}")
     for key, value in (("eval.num_clips", cfg.eval.num_clips), ("eval.knn_k", cfg.eval.knn_k),
                        ("eval.linear_steps", cfg.eval.linear_steps), ("eval.finetune_epochs", cfg.eval.finetune_epochs),
                        ("eval.finetune_batch_size", cfg.eval.finetune_batch_size), ("train.knn_k", cfg.train.knn_k)):

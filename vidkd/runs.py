@@ -227,15 +227,21 @@ def experiment_run_dir(experiment_dir: Path, run_name: str) -> Path:
 RANDOM_INIT_PREFIX = "random_"
 
 
-def random_init_dir(experiment_dir: Path, arch: str) -> Path:
-    return experiment_run_dir(experiment_dir, f"{RANDOM_INIT_PREFIX}{arch}")
+def random_init_dir(experiment_dir: Path, arch: str, seed: int | None = None) -> Path:
+    """`random_<arch>_s<seed>`: the untrained network drawn with that seed (`random_<arch>`: no seed given)."""
+    suffix = "" if seed is None else f"_s{seed}"
+    return experiment_run_dir(experiment_dir, f"{RANDOM_INIT_PREFIX}{arch}{suffix}")
 
 
-def iter_random_init_dirs(experiment_dir: Path) -> Iterator[tuple[str, Path]]:
-    """(arch, directory) of every random-initialisation evaluation of an experiment."""
+_RANDOM_INIT_NAME = re.compile(r"^(?P<arch>.+?)(?:_s(?P<seed>\d+))?$")
+
+
+def iter_random_init_dirs(experiment_dir: Path) -> Iterator[tuple[str, int | None, Path]]:
+    """(arch, seed or None, directory) of every random-initialisation evaluation of an experiment."""
     for path in sorted((Path(experiment_dir) / RUNS_DIR).glob(f"{RANDOM_INIT_PREFIX}*")):
-        if path.is_dir():
-            yield path.name[len(RANDOM_INIT_PREFIX):], path
+        match = _RANDOM_INIT_NAME.match(path.name[len(RANDOM_INIT_PREFIX):])
+        if path.is_dir() and match:
+            yield match["arch"], int(match["seed"]) if match["seed"] else None, path
 
 
 def plan_path(experiment_dir: Path) -> Path:

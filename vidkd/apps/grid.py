@@ -13,13 +13,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
 from vidkd import runs
 from vidkd.apps.pretrain import pretrain, read_run_config, resumable, resume
-from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge, load_experiment,
-                          recipe_of)
+from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge,
+                          labelled_fraction, load_experiment, recipe_of)
 from vidkd.data.datasets import load_split
 from vidkd.errors import ConfigError, VidkdError
 from vidkd.eval.protocols import evaluate
@@ -123,6 +124,7 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
         "split": base.data.split,
         "epochs": base.train.epochs,
         "fraction": exp.eval.fraction,
+        "finetune_fraction": labelled_fraction(exp.eval, "finetune"),
         "protocol": exp.eval.protocol,
         "seeds": exp.seeds,
         "evaluations": exp.evaluations,
@@ -195,12 +197,22 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
     pretrain(cfg, run_dir)
 
 
-def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config) -> None:
-    """Every missing result of the experiment's evaluations, with the experiment's eval settings (a
-    finished run's config.yaml keeps the eval section it was trained with)."""
+def supervised_reference(cfg: Config, epochs: int | None = None) -> Config:
+    """The ceiling a pretrained network is measured against: the random network fine-tuned on every
+    training label, all layers at the full fine-tuning lr (nothing in it is worth protecting)."""
+    return dataclasses.replace(cfg, eval=dataclasses.replace(
+        cfg.eval, fraction=1.0, finetune_fraction=1.0, finetune_backbone_lr_scale=1.0,
+        finetune_epochs=epochs or cfg.eval.finetune_epochs))
+
+
+def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config,
+              protocols: Sequence[str] | None = None) -> None:
+    """Every missing result of `protocols` (default: the experiment's evaluations), with the
+    experiment's eval settings (a finished run's config.yaml keeps the eval section it was trained with)."""
     eval_dir = out if out is not None else runs.eval_dir(Path(source))
-    missing = [protocol for protocol in exp.evaluations if not runs.result_path(
-        eval_dir, protocol, cfg.data.split, cfg.eval.fraction, recipe_of(cfg.eval.protocol, protocol)).is_file()]
+    missing = [protocol for protocol in (protocols or exp.evaluations) if not runs.result_path(
+        eval_dir, protocol, cfg.data.split, labelled_fraction(cfg.eval, protocol),
+        recipe_of(cfg.eval.protocol, protocol)).is_file()]
     if not missing:
         return
     overrides = [f"eval.{key}={json.dumps(value)}" for key, value in dataclasses.asdict(cfg.eval).items()]
@@ -229,10 +241,16 @@ def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] 
             log.info("evaluating %s (%s)", run.name, ", ".join(exp.evaluations))
             _evaluate(exp, str(run.run_dir(out_dir)), None, run_config(exp, run, out_dir))
         if exp.random_init:
-            for arch in exp.baselines:
-                cfg = run_config(exp, PlannedRun(f"random_{arch}", "baseline", arch, exp.seeds[0]), out_dir)
-                log.info("evaluating random-init %s", arch)
-                _evaluate(exp, f"random:{arch}", runs.eval_dir(runs.random_init_dir(out_dir, arch)), cfg)
+            for seed in exp.seeds:  # one untrained network per seed, so that comparisons pair by seed
+                for arch in exp.baselines:
+                    cfg = run_config(exp, PlannedRun(f"random_{arch}", "baseline", arch, seed), out_dir)
+                    results = runs.eval_dir(runs.random_init_dir(out_dir, arch, seed))
+                    log.info("evaluating random-init %s (seed %d)", arch, seed)
+                    _evaluate(exp, f"random:{arch}", results, cfg)
+                    if exp.supervised:
+                        log.info("supervised reference: random-init %s fine-tuned on every training label", arch)
+                        _evaluate(exp, f"random:{arch}", results, supervised_reference(cfg, exp.supervised_epochs),
+                                  protocols=("finetune",))
     return out_dir
 
 

@@ -19,7 +19,7 @@ still differ.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,51 @@ log = logging.getLogger("vidkd.data")
 MAX_FAILURE_RATE = 0.5
 MIN_ATTEMPTS_FOR_RATE = 20
 MAX_CONSECUTIVE_SUBSTITUTES = 20
+
+
+class DecodedVideos:
+    """Videos decoded once per process (uint8, resized), shared by every dataset that preloads them.
+
+    A demo or a grid builds many datasets over the same files (each run's training tuples, every
+    evaluation's clips); each would decode them again. Entries are keyed by path, file size,
+    modification time and size, so a changed file is decoded anew; the least recently used ones
+    go first beyond `budget_bytes`.
+    """
+
+    def __init__(self, budget_bytes: int = 4 * 1024**3):
+        self.budget_bytes = budget_bytes
+        self._frames: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    @staticmethod
+    def key(path: Path, resize: tuple[int, int]) -> tuple | None:
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return None
+        return (str(path), stat.st_size, stat.st_mtime_ns, tuple(resize))
+
+    def get(self, key: tuple | None) -> np.ndarray | None:
+        if key is None or key not in self._frames:
+            return None
+        self._frames.move_to_end(key)
+        return self._frames[key]
+
+    def put(self, key: tuple | None, frames: np.ndarray) -> None:
+        if key is None or frames.nbytes > self.budget_bytes:
+            return
+        self._frames[key] = frames
+        self._bytes += frames.nbytes
+        while self._bytes > self.budget_bytes:
+            _, dropped = self._frames.popitem(last=False)
+            self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self._bytes = 0
+
+
+DECODED = DecodedVideos()  # the process's store (`data.preload`)
 
 
 class _VideoDataset(Dataset):
@@ -136,7 +181,8 @@ class _VideoDataset(Dataset):
     def preload(self, resize: tuple[int, int] | None, budget_bytes: int = 4 * 1024**3, progress: bool = True) -> bool:
         """Decode every usable video once and keep its frames in memory (uint8, resized to `resize`
         exactly as `ClipTransform.apply` resizes them, so samples are bit-identical); later items
-        only crop and colour. Skipped (False) when the frames would take more than `budget_bytes`."""
+        only crop and colour. Videos another dataset of this process decoded already come from
+        `DECODED`. Skipped (False) when the frames would take more than `budget_bytes`."""
         if getattr(self, "_frames", None) is not None:
             return True
         sizes = [r.num_frames * 3 * (resize[0] * resize[1] if resize else 0) for r in self.records]
@@ -145,8 +191,11 @@ class _VideoDataset(Dataset):
                      sum(sizes) / 1024**3, budget_bytes / 1024**3)
             return False
         frames: dict[int, np.ndarray] = {}
-        for index, record in enumerate(tqdm(self.records, desc="decoding into memory", unit="video",
-                                            disable=not progress, leave=False)):
+        keys = [DECODED.key(record.path, resize) for record in self.records]
+        missing = [index for index, key in enumerate(keys) if DECODED.get(key) is None]
+        for index in tqdm(missing, desc="decoding into memory", unit="video", disable=not progress or not missing,
+                          leave=False):
+            record = self.records[index]
             try:
                 with VideoReader(record.path) as reader:
                     video = reader.read(list(range(record.num_frames)))
@@ -157,6 +206,10 @@ class _VideoDataset(Dataset):
             if tuple(x.shape[-2:]) != tuple(resize):
                 x = F.interpolate(x, size=tuple(resize), mode="bilinear", align_corners=False, antialias=False)
             frames[index] = x.permute(0, 2, 3, 1).contiguous().numpy()
+            DECODED.put(keys[index], frames[index])
+        for index, key in enumerate(keys):
+            if index not in frames and index not in self._bad and (shared := DECODED.get(key)) is not None:
+                frames[index] = shared
         self._frames = frames
         return True
 

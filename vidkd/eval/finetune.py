@@ -98,6 +98,7 @@ def finetune(
     plateau_factor: float = 0.1,
     min_lr: float = 0.0,
     val_videos: int = 0,
+    preload: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune `backbone` (in place) plus a new linear classifier; return the test accuracies.
 
@@ -105,6 +106,7 @@ def finetune(
     of them out (seeded) as a validation split, validated every epoch with the training
     transform; the best-validation epoch is tested (`best_epoch` in the result). `scheduler` is
     `cosine` (per step) or `plateau` (per epoch, on the validation loss when there is one).
+    `preload` decodes the videos once into memory (`data.preload`).
     """
     if epochs < 1:
         raise TrainingError(f"fine-tuning needs at least one epoch, got {epochs} (use --epochs N)")
@@ -117,6 +119,10 @@ def finetune(
         train_split, val_split = hold_out_videos(train_split, val_videos, seed)
         val_set = ClipDataset(val_split, clip_len, train_transform, seed=seed, progress=progress)
     train_set = ClipDataset(train_split, clip_len, train_transform, seed=seed, progress=progress)
+    if preload:
+        for dataset, transform in ((train_set, train_transform), (val_set, train_transform), (test_set, test_transform)):
+            if dataset is not None:
+                dataset.preload(transform.resize, progress=progress)
     test_set = MultiClipDataset(test_split, num_test_clips, clip_len, test_transform, seed=seed, progress=progress)
     if len(train_set) == 0 or len(test_set) == 0:
         raise TrainingError("fine-tuning needs training and test videos; check the dataset split")

@@ -3,6 +3,11 @@
 Features are standardised with the training subset's statistics; the classifier is trained
 full-batch with L-BFGS on cross-entropy plus an L2 penalty. Zero initialisation and a
 deterministic optimiser make the result depend only on the features and the labelled subset.
+
+The L2 strength matters more than anything else when there are few labelled videos per feature
+dimension, so it is chosen, never on the test split: given several candidates and the training
+videos' groups (actors), each candidate is scored by leave-groups-out validation on the training
+subset, and the best one is refit on the whole subset.
 """
 
 from __future__ import annotations
@@ -22,6 +27,58 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
     return float((top == labels[:, None]).any(dim=1).float().mean())
 
 
+def _fit(x_train: torch.Tensor, y_train: torch.Tensor, num_classes: int, steps: int,
+         weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of the L2-penalised softmax classifier on standardised features."""
+    weight = torch.zeros(num_classes, x_train.shape[1], device=x_train.device, requires_grad=True)
+    bias = torch.zeros(num_classes, device=x_train.device, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=steps, history_size=20,
+                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x_train @ weight.T + bias, y_train) + 0.5 * weight_decay * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def _standardise(x_train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    mean = x_train.mean(dim=0)
+    std = x_train.std(dim=0, unbiased=False).clamp_min(1e-6)
+    return [(x - mean) / std for x in (x_train, *others)]
+
+
+def group_folds(groups: Sequence[str], folds: int) -> list[np.ndarray]:
+    """Boolean validation masks: the distinct groups dealt round-robin (sorted) into `folds` folds."""
+    groups = np.asarray([str(g) for g in groups])
+    distinct = sorted(set(groups.tolist()))
+    folds = min(folds, len(distinct))
+    return [np.isin(groups, distinct[i::folds]) for i in range(folds)]
+
+
+def choose_weight_decay(features: torch.Tensor, labels: torch.Tensor, groups: Sequence[str],
+                        candidates: Sequence[float], num_classes: int, steps: int,
+                        folds: int = 3) -> tuple[float, dict[str, float]]:
+    """The candidate with the best mean accuracy on held-out groups (ties: the stronger penalty)."""
+    masks = group_folds(groups, folds)
+    if len(masks) < 2:
+        raise ValueError("choosing the linear probe's weight decay needs at least two groups in the training split")
+    scores = {}
+    for weight_decay in candidates:
+        accuracies = []
+        for val in masks:
+            val = torch.from_numpy(val)
+            x_fit, x_val = _standardise(features[~val], features[val])
+            weight, bias = _fit(x_fit, labels[~val], num_classes, steps, weight_decay)
+            accuracies.append(_accuracy(x_val @ weight.T + bias, labels[val]))
+        scores[f"{weight_decay:g}"] = float(np.mean(accuracies))
+    best = max(sorted(candidates, reverse=True), key=lambda wd: scores[f"{wd:g}"])
+    return float(best), scores
+
+
 def linear_probe(
     train_feats: torch.Tensor | np.ndarray,
     train_labels: torch.Tensor | np.ndarray | Sequence[int],
@@ -31,13 +88,16 @@ def linear_probe(
     fraction: float = 1.0,
     seed: int = 0,
     steps: int = 300,
-    weight_decay: float = 5e-4,
+    weight_decay: float | Sequence[float] = 5e-4,
     device: str | torch.device = "cpu",
+    train_groups: Sequence[str] | None = None,
 ) -> dict[str, float | int]:
     """Train a linear classifier on (a per-class `fraction` of) the training features.
 
     `steps` bounds the L-BFGS iterations (each one a full pass over the training features).
-    Returns fractions `train_top1`, `test_top1`, `test_top5` and the subset size.
+    Several `weight_decay` values are chosen among by leave-groups-out validation on the labelled
+    subset (`train_groups`, one per training video, required then). Returns fractions
+    `train_top1`, `test_top1`, `test_top5`, the subset size and the weight decay used.
     """
     if steps < 1:
         raise ValueError(f"linear probe needs at least one step, got {steps}")
@@ -50,23 +110,17 @@ def linear_probe(
     x_train = as_tensor(train_feats, torch.float32)[keep].to(device)
     y_train = train_labels[keep].to(device)
     x_test = as_tensor(test_feats, torch.float32).to(device)
-    mean = x_train.mean(dim=0)
-    std = x_train.std(dim=0, unbiased=False).clamp_min(1e-6)
-    x_train = (x_train - mean) / std
-    x_test = (x_test - mean) / std
-
-    weight = torch.zeros(num_classes, x_train.shape[1], device=device, requires_grad=True)
-    bias = torch.zeros(num_classes, device=device, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=steps, history_size=20,
-                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x_train @ weight.T + bias, y_train) + 0.5 * weight_decay * weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    candidates = [float(weight_decay)] if isinstance(weight_decay, (int, float)) else [float(w) for w in weight_decay]
+    validation: dict[str, float] = {}
+    if len(candidates) > 1:
+        if train_groups is None or len(train_groups) != len(train_labels):
+            raise ValueError("choosing among several weight decays needs one group per training video")
+        subset_groups = [train_groups[i] for i in keep.tolist()]
+        chosen, validation = choose_weight_decay(x_train, y_train, subset_groups, candidates, num_classes, steps)
+    else:
+        chosen = candidates[0]
+    x_train, x_test = _standardise(x_train, x_test)
+    weight, bias = _fit(x_train, y_train, num_classes, steps, chosen)
     with torch.no_grad():
         train_logits = (x_train @ weight.T + bias).cpu()
         test_logits = (x_test @ weight.T + bias).cpu()
@@ -80,5 +134,6 @@ def linear_probe(
         "test_videos": int(len(test_labels)),
         "fraction": float(fraction),
         "steps": int(steps),
-        "weight_decay": float(weight_decay),
+        "weight_decay": chosen,
+        **({"validation_top1_by_weight_decay": validation} if validation else {}),
     }

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from vidkd import runs
-from vidkd.config import EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, load_config, parse_overrides
+from vidkd.config import EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, labelled_fraction, load_config, parse_overrides
 from vidkd.data.datasets import VideoSplit, load_split
 from vidkd.data.loaders import MultiClipDataset
 from vidkd.data.transforms import ClipTransform, transforms_from_config
@@ -139,6 +139,7 @@ class EvaluationContext:
     progress: bool = True
     dataset_info: dict[str, Any] = field(default_factory=dict)
     epochs: int | None = None  # `--epochs`, when given
+    used_records: dict[str, list] = field(default_factory=dict)  # subset -> the readable videos, in feature order
 
     @property
     def num_classes(self) -> int:
@@ -186,9 +187,12 @@ def linear(ctx: EvaluationContext) -> ProtocolResult:
     train_feats, train_labels, test_feats, test_labels = ctx.features()
     e, seed = ctx.cfg.eval, ctx.cfg.train.seed
     settings = {"recipe": "vidkd", "optimizer": "lbfgs", "steps": e.linear_steps, "fraction": ctx.fraction,
-                "seed": seed, "num_clips": e.num_clips, "standardised": True}
+                "seed": seed, "num_clips": e.num_clips, "standardised": True,
+                "weight_decay_candidates": list(e.linear_weight_decay), "chosen_on": "held-out training groups"}
+    groups = [record.group for record in ctx.used_records["train"]]
     return settings, linear_probe(train_feats, train_labels, test_feats, test_labels, num_classes=ctx.num_classes,
-                                  fraction=ctx.fraction, seed=seed, steps=e.linear_steps)
+                                  fraction=ctx.fraction, seed=seed, steps=e.linear_steps,
+                                  weight_decay=e.linear_weight_decay, train_groups=groups)
 
 
 def finetuning(ctx: EvaluationContext) -> ProtocolResult:
@@ -205,7 +209,7 @@ def finetuning(ctx: EvaluationContext) -> ProtocolResult:
         backbone_lr_scale=e.finetune_backbone_lr_scale, batch_size=e.finetune_batch_size, fraction=ctx.fraction,
         seed=cfg.train.seed, clip_len=cfg.data.clip_len, num_test_clips=e.num_clips, momentum=cfg.train.momentum,
         weight_decay=cfg.train.weight_decay, dropout=e.finetune_dropout, device=ctx.device,
-        num_workers=cfg.data.num_workers, amp=cfg.train.amp, progress=ctx.progress)
+        num_workers=cfg.data.num_workers, amp=cfg.train.amp, progress=ctx.progress, preload=cfg.data.preload)
     metrics.pop("param_group_lrs", None)
     return settings, metrics
 
@@ -299,8 +303,9 @@ def evaluate(
 
     `source` is a run directory, a checkpoint (directory or weights file) or `random:ARCH`.
     Results go to `out`, by default `RUN/eval/`; without either (e.g. `random:`) nothing is written.
-    `fraction` and `epochs` override `eval.fraction` and `eval.finetune_epochs` / `eval.linear_steps`
-    (under `eval.protocol: pcl`, the recipe's 149 fine-tuning epochs).
+    `fraction` overrides `eval.fraction` and `eval.finetune_fraction` for every protocol; `epochs`
+    overrides `eval.finetune_epochs` / `eval.linear_steps` (under `eval.protocol: pcl`, the recipe's
+    149 fine-tuning epochs).
     `on_result` is called with each record as soon as it is computed, before it is written, so a
     failed write never loses a result.
     """
@@ -317,7 +322,8 @@ def evaluate(
         cfg.data.split = split
     if epochs is not None:
         cfg.eval.finetune_epochs = cfg.eval.linear_steps = epochs
-    fraction = check_fraction(cfg.eval.fraction if fraction is None else fraction)
+    fractions = {protocol: check_fraction(labelled_fraction(cfg.eval, protocol) if fraction is None else fraction)
+                 for protocol in protocols}
     root = Path(cfg.data.root)
     if not root.exists():
         raise DatasetError(f"dataset root {root} not found; pass --data ROOT (or fix data.root in the run's config.yaml)")
@@ -338,6 +344,7 @@ def evaluate(
     cache = FeatureCache(runs.features_dir(out_dir) if out_dir else None)
     fingerprint = weights_fingerprint(backbone) if out_dir else ""
     features: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+    used_records: dict[str, list] = {}
 
     def get_features(subset: str, feature: str = "pooled", num_clips: int = 10,
                      amp: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
@@ -346,19 +353,25 @@ def evaluate(
             split_obj = train_split if subset == "train" else test_split
             dataset = MultiClipDataset(split_obj, num_clips, cfg.data.clip_len, test_transform, progress=progress)
             usable = dataclasses.replace(split_obj, records=dataset.records)  # unreadable videos are left out
+            used_records[subset] = dataset.records
             key = {"weights": fingerprint, "videos": split_fingerprint(usable), "root": str(root.resolve()),
                    "layout": split_obj.layout, "split": cfg.data.split, "subset": subset, "num_clips": num_clips,
                    "clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
                    "mean": list(cfg.data.mean), "std": list(cfg.data.std), "modality": cfg.data.modality,
                    "feature": feature, "amp": amp}
-            features[wanted] = cache.get_or_extract(key, lambda: extract_features(
-                backbone, dataset, batch_size=max(1, CLIPS_PER_FORWARD // num_clips), device=device,
-                num_workers=cfg.data.num_workers, desc=f"features {subset}", amp=amp, progress=progress,
-                feature=feature))
+
+            def extract() -> tuple[torch.Tensor, torch.Tensor]:
+                if cfg.data.preload:
+                    dataset.preload(test_transform.resize, progress=progress)
+                return extract_features(backbone, dataset, batch_size=max(1, CLIPS_PER_FORWARD // num_clips),
+                                        device=device, num_workers=cfg.data.num_workers, desc=f"features {subset}",
+                                        amp=amp, progress=progress, feature=feature)
+
+            features[wanted] = cache.get_or_extract(key, extract)
         return features[wanted]
 
-    ctx = EvaluationContext(backbone, cfg, train_split, test_split, device, fraction, get_features, progress,
-                            dataset_info, epochs=epochs)
+    ctx = EvaluationContext(backbone, cfg, train_split, test_split, device, 1.0, get_features, progress,
+                            dataset_info, epochs=epochs, used_records=used_records)
     results: dict[str, dict[str, Any]] = {}
     failed_writes: list[str] = []
     # a fixed order: the frozen-feature protocols share one extraction, fine-tuning (of a copy) comes last
@@ -366,6 +379,7 @@ def evaluate(
         start = time.time()
         if protocol not in RECIPES.get(cfg.eval.protocol, PROTOCOLS):
             log.info("eval.protocol %s defines no %s; it runs the vidkd recipe", cfg.eval.protocol, protocol)
+        ctx.fraction = fractions[protocol]
         settings, metrics = protocol_function(cfg.eval.protocol, protocol)(ctx)
         history = metrics.pop("history", None)
         record = {
@@ -388,7 +402,8 @@ def evaluate(
         if on_result is not None:
             on_result(record)
         if out_dir is not None:
-            path = runs.result_path(out_dir, protocol, cfg.data.split, fraction, settings.get("recipe", "vidkd"))
+            path = runs.result_path(out_dir, protocol, cfg.data.split, fractions[protocol],
+                                    settings.get("recipe", "vidkd"))
             try:
                 atomic_write_json(path, record)
                 record["path"] = str(path)

@@ -70,6 +70,9 @@ def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleD
     val_sets = [TupleDataset(splits.test, spec, val_tf, pretext=pretext,
                              seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False, **vcp)
                 for r in range(cfg.train.val_tuples_per_video)]
+    if cfg.data.preload:  # the test videos: shared with the other validation draws and the evaluations
+        for val_set in val_sets:
+            val_set.preload(val_tf.resize, progress=False)
     val: Dataset = val_sets[0] if len(val_sets) == 1 else ConcatDataset(val_sets)
     return train, val
 

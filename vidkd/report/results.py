@@ -160,8 +160,13 @@ class Experiment:
 
     @property
     def fraction(self) -> float:
-        """The labelled fraction fine-tuning and the linear probe use (the plan's `fraction`, 1.0 when absent)."""
+        """The labelled fraction the linear probe uses (the plan's `fraction`, 1.0 when absent)."""
         return plan_fraction(self.plan)
+
+    @property
+    def finetune_fraction(self) -> float:
+        """The labelled fraction fine-tuning uses (the plan's `finetune_fraction`, else its `fraction`)."""
+        return plan_fraction(self.plan, "finetune")
 
 
 def plan_split(plan: dict[str, Any]) -> int:
@@ -177,8 +182,10 @@ def plan_protocol(plan: dict[str, Any]) -> str:
     return value if isinstance(value, str) and value in EVAL_PROTOCOLS else "vidkd"
 
 
-def plan_fraction(plan: dict[str, Any]) -> float:
+def plan_fraction(plan: dict[str, Any], protocol: str = "linear") -> float:
     try:
+        if protocol == "finetune" and plan.get("finetune_fraction"):
+            return float(plan["finetune_fraction"])
         return float(plan.get("fraction") or 1.0)
     except (TypeError, ValueError):
         return 1.0
@@ -207,8 +214,9 @@ def read_config(run_dir: Path, problems: list[str]) -> dict[str, Any]:
 
 
 def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = False,
-                 eval_protocol: str = "vidkd") -> dict[str, Path]:
-    """protocol -> the result file of `run_dir` for `split` and `fraction`.
+                 eval_protocol: str = "vidkd", finetune_fraction: float | None = None) -> dict[str, Path]:
+    """protocol -> the result file of `run_dir` for `split` and `fraction` (`finetune_fraction` for
+    fine-tuning, when given).
 
     With `any_single`, a protocol without that exact result but with exactly one result of
     another split or fraction gets that one (a run evaluated by hand in one setting).
@@ -220,7 +228,8 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
         for key, path in runs.iter_results(eval_dir):
             others.setdefault(key.protocol, []).append(path)
     for protocol in EVALUATIONS:
-        exact = runs.result_path(eval_dir, protocol, split, fraction, recipe_of(eval_protocol, protocol))
+        labelled = finetune_fraction if protocol == "finetune" and finetune_fraction is not None else fraction
+        exact = runs.result_path(eval_dir, protocol, split, labelled, recipe_of(eval_protocol, protocol))
         if exact.is_file():
             found[protocol] = exact
         elif len(others.get(protocol, [])) == 1:
@@ -229,7 +238,8 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
 
 
 def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, split: int = 1,
-             fraction: float = 1.0, any_single: bool = False, eval_protocol: str = "vidkd") -> Run:
+             fraction: float = 1.0, any_single: bool = False, eval_protocol: str = "vidkd",
+             finetune_fraction: float | None = None) -> Run:
     """Read one plan entry's run directory (relative to `base`); nothing in it is required.
 
     Evaluation results are those of `split` and `fraction` (see `result_files`).
@@ -254,7 +264,7 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, spli
     if "width" in entry and "model" not in config:  # a run not started yet: the plan knows its width
         run.config.setdefault("model", {})["width"] = entry["width"]
     run.metrics = runs.read_metrics(run_dir, problems)
-    for protocol, path in result_files(run_dir, split, fraction, any_single, eval_protocol).items():
+    for protocol, path in result_files(run_dir, split, fraction, any_single, eval_protocol, finetune_fraction).items():
         record = read_json(path, problems)
         if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
             run.evals[protocol] = record["metrics"]
@@ -301,25 +311,45 @@ def load_experiment(directory: Path) -> Experiment:
         raise VidkdError(f"{directory} is not an experiment directory (no {runs.PLAN_FILE}) nor a run directory "
                          f"(no {runs.METRICS_FILE}); pass the --out directory of `vidkd experiment` or `vidkd pretrain`")
     split, fraction, protocol = plan_split(plan), plan_fraction(plan), plan_protocol(plan)
-    loaded = [load_run(entry, directory, plan.get("epochs"), split, fraction, any_single=single, eval_protocol=protocol)
+    finetune_fraction = plan_fraction(plan, "finetune")
+    loaded = [load_run(entry, directory, plan.get("epochs"), split, fraction, any_single=single, eval_protocol=protocol,
+                       finetune_fraction=finetune_fraction)
               for entry in plan["runs"] if isinstance(entry, dict)]
     return Experiment(directory=directory, plan=plan, runs=loaded, single_run=single,
                       random_init=_random_init_groups(directory, {r.run_dir for r in loaded}, split, fraction,
-                                                      protocol))
+                                                      protocol, finetune_fraction))
+
+
+SUPERVISED = "supervised"  # Run.evals key of a random network fine-tuned on every training label
 
 
 def _random_init_groups(directory: Path, planned: set[Path], split: int, fraction: float,
-                        protocol: str = "vidkd") -> list[Group]:
-    """The untrained references `vidkd experiment` evaluates beside the plan (eval.random_init)."""
-    groups = []
-    for arch, run_dir in runs.iter_random_init_dirs(directory):
+                        protocol: str = "vidkd", finetune_fraction: float | None = None) -> list[Group]:
+    """The untrained references `vidkd experiment` evaluates beside the plan (eval.random_init), one
+    group per architecture with one run per seed. A fine-tuning on every training label (the
+    supervised reference) is read into `evals["supervised"]` when fine-tuning's fraction is below 1."""
+    by_arch: dict[str, list[Run]] = {}
+    for arch, seed, run_dir in runs.iter_random_init_dirs(directory):
         if run_dir.resolve() in planned or not runs.eval_dir(run_dir).is_dir():
             continue
-        run = load_run({"name": run_dir.name, "kind": "random", "arch": arch, "run_dir": run_dir},
-                       directory, None, split, fraction, eval_protocol=protocol)
-        width = next((rec.get("width") for rec in run.records.values() if rec.get("width") is not None), None)
+        run = load_run({"name": run_dir.name, "kind": "random", "arch": arch, "seed": seed, "run_dir": run_dir},
+                       directory, None, split, fraction, eval_protocol=protocol, finetune_fraction=finetune_fraction)
+        if (fraction if finetune_fraction is None else finetune_fraction) < 1:
+            supervised = result_files(run_dir, split, 1.0, eval_protocol=protocol).get("finetune")
+            record = read_json(supervised, run.problems) if supervised else None
+            if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
+                run.evals[SUPERVISED] = record["metrics"]
+                run.records[SUPERVISED] = record
+                if isinstance(record.get("seconds"), (int, float)):
+                    run.eval_seconds[SUPERVISED] = float(record["seconds"])
         if run.evals:
-            groups.append(Group("random", arch, None, float(width) if width is not None else None, [run]))
+            by_arch.setdefault(arch, []).append(run)
+    groups = []
+    for arch, arch_runs in by_arch.items():
+        width = next((rec.get("width") for run in arch_runs for rec in run.records.values()
+                      if rec.get("width") is not None), None)
+        arch_runs.sort(key=lambda run: -1 if run.seed is None else run.seed)
+        groups.append(Group("random", arch, None, float(width) if width is not None else None, arch_runs))
     return groups
 
 

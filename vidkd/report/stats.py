@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from vidkd.report.results import Group, Run
+from vidkd.report.results import SUPERVISED, Group, Run
 
 NEAR_FRACTION = 0.95  # "converged": within 95% of the target accuracy
 MISSING = "—"
@@ -121,15 +121,27 @@ def target_accuracy(baseline: Group | None) -> float | None:
     return statistics.fmean(bests) if bests else None
 
 
+FINETUNING = ("finetune", SUPERVISED)  # evaluations that train a network
+FINETUNING_PART = "fine-tuning evaluations (training and testing)"
+GRID_PARTS = ("training steps", "validation and probes", FINETUNING_PART, "evaluation")  # measured inside the grid
+
+
 def time_breakdown(experiment_runs: Sequence[Run], random_runs: Sequence[Run] = (),
                    outside: dict[str, float] | None = None) -> dict[str, float]:
     """Seconds by kind of work: training steps, validation and probes (from every run's metrics),
     evaluation (the result records), and `outside` (e.g. data writing, measured by the caller)."""
-    steps = validation = evaluation = 0.0
+    steps = validation = finetuning = evaluation = 0.0
     for run in list(experiment_runs) + list(random_runs):
         for m in run.metrics:
             steps += float(m.get("epoch_seconds") or 0.0)
             validation += float(m.get("val_seconds") or 0.0) + float(m.get("probe_seconds") or 0.0)
-        evaluation += sum(float(seconds) for seconds in run.eval_seconds.values())
-    return {**(outside or {}), "training steps": steps, "validation and probes": validation,
-            "evaluation": evaluation}
+        for protocol, seconds in run.eval_seconds.items():
+            if protocol in FINETUNING:
+                finetuning += float(seconds)
+            else:
+                evaluation += float(seconds)
+    parts = {**(outside or {}), "training steps": steps, "validation and probes": validation}
+    if finetuning:
+        parts[FINETUNING_PART] = finetuning
+    parts["evaluation"] = evaluation
+    return parts

@@ -18,6 +18,7 @@ from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
 from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs, read_json
 from vidkd.report.stats import (
+    GRID_PARTS,
     MISSING,
     baseline_group,
     format_epochs,
@@ -68,6 +69,8 @@ def _evaluation_setting(exp: Experiment) -> str:
         parts.append(f"split {exp.split}")
     if exp.fraction < 1:
         parts.append(f"{100 * exp.fraction:g}% of the labels")
+    if exp.finetune_fraction != exp.fraction:
+        parts.append(f"fine-tuning on {100 * exp.finetune_fraction:g}% of the labels")
     return f" (evaluated on {', '.join(parts)})" if parts else ""
 
 
@@ -182,7 +185,7 @@ def _published_comparison(exp: Experiment, group: Group, protocol: str) -> publi
     config = next((r.config for r in group.runs if r.config), {})
     setting = published.run_setting(config, _result_record(exp, run, protocol), random_init=group.kind == "random",
                                     dataset=exp.dataset, split=exp.split,
-                                    fraction=exp.fraction if protocol == "finetune" else 1.0, width=group.width)
+                                    fraction=exp.finetune_fraction if protocol == "finetune" else 1.0, width=group.width)
     return published.compare(protocol, group.arch, setting)
 
 
@@ -320,13 +323,50 @@ READING_GUIDE = (
 
 
 def claims_section(summary: dict) -> Section:
-    """The KD paper's claims, decided over seeds (report/summary.json has the numbers)."""
+    """What pretraining buys and the KD paper's claims, decided over seeds (report/summary.json has the numbers)."""
     shown = {True: "yes", False: "no", None: "undecided"}
     rows = [[c["claim"], shown[c["holds"]], c["evidence"]] for c in summary["claims"]]
-    return Section("The paper's claims, here", [
-        "Each claim holds only if the 95% interval over seeds of every paired difference lies on its side of 0; "
-        "with one seed nothing is decided. `summary.json` beside this report has every number.",
+    return Section("The claims, here", [
+        "Each claim holds only if the 95% interval over seeds of every paired difference lies on its side of 0 "
+        "(for the 10-point bar: above 0, with a mean gain of at least 10 points; it fails when the interval lies "
+        "below 10 points); with one seed nothing is decided. `summary.json` beside this report has every number.",
         Table(["claim", "holds", "evidence"], rows)])
+
+
+def _interval(interval: list[float] | None, scale: float = 100.0) -> str:
+    return MISSING if interval is None else f"[{scale * interval[0]:+.1f}, {scale * interval[1]:+.1f}]"
+
+
+def ssl_section(summary: dict) -> Section:
+    """Floor, SSL and ceiling side by side: each pretrained network against itself at random init."""
+    rows = []
+    for r in summary["ssl_vs_random"]:
+        closed = r.get("gap_closed")
+        rows.append([ARCH_NAMES.get(r["arch"], r["arch"]), r["protocol"], _pct(r["random_init"]), _pct(r["pretrained"]),
+                     _pct(r["supervised"]), _interval(r["difference_ci95"]),
+                     MISSING if closed is None else f"{100 * closed:.0f}%", str(len(r["seeds"]))])
+    return Section("What pretraining buys: random init, pretrained, supervised", [
+        "Top-1 % on the test split (unseen actors), mean over seeds; the difference is pretrained minus random "
+        "init, paired by seed, with its 95% interval in points. Supervised: the random network fine-tuned on every "
+        "training label. Gap closed: the share of the random-to-supervised gap the pretrained features close.",
+        Table(["backbone", "protocol", "random init", "pretrained", "supervised", "difference (95%)", "gap closed",
+               "seeds"], rows)])
+
+
+def kd_section(summary: dict) -> Section:
+    """Every student against its same-seed, same-budget from-scratch twin."""
+    names = {"best_val_pretext_acc": "best val pretext %", "epochs_to_twin_best": "epochs to the twin's best"}
+    rows = []
+    for r in summary["kd_vs_twin"]:
+        epochs = r["metric"] == "epochs_to_twin_best"
+        value = (lambda v: f"{v:.1f}") if epochs else _pct
+        rows.append([f"{ARCH_NAMES.get(r['teacher'], r['teacher'])} → {ARCH_NAMES.get(r['student'], r['student'])}",
+                     names.get(r["metric"], r["metric"].replace("_", " ") + " %"), value(r["student_value"]),
+                     value(r["twin"]), _interval(r["difference_ci95"], 1.0 if epochs else 100.0),
+                     str(len(r["seeds"]))])
+    return Section("Students against their twins", [
+        "Mean over seeds; the difference is student minus twin, paired by seed, with its 95% interval.",
+        Table(["teacher → student", "metric", "student", "twin", "difference (95%)", "seeds"], rows)])
 
 
 def time_section(exp: Experiment) -> Section:
@@ -337,8 +377,7 @@ def time_section(exp: Experiment) -> Section:
                             and k != "grid"})
     total = sum(parts.values())
     if isinstance((outside or {}).get("grid"), (int, float)):  # the grid's wall time covers more than its parts
-        total = float(outside["grid"]) + sum(v for k, v in parts.items() if k not in
-                                             ("training steps", "validation and probes", "evaluation"))
+        total = float(outside["grid"]) + sum(v for k, v in parts.items() if k not in GRID_PARTS)
         parts["other (setup, data probing, loaders)"] = max(0.0, total - sum(parts.values()))
     rows = [[name, format_seconds(seconds), f"{100 * seconds / total:.0f}%" if total else MISSING]
             for name, seconds in parts.items()]
@@ -350,8 +389,13 @@ def build_sections(exp: Experiment, report_dir: Path, summary: dict | None = Non
     groups = group_runs(exp.runs)
     sections = [_header_section(exp, groups), _pretraining_section(groups),
                 _figures_section(groups, report_dir / FIGURES_DIR)]
-    if summary is not None and any(group.kind == "student" for group in groups):
+    if summary is not None and summary["ssl_vs_random"]:
+        sections.append(ssl_section(summary))
+    if summary is not None and (summary["ssl_vs_random"] or any(group.kind == "student" for group in groups)):
         sections.append(claims_section(summary))
+    if summary is not None and any(group.kind == "student" for group in groups):
+        if summary["kd_vs_twin"]:
+            sections.append(kd_section(summary))
     sections += _evaluation_sections(exp, groups)
     sections.append(_efficiency_section(exp, groups, report_dir / EFFICIENCY_FILE))
     sections.append(_runs_section(groups))

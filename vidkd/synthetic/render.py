@@ -135,7 +135,7 @@ def _clip_style(rng: np.random.Generator, action: ActionClass, frames: int, size
         amplitude=rng.uniform(0.85, 1.1),
         center_x=rng.uniform(0.3, 0.7),
         ground_y=rng.uniform(0.88, 0.97),
-        scale=rng.uniform(0.56, 0.72),
+        scale=rng.uniform(0.8, 0.95),  # large: the CPU presets see the frame at 48x64
         jitter=jitter,
         distractor=path,
         distractor_radius=rng.uniform(0.04, 0.08) * height,

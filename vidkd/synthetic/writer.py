@@ -19,7 +19,7 @@ from vidkd.synthetic.kinematics import class_names
 from vidkd.synthetic.render import Actor, make_actor, render_clip
 
 FPS = 25
-FORMAT_VERSION = 1  # bump when the rendering changes, so old datasets are not reused
+FORMAT_VERSION = 2  # bump when the rendering changes, so old datasets are not reused (2: faster actions, larger actor)
 TEST_FRACTION = 0.25  # UCF101 tests 7 of 25 groups per split
 
 
