@@ -46,7 +46,7 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.22803, 0.22145, 0.216989])
     shared_augmentation: bool = False  # one crop/flip/colour draw per tuple instead of per clip
     num_workers: int = 2
-    preload: bool = False  # decode the training videos once into memory (resized, uint8) when they fit
+    preload: bool = False  # decode the videos once per process into memory (resized, uint8) when they fit
 
 
 @dataclass
@@ -414,6 +414,11 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError("experiment key 'seeds' needs at least one seed")
     if exp.supervised_epochs is not None and exp.supervised_epochs < 1:
         raise ConfigError(f"experiment key 'supervised_epochs' must be at least 1; got {exp.supervised_epochs}")
+    if exp.supervised and not exp.random_init:
+        raise ConfigError("experiment key 'supervised: true' fine-tunes the random-init networks; set random_init: true")
+    if exp.supervised and labelled_fraction(exp.eval, "finetune") >= 1 and "finetune" in exp.evaluations:
+        raise ConfigError("with fine-tuning on every label, the supervised reference would be the random network's "
+                          "own fine-tuning; set eval.finetune_fraction below 1 (e.g. 0.1) or supervised: false")
     for section in ("base", "teacher"):
         if not isinstance(getattr(exp, section), dict):
             raise ConfigError(f"experiment key '{section}' must be a mapping")
@@ -486,6 +491,9 @@ def validate(cfg: Config) -> None:
                        ("data.num_workers", cfg.data.num_workers)):
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"config key '{key}' must not be negative; got {value}")
+    decays = cfg.eval.linear_weight_decay
+    if not decays or any(not math.isfinite(w) or w < 0 for w in decays):
+        raise ConfigError(f"config key 'eval.linear_weight_decay' needs one or more non-negative numbers; got {decays}")
     for key, value in (("eval.fraction", cfg.eval.fraction), ("eval.finetune_fraction", cfg.eval.finetune_fraction)):
         if value is not None and not 0 < value <= 1:
             raise ConfigError(f"config key '{key}' must be in (0, 1]; got {value}")

@@ -75,6 +75,9 @@ class DecodedVideos:
     def put(self, key: tuple | None, frames: np.ndarray) -> None:
         if key is None or frames.nbytes > self.budget_bytes:
             return
+        frames.setflags(write=False)  # shared by every dataset: nobody may change it in place
+        if key in self._frames:
+            self._bytes -= self._frames.pop(key).nbytes
         self._frames[key] = frames
         self._bytes += frames.nbytes
         while self._bytes > self.budget_bytes:
@@ -190,9 +193,9 @@ class _VideoDataset(Dataset):
             log.info("not preloading %d videos (%.1f GB decoded; budget %.1f GB)", len(self.records),
                      sum(sizes) / 1024**3, budget_bytes / 1024**3)
             return False
-        frames: dict[int, np.ndarray] = {}
         keys = [DECODED.key(record.path, resize) for record in self.records]
-        missing = [index for index, key in enumerate(keys) if DECODED.get(key) is None]
+        frames = {index: shared for index, key in enumerate(keys) if (shared := DECODED.get(key)) is not None}
+        missing = [index for index in range(len(self.records)) if index not in frames]
         for index in tqdm(missing, desc="decoding into memory", unit="video", disable=not progress or not missing,
                           leave=False):
             record = self.records[index]
@@ -207,9 +210,6 @@ class _VideoDataset(Dataset):
                 x = F.interpolate(x, size=tuple(resize), mode="bilinear", align_corners=False, antialias=False)
             frames[index] = x.permute(0, 2, 3, 1).contiguous().numpy()
             DECODED.put(keys[index], frames[index])
-        for index, key in enumerate(keys):
-            if index not in frames and index not in self._bad and (shared := DECODED.get(key)) is not None:
-                frames[index] = shared
         self._frames = frames
         return True
 

@@ -119,11 +119,11 @@ def finetune(
         train_split, val_split = hold_out_videos(train_split, val_videos, seed)
         val_set = ClipDataset(val_split, clip_len, train_transform, seed=seed, progress=progress)
     train_set = ClipDataset(train_split, clip_len, train_transform, seed=seed, progress=progress)
+    test_set = MultiClipDataset(test_split, num_test_clips, clip_len, test_transform, seed=seed, progress=progress)
     if preload:
         for dataset, transform in ((train_set, train_transform), (val_set, train_transform), (test_set, test_transform)):
             if dataset is not None:
                 dataset.preload(transform.resize, progress=progress)
-    test_set = MultiClipDataset(test_split, num_test_clips, clip_len, test_transform, seed=seed, progress=progress)
     if len(train_set) == 0 or len(test_set) == 0:
         raise TrainingError("fine-tuning needs training and test videos; check the dataset split")
     batch_size = min(batch_size, len(train_set))  # a small labelled fraction still makes one batch

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vidkd.eval.fractions import sample_fraction
 from vidkd.eval.retrieval import as_tensor
+
+log = logging.getLogger("vidkd.eval")
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
@@ -62,10 +66,14 @@ def group_folds(groups: Sequence[str], folds: int) -> list[np.ndarray]:
 def choose_weight_decay(features: torch.Tensor, labels: torch.Tensor, groups: Sequence[str],
                         candidates: Sequence[float], num_classes: int, steps: int,
                         folds: int = 3) -> tuple[float, dict[str, float]]:
-    """The candidate with the best mean accuracy on held-out groups (ties: the stronger penalty)."""
+    """The candidate with the best mean accuracy on held-out groups (ties: the stronger penalty).
+    With a single group nothing can be held out: the middle candidate, with a warning."""
     masks = group_folds(groups, folds)
     if len(masks) < 2:
-        raise ValueError("choosing the linear probe's weight decay needs at least two groups in the training split")
+        middle = sorted(candidates)[len(candidates) // 2]
+        log.warning("one group in the labelled training videos: the linear probe's weight decay cannot be chosen "
+                    "on held-out groups; using %g", middle)
+        return float(middle), {}
     scores = {}
     for weight_decay in candidates:
         accuracies = []

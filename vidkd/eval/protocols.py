@@ -190,9 +190,11 @@ def linear(ctx: EvaluationContext) -> ProtocolResult:
                 "seed": seed, "num_clips": e.num_clips, "standardised": True,
                 "weight_decay_candidates": list(e.linear_weight_decay), "chosen_on": "held-out training groups"}
     groups = [record.group for record in ctx.used_records["train"]]
-    return settings, linear_probe(train_feats, train_labels, test_feats, test_labels, num_classes=ctx.num_classes,
-                                  fraction=ctx.fraction, seed=seed, steps=e.linear_steps,
-                                  weight_decay=e.linear_weight_decay, train_groups=groups)
+    metrics = linear_probe(train_feats, train_labels, test_feats, test_labels, num_classes=ctx.num_classes,
+                           fraction=ctx.fraction, seed=seed, steps=e.linear_steps,
+                           weight_decay=e.linear_weight_decay, train_groups=groups)
+    settings["validation_top1_by_weight_decay"] = metrics.pop("validation_top1_by_weight_decay", {})
+    return settings, metrics
 
 
 def finetuning(ctx: EvaluationContext) -> ProtocolResult:
@@ -248,7 +250,7 @@ def pcl_finetuning(ctx: EvaluationContext) -> ProtocolResult:
         num_test_clips=PCL_NUM_CLIPS, momentum=PCL_FINETUNE_MOMENTUM, weight_decay=PCL_FINETUNE_WEIGHT_DECAY,
         dropout=0.0, device=ctx.device, num_workers=cfg.data.num_workers, amp="none", progress=ctx.progress,
         scheduler="plateau", plateau_patience=PCL_PLATEAU_PATIENCE, plateau_factor=PCL_PLATEAU_FACTOR,
-        min_lr=PCL_MIN_LR, val_videos=val_videos)
+        min_lr=PCL_MIN_LR, val_videos=val_videos, preload=cfg.data.preload)
     settings = {
         "recipe": "pcl", "reference": "ft_classify.py", "epochs": epochs, "lr": PCL_FINETUNE_LR,
         "param_group_lrs": metrics.pop("param_group_lrs"), "backbone_lr_scale": 1.0,
