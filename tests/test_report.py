@@ -443,5 +443,5 @@ def test_random_init_pairs_by_seed_and_the_supervised_ceiling_is_read_at_every_l
     report.write_report(tmp_path)
     md = (runs.report_dir(tmp_path) / "report.md").read_text()
     assert "## What pretraining buys: random init, pretrained, supervised" in md
-    assert "| R3D | finetune | 15.0 | 30.0 | 60.0 | [+15.0, +15.0] | — | 2 |" in md
+    assert "| R3D ×0.125 | finetune | 15.0 | 30.0 | 60.0 | [+15.0, +15.0] | — | 2 |" in md
     assert "fine-tuning on 10% of the labels" in md

@@ -1,6 +1,6 @@
 """`report/summary.json`: what pretraining and distillation buy, as numbers scripts can read.
 
-    {"ssl_vs_random": [{"arch", "protocol", "pretrained", "random_init", "supervised", "gap_closed",
+    {"ssl_vs_random": [{"arch", "width", "protocol", "pretrained", "random_init", "supervised", "gap_closed",
                         "difference_ci95": [lo, hi], "seeds"}],
      "kd_vs_twin":    [{"teacher", "student", "metric", "student_value", "twin", "difference_ci95": [lo, hi], "seeds"}],
      "claims":        [{"claim", "holds", "evidence"}]}
@@ -95,7 +95,8 @@ def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> li
             floor = statistics.fmean(f for _, _, f in pairs)
             closed = ((pretrained - floor) / (supervised - floor)
                       if supervised is not None and protocol in ("linear", "knn") and supervised > floor else None)
-            rows.append({"arch": group.arch, "protocol": protocol, "pretrained": pretrained, "random_init": floor,
+            rows.append({"arch": group.arch, "width": group.width, "protocol": protocol, "pretrained": pretrained,
+                         "random_init": floor,
                          "supervised": supervised, "gap_closed": closed,
                          "difference_ci95": ci95([v - f for _, v, f in pairs]),
                          "seeds": [seed for seed, _, _ in pairs]})

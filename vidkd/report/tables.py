@@ -342,7 +342,10 @@ def ssl_section(summary: dict) -> Section:
     rows = []
     for r in summary["ssl_vs_random"]:
         closed = r.get("gap_closed")
-        rows.append([ARCH_NAMES.get(r["arch"], r["arch"]), r["protocol"], _pct(r["random_init"]), _pct(r["pretrained"]),
+        name = ARCH_NAMES.get(r["arch"], r["arch"])
+        if r.get("width") not in (None, 1.0):
+            name += f" ×{r['width']:g}"
+        rows.append([name, r["protocol"], _pct(r["random_init"]), _pct(r["pretrained"]),
                      _pct(r["supervised"]), _interval(r["difference_ci95"]),
                      MISSING if closed is None else f"{100 * closed:.0f}%", str(len(r["seeds"]))])
     return Section("What pretraining buys: random init, pretrained, supervised", [
