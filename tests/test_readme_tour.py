@@ -24,7 +24,8 @@ TINY = {
                    "--set", "data.clip_len=8", "--set", "data.interval=4", "--set", "data.resize=[32,43]",
                    "--set", "data.crop=32", "--set", "data.num_workers=0", "--set", "model.width=0.125",
                    "--set", "widths={}", "--set", "baselines=[r3d,c3d]", "--set", "students=[c3d]",
-                   "--set", "evaluations=[knn]", "--set", "random_init=false", "--set", "seeds=[0]"],
+                   "--set", "evaluations=[knn]", "--set", "random_init=false", "--set", "supervised=false",
+                   "--set", "seeds=[0]"],
     "report": [],
     "export": [],
 }
