@@ -168,3 +168,21 @@ def test_a_finished_grid_evaluated_again_with_new_eval_settings_uses_them(tmp_pa
     run_experiment(config, out, ["eval.fraction=0.5"])
     record = json.loads(runs.result_path(eval_dir, "linear", 1, 0.5).read_text())
     assert record["settings"]["fraction"] == 0.5 and record["settings"]["steps"] == 10
+
+
+def test_a_demo_directory_of_an_older_synthetic_format_is_refused_in_one_line(tmp_path, capsys):
+    """Its finished runs were trained on other videos: reusing them would mix two benchmarks."""
+    from vidkd.cli import main
+
+    data = tmp_path / "demo" / "data"
+    data.mkdir(parents=True)
+    (data / "synthetic.json").write_text(json.dumps({"parameters": {"format_version": 1}}))
+    (data / "videos").mkdir()
+    finished = tmp_path / "demo" / "runs" / "baseline_r3d_s0"
+    finished.mkdir(parents=True)
+    (finished / "metrics.jsonl").write_text("{}\n")
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "remove" in err and "--out" in err
+    assert (finished / "metrics.jsonl").read_text() == "{}\n" and (data / "synthetic.json").is_file()  # nothing lost

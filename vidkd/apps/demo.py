@@ -14,6 +14,7 @@ from typing import Callable
 
 from vidkd import runs
 from vidkd.apps.grid import run_experiment
+from vidkd.errors import DatasetError
 from vidkd.report import write_report
 from vidkd.report.results import load_experiment
 from vidkd.report.stats import time_breakdown
@@ -32,7 +33,12 @@ def run_demo(out: Path, data_root: Path | None = None, overrides: list[str] | No
     data_root = Path(data_root) if given else out / "data"
     if not given or not data_root.exists():  # the built-in dataset, written once and reused
         on_step(f"[1/3] synthetic dataset at {data_root}")
-        on_step(format_summary(write_synthetic_dataset(data_root)))
+        try:
+            on_step(format_summary(write_synthetic_dataset(data_root)))
+        except DatasetError:
+            # e.g. a demo of an older vidkd: its runs were trained on other videos, never mix them in
+            raise DatasetError(f"{data_root} holds another dataset than this version's synthetic one (a demo of an "
+                               f"older vidkd?); remove {out} to run the demo again there, or pass another --out") from None
     else:  # a dataset of the user's, in the UCF101 layout (the synthetic one included), used as it is
         on_step(f"[1/3] using the dataset at {data_root}")
     data_seconds = time.perf_counter() - start
