@@ -140,13 +140,14 @@ def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
     text = "\n".join(printed)
     assert f"using the dataset at {data_root}" in text  # --data: the user's dataset, used as it is
     assert "where the time went:" in text and "training steps" in text and "writing data" in text
-    assert "fine-tuning evaluations" in text
+    assert "training steps of fine-tuning evaluations" in text and "fine-tuning evaluations: setup and testing" in text
     # one random network per seed, each also fine-tuned on every label (the supervised reference)
     for seed in (0, 1):
         results = runs.eval_dir(runs.random_init_dir(tmp_path / "demo", "r3d", seed))
         assert runs.result_path(results, "finetune", 1, 0.1).is_file() and runs.result_path(results, "finetune").is_file()
         supervised = json.loads(runs.result_path(results, "finetune").read_text())
         assert supervised["settings"]["fraction"] == 1.0 and supervised["settings"]["backbone_lr_scale"] == 1.0
+        assert 0 < supervised["metrics"]["train_seconds"] < supervised["seconds"]
     summary = json.loads((report.parent / "summary.json").read_text())
     rows = {r["protocol"]: r for r in summary["ssl_vs_random"] if r["arch"] == "r3d"}
     assert set(rows) == {"knn", "finetune"} and rows["knn"]["seeds"] == [0, 1]

@@ -58,7 +58,7 @@ def run_demo(out: Path, data_root: Path | None = None, overrides: list[str] | No
     parts = time_breakdown(exp.runs, [r for group in exp.random_init for r in group.runs],
                            {"writing data": data_seconds, "report": timing["report"]})
     parts["other (setup, data probing, loaders)"] = max(0.0, total - sum(parts.values()))
-    lines = [f"  {name:<38s} {seconds / 60:5.1f} min  {100 * seconds / total:3.0f}%" for name, seconds in parts.items()]
+    lines = [f"  {name:<46s} {seconds / 60:5.1f} min  {100 * seconds / total:3.0f}%" for name, seconds in parts.items()]
     on_step(f"\ndemo finished in {total / 60:.1f} min. Report: {report}\n"
             f"  (HTML: {report.with_suffix('.html')}; figures in {report.parent / 'figures'})\n"
             "where the time went:\n" + "\n".join(lines))

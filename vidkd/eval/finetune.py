@@ -172,5 +172,6 @@ def finetune(
         "final_train_top1": history[-1]["train_top1"],
         "history": [{k: h[k] for k in history_keys if k in h} for h in history],
         "param_group_lrs": param_group_lrs,
+        "train_seconds": sum(float(h.get("epoch_seconds") or 0.0) for h in history),  # the training steps alone
         "seconds": time.time() - start_time,
     }

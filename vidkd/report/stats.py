@@ -122,25 +122,33 @@ def target_accuracy(baseline: Group | None) -> float | None:
 
 
 FINETUNING = ("finetune", SUPERVISED)  # evaluations that train a network
-FINETUNING_PART = "fine-tuning evaluations (training and testing)"
-GRID_PARTS = ("training steps", "validation and probes", FINETUNING_PART, "evaluation")  # measured inside the grid
+FINETUNING_STEPS = "training steps of fine-tuning evaluations"
+FINETUNING_PART = "fine-tuning evaluations: setup and testing"
+GRID_PARTS = ("training steps", FINETUNING_STEPS, "validation and probes", FINETUNING_PART,
+              "evaluation")  # measured inside the grid
 
 
 def time_breakdown(experiment_runs: Sequence[Run], random_runs: Sequence[Run] = (),
                    outside: dict[str, float] | None = None) -> dict[str, float]:
-    """Seconds by kind of work: training steps, validation and probes (from every run's metrics),
-    evaluation (the result records), and `outside` (e.g. data writing, measured by the caller)."""
-    steps = validation = finetuning = evaluation = 0.0
+    """Seconds by kind of work: training steps and validation (from every run's metrics), the training
+    steps of fine-tuning evaluations and the rest of them (their result records: `train_seconds`
+    of `seconds`), the other evaluations, and `outside` (e.g. data writing, measured by the caller)."""
+    steps = finetune_steps = validation = finetuning = evaluation = 0.0
     for run in list(experiment_runs) + list(random_runs):
         for m in run.metrics:
             steps += float(m.get("epoch_seconds") or 0.0)
             validation += float(m.get("val_seconds") or 0.0) + float(m.get("probe_seconds") or 0.0)
         for protocol, seconds in run.eval_seconds.items():
             if protocol in FINETUNING:
-                finetuning += float(seconds)
+                trained = float(run.evals.get(protocol, {}).get("train_seconds") or 0.0)
+                finetune_steps += trained
+                finetuning += float(seconds) - trained
             else:
                 evaluation += float(seconds)
-    parts = {**(outside or {}), "training steps": steps, "validation and probes": validation}
+    parts = {**(outside or {}), "training steps": steps}
+    if finetune_steps:
+        parts[FINETUNING_STEPS] = finetune_steps
+    parts["validation and probes"] = validation
     if finetuning:
         parts[FINETUNING_PART] = finetuning
     parts["evaluation"] = evaluation
