@@ -445,3 +445,15 @@ def test_random_init_pairs_by_seed_and_the_supervised_ceiling_is_read_at_every_l
     assert "## What pretraining buys: random init, pretrained, supervised" in md
     assert "| R3D ×0.125 | finetune | 15.0 | 30.0 | 60.0 | [+15.0, +15.0] | — | 2 |" in md
     assert "fine-tuning on 10% of the labels" in md
+
+
+def test_curves_show_the_train_pretext_accuracy_when_no_run_probed_knn(tmp_path):
+    from vidkd.report.figures import second_metric
+
+    make_experiment(tmp_path)
+    groups = report.group_runs(report.load_experiment(tmp_path).runs)
+    assert second_metric(groups) == "val_knn_top1"
+    for group in groups:
+        for run in group.runs:
+            run.metrics = [{k: v for k, v in m.items() if k != "val_knn_top1"} for m in run.metrics]
+    assert second_metric(groups) == "train_pretext_acc"

@@ -26,10 +26,19 @@ _SPARE_COLOURS = ["tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
 METRIC_LABELS = {
     "val_pretext_acc": "val pretext accuracy (%)",
     "val_knn_top1": "kNN top-1 (%)",
+    "train_pretext_acc": "train pretext accuracy (%)",
     "train_loss": "train loss",
     "train_kd_loss": "train KD loss",
 }
 PERCENT_METRICS = ("val_pretext_acc", "val_knn_top1", "train_pretext_acc")
+SECOND_METRIC = {"val_knn_top1": "kNN top-1", "train_pretext_acc": "train pretext accuracy"}
+
+
+def second_metric(groups: Sequence["Group"]) -> str:
+    """kNN top-1 beside the pretext accuracy; the train pretext accuracy when no run probed kNN
+    (`train.knn_every: 0`), rather than an empty panel."""
+    probed = any(len(run.series("val_knn_top1")[0]) for group in groups for run in group.runs)
+    return "val_knn_top1" if probed else "train_pretext_acc"
 
 
 def arch_colour(arch: str) -> str:
@@ -90,11 +99,13 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> Path:
 
 
 def plot_baselines(baselines: Sequence["Group"], out_dir: Path) -> Path:
-    """Every from-scratch baseline side by side: val pretext accuracy and kNN top-1 per epoch."""
+    """Every from-scratch baseline side by side: val pretext accuracy and kNN top-1 per epoch
+    (train pretext accuracy when no run probed kNN)."""
     fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
+    second = second_metric(baselines)
     _panel(axes[0], baselines, "val_pretext_acc", "Baselines: val pretext accuracy")
-    _panel(axes[1], baselines, "val_knn_top1", "Baselines: kNN top-1")
+    _panel(axes[1], baselines, second, f"Baselines: {SECOND_METRIC[second]}")
     return _save(fig, out_dir, "baselines")
 
 
@@ -105,9 +116,10 @@ def plot_teacher_students(teacher: "Group", students: Sequence["Group"], out_dir
     rows.append((f"{teacher.label} vs all its students", list(students)))
     fig = Figure(figsize=(11, 4 * len(rows)))
     axes = fig.subplots(len(rows), 2, squeeze=False)
+    second = second_metric([teacher, *students])
     for (title, shown), ax_row in zip(rows, axes):
         _panel(ax_row[0], [teacher, *shown], "val_pretext_acc", f"{title}: val pretext accuracy")
-        _panel(ax_row[1], [teacher, *shown], "val_knn_top1", f"{title}: kNN top-1")
+        _panel(ax_row[1], [teacher, *shown], second, f"{title}: {SECOND_METRIC[second]}")
     return _save(fig, out_dir, f"teacher_{teacher.slug}")
 
 
