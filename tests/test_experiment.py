@@ -187,3 +187,21 @@ def test_a_demo_directory_of_an_older_synthetic_format_is_refused_in_one_line(tm
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "remove" in err and "--out" in err
     assert (finished / "metrics.jsonl").read_text() == "{}\n" and (data / "synthetic.json").is_file()  # nothing lost
+
+
+@pytest.mark.parametrize("override, message", [
+    ("supervised_epochs=0", "'supervised_epochs' must be at least 1"),
+    ("random_init=false", "set random_init: true"),
+    ("eval.finetune_fraction=1.0", "set eval.finetune_fraction below 1"),
+    ("eval.finetune_fraction=1.5", "'eval.finetune_fraction' must be in (0, 1]"),
+    ("eval.linear_weight_decay=[]", "'eval.linear_weight_decay' needs one or more non-negative numbers"),
+    ("eval.linear_weight_decay=[0.1,-1]", "'eval.linear_weight_decay' needs one or more non-negative numbers"),
+])
+def test_the_benchmark_keys_are_checked_before_anything_runs(tmp_path, capsys, override, message):
+    from vidkd.cli import main
+
+    out = tmp_path / "x"
+    assert main(["experiment", "--config", "demo_synthetic", "--out", str(out), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing written

@@ -414,15 +414,15 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError("experiment key 'seeds' needs at least one seed")
     if exp.supervised_epochs is not None and exp.supervised_epochs < 1:
         raise ConfigError(f"experiment key 'supervised_epochs' must be at least 1; got {exp.supervised_epochs}")
+    for section in ("base", "teacher"):
+        if not isinstance(getattr(exp, section), dict):
+            raise ConfigError(f"experiment key '{section}' must be a mapping")
+    config_from_dict(exp.run_values())  # every run config key is checked now, not when its run starts
     if exp.supervised and not exp.random_init:
         raise ConfigError("experiment key 'supervised: true' fine-tunes the random-init networks; set random_init: true")
     if exp.supervised and labelled_fraction(exp.eval, "finetune") >= 1 and "finetune" in exp.evaluations:
         raise ConfigError("with fine-tuning on every label, the supervised reference would be the random network's "
                           "own fine-tuning; set eval.finetune_fraction below 1 (e.g. 0.1) or supervised: false")
-    for section in ("base", "teacher"):
-        if not isinstance(getattr(exp, section), dict):
-            raise ConfigError(f"experiment key '{section}' must be a mapping")
-    config_from_dict(exp.run_values())  # every run config key is checked now, not when its run starts
     parse_overrides([f"teacher.{k}={v}" for k, v in exp.teacher.items()])
     return exp
 
