@@ -205,3 +205,16 @@ def test_the_benchmark_keys_are_checked_before_anything_runs(tmp_path, capsys, o
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing written
+
+
+def test_an_architecture_can_have_its_own_epoch_budget(tmp_path, capsys):
+    from vidkd.apps.grid import plan_runs, run_config
+    from vidkd.cli import main
+    from vidkd.config import load_experiment
+
+    exp = load_experiment("demo_synthetic", ["epochs_by_arch.c3d=20"])
+    epochs = {run.name: run_config(exp, run, tmp_path).train.epochs for run in plan_runs(exp)}
+    assert epochs["baseline_c3d_s0"] == epochs["kd_r3d_to_c3d_s2"] == 20  # the student and its twin alike
+    assert epochs["baseline_r3d_s0"] == epochs["kd_r3d_to_r3d_s1"] == 10
+    assert main(["experiment", "--config", "demo_synthetic", "--dry-run", "--set", "epochs_by_arch.c3d=0"]) == 2
+    assert "'epochs_by_arch.c3d' must be a whole number of epochs >= 1" in capsys.readouterr().err

@@ -182,6 +182,7 @@ class ExperimentConfig:
     name: str = "experiment"
     base: dict[str, Any] = field(default_factory=dict)  # run config shared by every run
     widths: dict[str, float] = field(default_factory=dict)  # per-architecture model.width
+    epochs_by_arch: dict[str, int] = field(default_factory=dict)  # per-architecture train.epochs (students too)
     baselines: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
     teachers: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
     students: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
@@ -412,6 +413,9 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(f"teachers {missing} have no baseline run; add them to 'baselines'")
     if not exp.seeds:
         raise ConfigError("experiment key 'seeds' needs at least one seed")
+    for arch, epochs in exp.epochs_by_arch.items():
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"experiment key 'epochs_by_arch.{arch}' must be a whole number of epochs >= 1; got {epochs!r}")
     if exp.supervised_epochs is not None and exp.supervised_epochs < 1:
         raise ConfigError(f"experiment key 'supervised_epochs' must be at least 1; got {exp.supervised_epochs}")
     for section in ("base", "teacher"):
@@ -436,7 +440,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         key, value = split_override(item)
         head = key.split(".")[0]
         if head in experiment_keys:
-            if key not in all_keys(ExperimentConfig) and "." in key and head not in ("base", "widths", "teacher"):
+            if key not in all_keys(ExperimentConfig) and "." in key and head not in ("base", "widths", "epochs_by_arch", "teacher"):
                 raise unknown_key_error(key, all_keys(ExperimentConfig))
             _set_path(values, key, value)
         else:

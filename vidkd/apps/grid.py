@@ -65,6 +65,8 @@ def run_config(exp: ExperimentConfig, run: PlannedRun, out_dir: Path) -> Config:
     values = deep_merge(exp.run_values(), {"name": run.name, "model": {"arch": run.arch}, "train": {"seed": run.seed}})
     if run.arch in exp.widths:
         values = deep_merge(values, {"model": {"width": exp.widths[run.arch]}})
+    if run.arch in exp.epochs_by_arch:
+        values = deep_merge(values, {"train": {"epochs": exp.epochs_by_arch[run.arch]}})
     if run.kind == "student":
         teacher = {**exp.teacher, "path": str(runs.experiment_run_dir(out_dir, run.teacher_run))}
         values = deep_merge(values, {"teacher": teacher})
@@ -129,7 +131,8 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
         "seeds": exp.seeds,
         "evaluations": exp.evaluations,
         "runs": [{**dataclasses.asdict(r), "run_dir": str(r.run_dir(out_dir).relative_to(out_dir)),
-                  "width": run_config(exp, r, out_dir).model.width, "method": base.method} for r in planned],
+                  "width": run_config(exp, r, out_dir).model.width, "epochs": run_config(exp, r, out_dir).train.epochs,
+                  "method": base.method} for r in planned],
     }
     atomic_write_json(runs.plan_path(out_dir), plan)
     atomic_write_text(out_dir / runs.EXPERIMENT_FILE, yaml.safe_dump(dataclasses.asdict(exp), sort_keys=False))

@@ -257,7 +257,7 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, spli
         teacher_run=entry.get("teacher_run"),
         seed=entry.get("seed", config.get("train", {}).get("seed")),
         run_dir=run_dir,
-        planned_epochs=planned_epochs or config.get("train", {}).get("epochs"),
+        planned_epochs=entry.get("epochs") or planned_epochs or config.get("train", {}).get("epochs"),
         config=config,
         problems=problems,
     )
