@@ -436,11 +436,13 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     config key that every run gets (train.epochs=5)."""
     values = read_yaml_mapping(path)
     experiment_keys = set(field_types(ExperimentConfig))
+    # keys whose values are free mappings (base, widths, ...): any dotted key under them is theirs to check
+    mapping_keys = {name for name, hint in field_types(ExperimentConfig).items() if typing.get_origin(hint) is dict}
     for item in overrides or []:
         key, value = split_override(item)
         head = key.split(".")[0]
         if head in experiment_keys:
-            if key not in all_keys(ExperimentConfig) and "." in key and head not in ("base", "widths", "epochs_by_arch", "teacher"):
+            if key not in all_keys(ExperimentConfig) and "." in key and head not in mapping_keys:
                 raise unknown_key_error(key, all_keys(ExperimentConfig))
             _set_path(values, key, value)
         else:

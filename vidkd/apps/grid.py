@@ -131,8 +131,8 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
         "seeds": exp.seeds,
         "evaluations": exp.evaluations,
         "runs": [{**dataclasses.asdict(r), "run_dir": str(r.run_dir(out_dir).relative_to(out_dir)),
-                  "width": run_config(exp, r, out_dir).model.width, "epochs": run_config(exp, r, out_dir).train.epochs,
-                  "method": base.method} for r in planned],
+                  "width": cfg.model.width, "epochs": cfg.train.epochs, "method": base.method}
+                 for r in planned for cfg in [run_config(exp, r, out_dir)]],
     }
     atomic_write_json(runs.plan_path(out_dir), plan)
     atomic_write_text(out_dir / runs.EXPERIMENT_FILE, yaml.safe_dump(dataclasses.asdict(exp), sort_keys=False))

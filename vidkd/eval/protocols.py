@@ -372,8 +372,9 @@ def evaluate(
             features[wanted] = cache.get_or_extract(key, extract)
         return features[wanted]
 
-    ctx = EvaluationContext(backbone, cfg, train_split, test_split, device, 1.0, get_features, progress,
-                            dataset_info, epochs=epochs, used_records=used_records)
+    shared = dict(backbone=backbone, cfg=cfg, train_split=train_split, test_split=test_split, device=device,
+                  get_features=get_features, progress=progress, dataset_info=dataset_info, epochs=epochs,
+                  used_records=used_records)
     results: dict[str, dict[str, Any]] = {}
     failed_writes: list[str] = []
     # a fixed order: the frozen-feature protocols share one extraction, fine-tuning (of a copy) comes last
@@ -381,7 +382,7 @@ def evaluate(
         start = time.time()
         if protocol not in RECIPES.get(cfg.eval.protocol, PROTOCOLS):
             log.info("eval.protocol %s defines no %s; it runs the vidkd recipe", cfg.eval.protocol, protocol)
-        ctx.fraction = fractions[protocol]
+        ctx = EvaluationContext(fraction=fractions[protocol], **shared)
         settings, metrics = protocol_function(cfg.eval.protocol, protocol)(ctx)
         history = metrics.pop("history", None)
         record = {

@@ -265,13 +265,19 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, spli
         run.config.setdefault("model", {})["width"] = entry["width"]
     run.metrics = runs.read_metrics(run_dir, problems)
     for protocol, path in result_files(run_dir, split, fraction, any_single, eval_protocol, finetune_fraction).items():
-        record = read_json(path, problems)
-        if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
-            run.evals[protocol] = record["metrics"]
-            run.records[protocol] = record
-            if isinstance(record.get("seconds"), (int, float)):
-                run.eval_seconds[protocol] = float(record["seconds"])
+        read_result(run, protocol, path)
     return run
+
+
+def read_result(run: Run, key: str, path: Path) -> None:
+    """Keep the result record at `path` under `key` (metrics, whole record, seconds); a record
+    that cannot be read is noted in `run.problems`."""
+    record = read_json(path, run.problems)
+    if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
+        run.evals[key] = record["metrics"]
+        run.records[key] = record
+        if isinstance(record.get("seconds"), (int, float)):
+            run.eval_seconds[key] = float(record["seconds"])
 
 
 def _single_run_plan(directory: Path) -> dict[str, Any]:
@@ -336,12 +342,8 @@ def _random_init_groups(directory: Path, planned: set[Path], split: int, fractio
                        directory, None, split, fraction, eval_protocol=protocol, finetune_fraction=finetune_fraction)
         if (fraction if finetune_fraction is None else finetune_fraction) < 1:
             supervised = result_files(run_dir, split, 1.0, eval_protocol=protocol).get("finetune")
-            record = read_json(supervised, run.problems) if supervised else None
-            if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
-                run.evals[SUPERVISED] = record["metrics"]
-                run.records[SUPERVISED] = record
-                if isinstance(record.get("seconds"), (int, float)):
-                    run.eval_seconds[SUPERVISED] = float(record["seconds"])
+            if supervised:
+                read_result(run, SUPERVISED, supervised)
         if run.evals:
             by_arch.setdefault(arch, []).append(run)
     groups = []

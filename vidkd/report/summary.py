@@ -43,14 +43,14 @@ def ci95(differences: Sequence[float]) -> list[float] | None:
     return [mean - half, mean + half]
 
 
-def _eval(run: Run, protocol: str) -> float | None:
-    value = run.evals.get(protocol, {}).get(HEADLINE[protocol])
+def _eval(run: Run, protocol: str, key: str | None = None) -> float | None:
+    """The headline number of `protocol`, read from `run.evals[key or protocol]`."""
+    value = run.evals.get(key or protocol, {}).get(HEADLINE[protocol])
     return float(value) if isinstance(value, (int, float)) else None
 
 
 def _supervised(run: Run) -> float | None:
-    value = run.evals.get(SUPERVISED, {}).get(HEADLINE["finetune"])
-    return float(value) if isinstance(value, (int, float)) else None
+    return _eval(run, "finetune", SUPERVISED)
 
 
 def _best_pretext(run: Run) -> tuple[float | None, int | None]:
