@@ -57,7 +57,8 @@ def prepare_data(data: Path | None) -> Path:
     """The default synthetic dataset (written once, then reused) unless `data` is given."""
     if data is not None:
         return data
-    write_synthetic_dataset(DEFAULT_DATA, progress=False)
+    # the benchmark's own scratch directory: one written with older defaults is replaced
+    write_synthetic_dataset(DEFAULT_DATA, progress=False, overwrite=True)
     return DEFAULT_DATA
 
 

@@ -212,9 +212,12 @@ def test_an_architecture_can_have_its_own_epoch_budget(tmp_path, capsys):
     from vidkd.cli import main
     from vidkd.config import load_experiment
 
+    preset = load_experiment("demo_synthetic")
+    default = run_config(preset, plan_runs(preset)[0], tmp_path).train.epochs
     exp = load_experiment("demo_synthetic", ["epochs_by_arch.c3d=20"])
     epochs = {run.name: run_config(exp, run, tmp_path).train.epochs for run in plan_runs(exp)}
+    assert default != 20
     assert epochs["baseline_c3d_s0"] == epochs["kd_r3d_to_c3d_s2"] == 20  # the student and its twin alike
-    assert epochs["baseline_r3d_s0"] == epochs["kd_r3d_to_r3d_s1"] == 10
+    assert epochs["baseline_r3d_s0"] == epochs["kd_r3d_to_r3d_s1"] == default
     assert main(["experiment", "--config", "demo_synthetic", "--dry-run", "--set", "epochs_by_arch.c3d=0"]) == 2
     assert "'epochs_by_arch.c3d' must be a whole number of epochs >= 1" in capsys.readouterr().err

@@ -175,3 +175,13 @@ def test_a_constant_predictor_never_outranks_a_real_one_as_best_checkpoint():
     weaker_but_real = {"val_pretext_acc": 0.22, "val_top_class_share": 0.6}
     assert pretext_score(weaker_but_real) > pretext_score(collapsed)
     assert pretext_score(collapsed) > pretext_score({"val_pretext_acc": 0.1, "val_top_class_share": 1.0})
+
+
+def test_best_by_last_keeps_the_final_epoch_as_the_checkpoint_used(data_root, tmp_path):
+    """`train.best_by: last`: checkpoints/best is the last epoch's, whatever the validation said."""
+    run = tmp_path / "run"
+    pretrain(tiny_config(data_root, "train.epochs=3", "train.knn_every=0", "train.best_by=last"), run)
+    best = load_weights(run / "checkpoints" / "best" / "model.safetensors")
+    last = load_weights(run / "checkpoints" / "last" / "model.safetensors")
+    assert json.loads((run / "checkpoints" / "best" / "meta.json").read_text())["epoch"] == 3
+    assert all(torch.equal(best[k], last[k]) for k in last)

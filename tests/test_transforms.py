@@ -123,3 +123,14 @@ def test_bad_arguments():
         ClipTransform(jitter_order="sometimes")
     with pytest.raises(ValueError):
         ClipTransform(resize=None, crop=16)(np.zeros((2, 8, 8, 3), np.uint8), np.random.default_rng(0))
+
+
+def test_apply_leaves_the_callers_frames_untouched():
+    """The transform works in place on its own copy: neither uint8 nor float input frames change."""
+    transform = ClipTransform(resize=None, crop=32, train=True, color_jitter=1.0, grayscale=0.0, mean=MEAN, std=STD,
+                              modality="residual_rescaled")
+    for frames in (np.stack([random_frame(s) for s in range(4)]),
+                   torch.from_numpy(np.stack([random_frame(s) for s in range(4)])).float()):
+        before = frames.copy() if isinstance(frames, np.ndarray) else frames.clone()
+        transform(frames, np.random.default_rng(0))
+        assert (before == frames).all()

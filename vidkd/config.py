@@ -109,7 +109,7 @@ class TrainConfig:
     plateau_patience: int = 8
     plateau_factor: float = 0.1
     min_lr: float = 0.0  # the plateau scheduler never goes below this (PCL: 1e-5)
-    best_by: str = "accuracy"  # which validation number picks checkpoints/best: accuracy | loss (PCL: loss)
+    best_by: str = "accuracy"  # what picks checkpoints/best: accuracy | loss (PCL) | last (the final epoch)
     grad_clip: float = 0.0  # max grad norm; 0 = off
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
     compile: bool = False
@@ -466,7 +466,7 @@ def validate(cfg: Config) -> None:
     _one_of("ssl.quadrant_order", cfg.ssl.quadrant_order, ("random", "reference"))
     _one_of("ssl.remote_rule", cfg.ssl.remote_rule, ("vidkd", "reference"))
     _one_of("ssl.bank_init", cfg.ssl.bank_init, ("unit", "reference"))
-    _one_of("train.best_by", cfg.train.best_by, ("accuracy", "loss"))
+    _one_of("train.best_by", cfg.train.best_by, ("accuracy", "loss", "last"))
     _one_of("eval.protocol", cfg.eval.protocol, EVAL_PROTOCOLS)
     _one_of("method", cfg.method, ("pcl", "vcop"))
     _one_of("ssl.pretext", cfg.ssl.pretext, ("vcp", "none"))

@@ -74,8 +74,8 @@ class ClipTransform:
         self.flip = flip
         self.color_jitter = float(color_jitter)
         self.grayscale = float(grayscale)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)  # over (T, 3, H, W)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.modality = modality
 
     def __repr__(self) -> str:
@@ -114,6 +114,7 @@ class ClipTransform:
     def apply(self, frames: np.ndarray | torch.Tensor, params: ClipParams, modality: bool = True) -> torch.Tensor:
         """Apply `params` to every frame; `modality=False` stops before the residual step."""
         x = torch.as_tensor(frames)
+        frames_are_uint8 = x.dtype == torch.uint8
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected frames shaped (T, H, W, 3), got {tuple(x.shape)}")
         # (T, 3, H, W) as a channels-last view: torch's uint8 bilinear kernel resizes it about 5x
@@ -124,16 +125,20 @@ class ClipTransform:
         x = x[:, :, params.top:params.top + self.crop, params.left:params.left + self.crop]
         if params.flip:
             x = x.flip(-1)
-        x = (x.float() / 255.0).clamp_(0.0, 1.0)
+        # From here on every step works in place on this clip's own float copy: a small clip costs
+        # more in tensor allocations than in arithmetic.
+        x = x.to(torch.float32, copy=True).div_(255.0)
+        if not frames_are_uint8:
+            x.clamp_(0.0, 1.0)
         if params.jitter is not None:
-            x = _color_jitter(x, *params.jitter, order=params.jitter_order)
+            _color_jitter(x, *params.jitter, order=params.jitter_order)
         if params.grayscale:
             x = _gray(x).expand(-1, 3, -1, -1)
         if params.blur_sigma is not None:
             x = gaussian_blur(x, params.blur_sigma)
-        x = x.permute(1, 0, 2, 3)  # (C, T, H, W)
-        x = (x - self.mean) / self.std
-        return self.to_modality(x.contiguous()) if modality else x.contiguous()
+        x = ((x - self.mean) if params.grayscale else x.sub_(self.mean)).div_(self.std)
+        x = x.permute(1, 0, 2, 3).contiguous()  # (C, T, H, W)
+        return self.to_modality(x) if modality else x
 
     def to_modality(self, clip: torch.Tensor) -> torch.Tensor:
         """RGB stays; the residuals become frame differences along T (dim 1 of (C, T, H, W))."""
@@ -143,9 +148,9 @@ class ClipTransform:
 def to_modality(clip: torch.Tensor, modality: str) -> torch.Tensor:
     """(C, T, H, W) clip -> its `modality`: rgb as is, PCL's residual, or the rescaled VCP/IIC residual."""
     if modality == "residual":
-        return torch.roll(clip, 1, dims=1) - clip
+        return torch.roll(clip, 1, dims=1).sub_(clip)
     if modality == "residual_rescaled":
-        return (torch.roll(clip, 1, dims=1) - clip + 1.0) / 2.0
+        return torch.roll(clip, 1, dims=1).sub_(clip).add_(1.0).mul_(0.5)
     return clip
 
 
@@ -169,37 +174,30 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def _color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                  order: Sequence[int] = (0, 1, 2, 3)) -> torch.Tensor:
-    """Colour jitter on (T, 3, H, W) in [0, 1], the four steps in `order` (0 brightness, 1 contrast,
-    2 saturation, 3 hue); the contrast pivot is the mean grey of the whole clip."""
+                  order: Sequence[int] = (0, 1, 2, 3)) -> None:
+    """Colour jitter of (T, 3, H, W) in [0, 1], in place, the four steps in `order` (0 brightness,
+    1 contrast, 2 saturation, 3 hue); the contrast pivot is the mean grey of the whole clip."""
     for step in order:
         if step == 0:
-            x = (x * brightness).clamp_(0.0, 1.0)
+            x.mul_(brightness).clamp_(0.0, 1.0)
         elif step == 1:
-            x = _contrast(x, contrast)
+            pivot = _gray(x).mean()
+            x.sub_(pivot).mul_(contrast).add_(pivot).clamp_(0.0, 1.0)
         elif step == 2:
             gray = _gray(x)
-            x = ((x - gray) * saturation + gray).clamp_(0.0, 1.0)
+            x.sub_(gray).mul_(saturation).add_(gray).clamp_(0.0, 1.0)
         elif hue != 0.0:
-            x = _rotate_hue(x, hue)
-    return x
+            _rotate_hue(x, hue)
 
 
-def _contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
-    pivot = _gray(x).mean()
-    return ((x - pivot) * factor + pivot).clamp_(0.0, 1.0)
-
-
-def _rotate_hue(x: torch.Tensor, turn: float) -> torch.Tensor:
-    """Rotate the hue by `turn` of a full circle: a rotation of the chroma plane in YIQ space.
-
-    A cheap linear stand-in for an HSV round trip (one 3x3 matrix for the whole clip).
-    """
+def _rotate_hue(x: torch.Tensor, turn: float) -> None:
+    """Rotate the hue of (T, 3, H, W) by `turn` of a full circle, in place: a rotation of the
+    chroma plane in YIQ space (a cheap linear stand-in for an HSV round trip)."""
     angle = 2.0 * math.pi * turn
     cos, sin = math.cos(angle), math.sin(angle)
     rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
     matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
-    return torch.einsum("ij,tjhw->tihw", matrix, x).clamp_(0.0, 1.0)
+    x.copy_(torch.einsum("ij,tjhw->tihw", matrix, x)).clamp_(0.0, 1.0)
 
 
 def transforms_from_config(data_cfg, colour_augmentation: bool = True) -> tuple[ClipTransform, ClipTransform]:

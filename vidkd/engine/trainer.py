@@ -392,7 +392,8 @@ class Trainer:
             self._record(metrics)
             history.append(metrics)
             score = self.method.score(metrics)
-            improved = score > self.best_score
+            # best_by "last": the final epoch is the one used, whatever a noisy validation says
+            improved = t.best_by == "last" or score > self.best_score
             if improved:
                 self.best_score = score
                 if self.keep_best:

@@ -119,7 +119,7 @@ def _is_complete(root: Path, params: dict) -> bool:
     return all(path.is_file() and path.stat().st_size > 0 for path in expected + split_files)
 
 
-def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = 8, clips_per_group: int = 3,
+def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = 16, clips_per_group: int = 2,
                             frames: int = 96, size: tuple[int, int] = (128, 96), seed: int = 0,
                             overwrite: bool = False, progress: bool = True) -> dict:
     """Write the synthetic action dataset to `out` in the UCF101 layout and return a summary.
