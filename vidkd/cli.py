@@ -18,7 +18,7 @@ from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, evaluate, format_results
 from vidkd.report import write_report
-from vidkd.synthetic import format_summary, write_synthetic_dataset
+from vidkd.synthetic import DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, format_summary, write_synthetic_dataset
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write the built-in synthetic action dataset (UCF101 layout)")
     p.add_argument("out", help="output directory")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--groups", type=int, default=16, help="actors; train and test never share one")
-    p.add_argument("--clips-per-group", type=int, default=2)
+    p.add_argument("--groups", type=int, default=DEFAULT_GROUPS, help="actors; train and test never share one")
+    p.add_argument("--clips-per-group", type=int, default=DEFAULT_CLIPS_PER_GROUP)
     p.add_argument("--frames", type=int, default=96, help="frames per video (a PCL tuple needs 64, plus a remote clip)")
     p.add_argument("--size", type=_size, default=(128, 96), help="WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)

@@ -136,6 +136,7 @@ class ClipTransform:
             x = _gray(x).expand(-1, 3, -1, -1)
         if params.blur_sigma is not None:
             x = gaussian_blur(x, params.blur_sigma)
+        # the grayscale branch holds an expanded view (one plane three times): not writable in place
         x = ((x - self.mean) if params.grayscale else x.sub_(self.mean)).div_(self.std)
         x = x.permute(1, 0, 2, 3).contiguous()  # (C, T, H, W)
         return self.to_modality(x) if modality else x

@@ -21,11 +21,11 @@ added or removed, and the same seed gives byte-identical files.
 from vidkd.synthetic.kinematics import ACTIONS, CLASS_NAMES, ActionClass, Pose, class_names, skeleton
 from vidkd.synthetic.preview import decode_video_frames, render_preview
 from vidkd.synthetic.render import Actor, make_actor, render_clip
-from vidkd.synthetic.writer import (FPS, format_summary, held_out_groups, is_synthetic_dataset, video_name,
-                                   write_synthetic_dataset)
+from vidkd.synthetic.writer import (DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, FPS, format_summary, held_out_groups,
+                                   is_synthetic_dataset, video_name, write_synthetic_dataset)
 
 __all__ = [
-    "ACTIONS", "CLASS_NAMES", "FPS", "ActionClass", "Actor", "Pose", "class_names", "decode_video_frames",
+    "ACTIONS", "CLASS_NAMES", "DEFAULT_CLIPS_PER_GROUP", "DEFAULT_GROUPS", "FPS", "ActionClass", "Actor", "Pose", "class_names", "decode_video_frames",
     "format_summary", "held_out_groups", "is_synthetic_dataset", "make_actor", "render_clip", "render_preview", "skeleton",
     "video_name", "write_synthetic_dataset",
 ]
