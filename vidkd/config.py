@@ -435,9 +435,10 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     """Read an experiment config; an override names an experiment key (seeds=[0,1]) or a run
     config key that every run gets (train.epochs=5)."""
     values = read_yaml_mapping(path)
-    experiment_keys = set(field_types(ExperimentConfig))
+    types = field_types(ExperimentConfig)
+    experiment_keys = set(types)
     # keys whose values are free mappings (base, widths, ...): any dotted key under them is theirs to check
-    mapping_keys = {name for name, hint in field_types(ExperimentConfig).items() if typing.get_origin(hint) is dict}
+    mapping_keys = {name for name, hint in types.items() if typing.get_origin(hint) is dict}
     for item in overrides or []:
         key, value = split_override(item)
         head = key.split(".")[0]

@@ -2,8 +2,8 @@
 
 Writes the dataset (reused when present), runs the reduced grid of the `demo_synthetic` preset
 (baselines, students of one teacher, random-init and supervised references, evaluations, 3
-seeds), and writes the report. Running it again skips everything that is finished. Steps are reported through `on_step`, so the CLI can
-print them; the library itself prints nothing.
+seeds), and writes the report. Running it again skips everything that is finished. Steps are
+reported through `on_step`, so the CLI can print them; the library itself prints nothing.
 """
 
 from __future__ import annotations

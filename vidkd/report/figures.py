@@ -31,7 +31,6 @@ METRIC_LABELS = {
     "train_kd_loss": "train KD loss",
 }
 PERCENT_METRICS = ("val_pretext_acc", "val_knn_top1", "train_pretext_acc")
-SECOND_METRIC = {"val_knn_top1": "kNN top-1", "train_pretext_acc": "train pretext accuracy"}
 
 
 def second_metric(groups: Sequence["Group"]) -> str:
@@ -39,6 +38,11 @@ def second_metric(groups: Sequence["Group"]) -> str:
     (`train.knn_every: 0`), rather than an empty panel."""
     probed = any(len(run.series("val_knn_top1")[0]) for group in groups for run in group.runs)
     return "val_knn_top1" if probed else "train_pretext_acc"
+
+
+def panel_title(metric: str) -> str:
+    """A metric's axis label without its unit, for a panel title ("kNN top-1")."""
+    return METRIC_LABELS[metric].removesuffix(" (%)")
 
 
 def arch_colour(arch: str) -> str:
@@ -105,7 +109,7 @@ def plot_baselines(baselines: Sequence["Group"], out_dir: Path) -> Path:
     axes = fig.subplots(1, 2)
     second = second_metric(baselines)
     _panel(axes[0], baselines, "val_pretext_acc", "Baselines: val pretext accuracy")
-    _panel(axes[1], baselines, second, f"Baselines: {SECOND_METRIC[second]}")
+    _panel(axes[1], baselines, second, f"Baselines: {panel_title(second)}")
     return _save(fig, out_dir, "baselines")
 
 
@@ -119,7 +123,7 @@ def plot_teacher_students(teacher: "Group", students: Sequence["Group"], out_dir
     second = second_metric([teacher, *students])
     for (title, shown), ax_row in zip(rows, axes):
         _panel(ax_row[0], [teacher, *shown], "val_pretext_acc", f"{title}: val pretext accuracy")
-        _panel(ax_row[1], [teacher, *shown], second, f"{title}: {SECOND_METRIC[second]}")
+        _panel(ax_row[1], [teacher, *shown], second, f"{title}: {panel_title(second)}")
     return _save(fig, out_dir, f"teacher_{teacher.slug}")
 
 

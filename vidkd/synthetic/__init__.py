@@ -25,7 +25,7 @@ from vidkd.synthetic.writer import (DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, FPS
                                    is_synthetic_dataset, video_name, write_synthetic_dataset)
 
 __all__ = [
-    "ACTIONS", "CLASS_NAMES", "DEFAULT_CLIPS_PER_GROUP", "DEFAULT_GROUPS", "FPS", "ActionClass", "Actor", "Pose", "class_names", "decode_video_frames",
-    "format_summary", "held_out_groups", "is_synthetic_dataset", "make_actor", "render_clip", "render_preview", "skeleton",
+    "ACTIONS", "CLASS_NAMES", "DEFAULT_CLIPS_PER_GROUP", "DEFAULT_GROUPS", "FPS", "ActionClass", "Actor", "Pose",
+    "class_names", "decode_video_frames", "format_summary", "held_out_groups", "is_synthetic_dataset", "make_actor", "render_clip", "render_preview", "skeleton",
     "video_name", "write_synthetic_dataset",
 ]
