@@ -145,8 +145,9 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_ranks_match_one_rank_with_twice_the_batch(data_root, tmp_path):
     """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (SyncBatchNorm, memory bank)."""
-    # two optimizer steps: float rounding differences (sums in another order) stay ~1e-7; without
-    # SyncBatchNorm or with per-rank negatives the weights differ by 1e-2 and more
+    # two optimizer steps: float rounding differences (sums in another order) are ~1e-7 after the
+    # first; the second amplifies them on some seeds (train.seed 0-5: up to 7e-5 on 2 of 6). Without
+    # SyncBatchNorm the weights differ by 0.16-0.34.
     common = ["train.knn_every=0", "train.epochs=2", "train.steps_per_epoch=1", "model.sync_bn=true",
               "train.lr=0.01"]
     one = tmp_path / "one"
@@ -163,7 +164,7 @@ def test_two_ranks_match_one_rank_with_twice_the_batch(data_root, tmp_path):
     a = load_weights(one / "checkpoints" / "last" / "model.safetensors")
     b = load_weights(two / "checkpoints" / "last" / "model.safetensors")
     for key in a:
-        assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-4, atol=1e-5), key
+        assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-3, atol=1e-3), key
     la, lb = read_metrics(one), read_metrics(two)
     for ma, mb in zip(la, lb):
         assert ma["train_loss"] == pytest.approx(mb["train_loss"], rel=1e-4)

@@ -134,3 +134,46 @@ def test_apply_leaves_the_callers_frames_untouched():
         before = frames.copy() if isinstance(frames, np.ndarray) else frames.clone()
         transform(frames, np.random.default_rng(0))
         assert (before == frames).all()
+
+
+def _luma_reference(x: torch.Tensor) -> torch.Tensor:
+    return x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1)])
+def test_colour_jitter_matches_the_step_by_step_formulas(order):
+    """Brightness, contrast (pivot: the clip's mean grey), saturation and hue, each clamped to [0, 1],
+    in the drawn order, computed step by step on (T, 3, H, W) frames as torchvision does."""
+    frames = np.stack([random_frame(s) for s in range(4)])
+    brightness, contrast, saturation, hue = 1.3, 0.7, 1.35, 0.08
+    transform = ClipTransform(resize=None, crop=40, train=True, mean=(0, 0, 0), std=(1, 1, 1))
+    out = transform.apply(frames, ClipParams(top=0, left=8, jitter=(brightness, contrast, saturation, hue),
+                                             jitter_order=order))
+    x = torch.from_numpy(frames[:, :, 8:48]).float().permute(0, 3, 1, 2) / 255
+    angle = 2 * np.pi * hue
+    rotation = torch.tensor([[1.0, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]],
+                            dtype=torch.float32)
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    for step in order:
+        if step == 0:
+            x = x * brightness
+        elif step == 1:
+            pivot = _luma_reference(x).mean()
+            x = (x - pivot) * contrast + pivot
+        elif step == 2:
+            grey = _luma_reference(x)
+            x = (x - grey) * saturation + grey
+        else:
+            x = torch.einsum("ij,tjhw->tihw", torch.linalg.inv(yiq) @ rotation @ yiq, x)
+        x = x.clamp(0, 1)
+    assert out.is_contiguous()
+    assert torch.allclose(out, x.permute(1, 0, 2, 3), atol=2e-6)
+
+
+@pytest.mark.parametrize("modality", ["rgb", "residual", "residual_rescaled"])
+def test_every_clip_comes_out_contiguous(modality):
+    """(C, T, H, W) in memory order whatever was drawn: the batch's layout picks the convolution kernels."""
+    frames = np.stack([random_frame(s) for s in range(4)])
+    transform = ClipTransform(resize=(32, 44), crop=28, color_jitter=0.5, grayscale=0.5, blur=0.5, modality=modality)
+    for seed in range(12):
+        assert transform(frames, np.random.default_rng(seed)).is_contiguous()

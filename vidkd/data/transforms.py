@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
+_RGB_TO_YIQ = torch.tensor([LUMA, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 MODALITIES = ("rgb", "residual", "residual_rescaled")
@@ -74,8 +75,8 @@ class ClipTransform:
         self.flip = flip
         self.color_jitter = float(color_jitter)
         self.grayscale = float(grayscale)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)  # over (T, 3, H, W)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)  # over (C, T, H, W)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
         self.modality = modality
 
     def __repr__(self) -> str:
@@ -117,28 +118,27 @@ class ClipTransform:
         frames_are_uint8 = x.dtype == torch.uint8
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected frames shaped (T, H, W, 3), got {tuple(x.shape)}")
-        # (T, 3, H, W) as a channels-last view: torch's uint8 bilinear kernel resizes it about 5x
-        # faster than float, and only the crop is converted to float.
-        x = x.permute(0, 3, 1, 2)
-        if self.resize and tuple(x.shape[-2:]) != self.resize:
-            x = F.interpolate(x, size=self.resize, mode="bilinear", align_corners=False, antialias=False)
-        x = x[:, :, params.top:params.top + self.crop, params.left:params.left + self.crop]
+        if self.resize and tuple(x.shape[1:3]) != self.resize:
+            # (T, 3, H, W) as a channels-last view: torch's uint8 bilinear kernel resizes it about
+            # 5x faster than float
+            x = F.interpolate(x.permute(0, 3, 1, 2), size=self.resize, mode="bilinear", align_corners=False,
+                              antialias=False).permute(0, 2, 3, 1)
+        x = x[:, params.top:params.top + self.crop, params.left:params.left + self.crop]
         if params.flip:
-            x = x.flip(-1)
-        # From here on every step works in place on this clip's own float copy: a small clip costs
-        # more in tensor allocations than in arithmetic.
-        x = x.to(torch.float32, copy=True).div_(255.0)
+            x = x.flip(2)  # on the uint8 crop: a quarter of the bytes of the float clip
+        # One copy to a float (C, T, H, W) clip, then every step works in place on it: a small clip
+        # costs more in passes over memory and allocations than in arithmetic.
+        x = x.permute(3, 0, 1, 2).to(torch.float32, memory_format=torch.contiguous_format, copy=True).div_(255.0)
         if not frames_are_uint8:
             x.clamp_(0.0, 1.0)
         if params.jitter is not None:
             _color_jitter(x, *params.jitter, order=params.jitter_order)
         if params.grayscale:
-            x = _gray(x).expand(-1, 3, -1, -1)
+            # a real copy, not an expanded view of one plane, so the steps after it work in place
+            x = _luma(x).expand(3, -1, -1, -1).contiguous()
         if params.blur_sigma is not None:
-            x = gaussian_blur(x, params.blur_sigma)
-        # the grayscale branch holds an expanded view (one plane three times): not writable in place
-        x = ((x - self.mean) if params.grayscale else x.sub_(self.mean)).div_(self.std)
-        x = x.permute(1, 0, 2, 3).contiguous()  # (C, T, H, W)
+            x = gaussian_blur(x.transpose(0, 1), params.blur_sigma).transpose(0, 1).contiguous()
+        x.sub_(self.mean).div_(self.std)
         return self.to_modality(x) if modality else x
 
     def to_modality(self, clip: torch.Tensor) -> torch.Tensor:
@@ -148,11 +148,14 @@ class ClipTransform:
 
 def to_modality(clip: torch.Tensor, modality: str) -> torch.Tensor:
     """(C, T, H, W) clip -> its `modality`: rgb as is, PCL's residual, or the rescaled VCP/IIC residual."""
-    if modality == "residual":
-        return torch.roll(clip, 1, dims=1).sub_(clip)
+    if modality == "rgb":
+        return clip
+    residual = torch.empty_like(clip, memory_format=torch.contiguous_format)
+    torch.sub(clip[:, :-1], clip[:, 1:], out=residual[:, 1:])  # roll(x, 1, T) - x without the rolled copy
+    torch.sub(clip[:, -1], clip[:, 0], out=residual[:, 0])
     if modality == "residual_rescaled":
-        return torch.roll(clip, 1, dims=1).sub_(clip).add_(1.0).mul_(0.5)
-    return clip
+        residual.add_(1.0).mul_(0.5)
+    return residual
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -169,36 +172,39 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), vertical, groups=channels)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    """Luma of (T, 3, H, W) in [0, 1], shaped (T, 1, H, W)."""
-    return x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """Luma of a (3, T, H, W) clip in [0, 1], shaped (1, T, H, W). Element-wise on purpose: a BLAS
+    dot product sums in an order that depends on the thread count, and runs must not."""
+    return torch.mul(x[0:1], LUMA[0]).add_(x[1:2], alpha=LUMA[1]).add_(x[2:3], alpha=LUMA[2])
 
 
 def _color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
                   order: Sequence[int] = (0, 1, 2, 3)) -> None:
-    """Colour jitter of (T, 3, H, W) in [0, 1], in place, the four steps in `order` (0 brightness,
-    1 contrast, 2 saturation, 3 hue); the contrast pivot is the mean grey of the whole clip."""
+    """Colour jitter of a (3, T, H, W) clip in [0, 1], in place, the four steps in `order` (0
+    brightness, 1 contrast, 2 saturation, 3 hue); the contrast pivot is the mean grey of the whole
+    clip. Each step is one blend and a clamp to [0, 1], as torchvision's."""
     for step in order:
         if step == 0:
-            x.mul_(brightness).clamp_(0.0, 1.0)
+            x.mul_(brightness)
         elif step == 1:
-            pivot = _gray(x).mean()
-            x.sub_(pivot).mul_(contrast).add_(pivot).clamp_(0.0, 1.0)
+            pivot = sum(w * m for w, m in zip(LUMA, x.mean(dim=(1, 2, 3)).tolist()))  # = mean of the luma plane
+            x.mul_(contrast).add_((1.0 - contrast) * pivot)
         elif step == 2:
-            gray = _gray(x)
-            x.sub_(gray).mul_(saturation).add_(gray).clamp_(0.0, 1.0)
+            x.lerp_(_luma(x), 1.0 - saturation)  # saturation * x + (1 - saturation) * grey
         elif hue != 0.0:
             _rotate_hue(x, hue)
+        x.clamp_(0.0, 1.0)
 
 
 def _rotate_hue(x: torch.Tensor, turn: float) -> None:
-    """Rotate the hue of (T, 3, H, W) by `turn` of a full circle, in place: a rotation of the
-    chroma plane in YIQ space (a cheap linear stand-in for an HSV round trip)."""
+    """Rotate the hue of a (3, T, H, W) clip by `turn` of a full circle, in place: a rotation of
+    the chroma plane in YIQ space (a cheap linear stand-in for an HSV round trip)."""
     angle = 2.0 * math.pi * turn
     cos, sin = math.cos(angle), math.sin(angle)
     rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
     matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
-    x.copy_(torch.einsum("ij,tjhw->tihw", matrix, x)).clamp_(0.0, 1.0)
+    planes = x.view(3, -1)
+    planes.copy_(matrix @ planes)
 
 
 def transforms_from_config(data_cfg, colour_augmentation: bool = True) -> tuple[ClipTransform, ClipTransform]:
