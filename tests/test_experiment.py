@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,8 @@ def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
     assert f"using the dataset at {data_root}" in text  # --data: the user's dataset, used as it is
     assert "where the time went:" in text and "training steps" in text and "writing data" in text
     assert "training steps of fine-tuning evaluations" in text and "fine-tuning evaluations: setup and testing" in text
+    share = re.search(r"(\d+)% of the time is training steps \(pretraining (\d+)%, fine-tuning evaluations (\d+)%\)", text)
+    assert share and abs(int(share[1]) - int(share[2]) - int(share[3])) <= 1  # the two kinds of steps add up
     # one random network per seed, each also fine-tuned on every label (the supervised reference)
     for seed in (0, 1):
         results = runs.eval_dir(runs.random_init_dir(tmp_path / "demo", "r3d", seed))

@@ -396,6 +396,7 @@ def test_summary_json_pairs_seeds_and_decides_claims_only_with_intervals(tmp_pat
     md = (runs.report_dir(tmp_path) / "report.md").read_text()
     # 6 finished runs x 10 epochs + a 3-epoch run, 30 s of training steps each
     assert "## Where the time went" in md and "| training steps | 31.5 min | 100% |" in md
+    assert "100% of the time is training steps (pretraining 100%, fine-tuning evaluations 0%)" in md
     assert "## The claims, here" in md and "| students converge faster than their twins | undecided |" in md
 
 

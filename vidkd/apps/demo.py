@@ -17,7 +17,7 @@ from vidkd.apps.grid import run_experiment
 from vidkd.errors import DatasetError
 from vidkd.report import write_report
 from vidkd.report.results import load_experiment
-from vidkd.report.stats import time_breakdown
+from vidkd.report.stats import time_breakdown, training_share
 from vidkd.synthetic import format_summary, write_synthetic_dataset
 from vidkd.utils.io import atomic_write_json
 
@@ -61,5 +61,5 @@ def run_demo(out: Path, data_root: Path | None = None, overrides: list[str] | No
     lines = [f"  {name:<46s} {seconds / 60:5.1f} min  {100 * seconds / total:3.0f}%" for name, seconds in parts.items()]
     on_step(f"\ndemo finished in {total / 60:.1f} min. Report: {report}\n"
             f"  (HTML: {report.with_suffix('.html')}; figures in {report.parent / 'figures'})\n"
-            "where the time went:\n" + "\n".join(lines))
+            "where the time went:\n" + "\n".join(lines) + f"\n  {training_share(parts, total)}")
     return report

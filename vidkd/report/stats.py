@@ -153,3 +153,13 @@ def time_breakdown(experiment_runs: Sequence[Run], random_runs: Sequence[Run] = 
         parts[FINETUNING_PART] = finetuning
     parts["evaluation"] = evaluation
     return parts
+
+
+def training_share(parts: dict[str, float], total: float) -> str:
+    """'77% of the time is training steps (pretraining 54%, fine-tuning evaluations 23%)': every
+    optimizer step counts, the fine-tuning evaluations' as well as the pretraining's."""
+    pretraining, finetuning = parts.get("training steps", 0.0), parts.get(FINETUNING_STEPS, 0.0)
+    if total <= 0:
+        return "no time was measured"
+    return (f"{100 * (pretraining + finetuning) / total:.0f}% of the time is training steps (pretraining "
+            f"{100 * pretraining / total:.0f}%, fine-tuning evaluations {100 * finetuning / total:.0f}%)")

@@ -27,6 +27,7 @@ from vidkd.report.stats import (
     summarise_run,
     target_accuracy,
     time_breakdown,
+    training_share,
 )
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
@@ -384,7 +385,7 @@ def time_section(exp: Experiment) -> Section:
         parts["other (setup, data probing, loaders)"] = max(0.0, total - sum(parts.values()))
     rows = [[name, format_seconds(seconds), f"{100 * seconds / total:.0f}%" if total else MISSING]
             for name, seconds in parts.items()]
-    return Section("Where the time went", [Table(["work", "time", "share"], rows)])
+    return Section("Where the time went", [Table(["work", "time", "share"], rows), training_share(parts, total) + "."])
 
 
 def build_sections(exp: Experiment, report_dir: Path, summary: dict | None = None) -> list[Section]:
