@@ -122,9 +122,10 @@ def target_accuracy(baseline: Group | None) -> float | None:
 
 
 FINETUNING = ("finetune", SUPERVISED)  # evaluations that train a network
+TRAINING_STEPS = "training steps"  # of pretraining
 FINETUNING_STEPS = "training steps of fine-tuning evaluations"
 FINETUNING_PART = "fine-tuning evaluations: setup and testing"
-GRID_PARTS = ("training steps", FINETUNING_STEPS, "validation and probes", FINETUNING_PART,
+GRID_PARTS = (TRAINING_STEPS, FINETUNING_STEPS, "validation and probes", FINETUNING_PART,
               "evaluation")  # measured inside the grid
 
 
@@ -145,7 +146,7 @@ def time_breakdown(experiment_runs: Sequence[Run], random_runs: Sequence[Run] = 
                 finetuning += float(seconds) - trained
             else:
                 evaluation += float(seconds)
-    parts = {**(outside or {}), "training steps": steps}
+    parts = {**(outside or {}), TRAINING_STEPS: steps}
     if finetune_steps:
         parts[FINETUNING_STEPS] = finetune_steps
     parts["validation and probes"] = validation
@@ -158,7 +159,7 @@ def time_breakdown(experiment_runs: Sequence[Run], random_runs: Sequence[Run] = 
 def training_share(parts: dict[str, float], total: float) -> str:
     """'77% of the time is training steps (pretraining 54%, fine-tuning evaluations 23%)': every
     optimizer step counts, the fine-tuning evaluations' as well as the pretraining's."""
-    pretraining, finetuning = parts.get("training steps", 0.0), parts.get(FINETUNING_STEPS, 0.0)
+    pretraining, finetuning = parts.get(TRAINING_STEPS, 0.0), parts.get(FINETUNING_STEPS, 0.0)
     if total <= 0:
         return "no time was measured"
     return (f"{100 * (pretraining + finetuning) / total:.0f}% of the time is training steps (pretraining "
