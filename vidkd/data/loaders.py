@@ -284,14 +284,17 @@ class TupleDataset(_VideoDataset):
             return shared or self.transform.sample_params(rng, frames.shape[1:3])
 
         clips = []
-        for i, start in enumerate(positions.clip_starts):
-            clip = self.transform.apply(clip_frames(start), params(), modality=False)
-            if i == middle and label and self.pretext == "vcp":
-                remote = None
-                if label == 4:
-                    remote = self.transform.apply(clip_frames(positions.remote_start), params(), modality=False)
-                clip = apply_vcp(clip, label, rng, remote=remote, quadrant_order=self.quadrant_order)
-            clips.append(self.transform.to_modality(clip))
+        # no autograd bookkeeping for the many small tensor ops of a clip; the stack below, outside
+        # the mode, gives the caller an ordinary tensor
+        with torch.inference_mode():
+            for i, start in enumerate(positions.clip_starts):
+                clip = self.transform.apply(clip_frames(start), params(), modality=False)
+                if i == middle and label and self.pretext == "vcp":
+                    remote = None
+                    if label == 4:
+                        remote = self.transform.apply(clip_frames(positions.remote_start), params(), modality=False)
+                    clip = apply_vcp(clip, label, rng, remote=remote, quadrant_order=self.quadrant_order)
+                clips.append(self.transform.to_modality(clip))
         if self.pretext == "order":
             label = int(rng.integers(len(self.orders)))
             clips = [clips[i] for i in self.orders[label]]
