@@ -224,3 +224,16 @@ def test_an_architecture_can_have_its_own_epoch_budget(tmp_path, capsys):
     assert epochs["baseline_r3d_s0"] == epochs["kd_r3d_to_r3d_s1"] == default
     assert main(["experiment", "--config", "demo_synthetic", "--dry-run", "--set", "epochs_by_arch.c3d=0"]) == 2
     assert "'epochs_by_arch.c3d' must be a whole number of epochs >= 1" in capsys.readouterr().err
+
+
+def test_an_architecture_can_have_its_own_learning_rate(tmp_path, capsys):
+    from vidkd.apps.grid import plan_runs, run_config
+    from vidkd.cli import main
+    from vidkd.config import load_experiment
+
+    exp = load_experiment("demo_synthetic", ["lr_by_arch.c3d=0.0007", "train.lr=0.003"])
+    lrs = {run.name: run_config(exp, run, tmp_path).train.lr for run in plan_runs(exp)}
+    assert lrs["baseline_c3d_s0"] == lrs["kd_r3d_to_c3d_s2"] == 0.0007  # the student and its twin alike
+    assert lrs["baseline_r3d_s0"] == lrs["kd_r3d_to_r3d_s1"] == 0.003
+    assert main(["experiment", "--config", "demo_synthetic", "--dry-run", "--set", "lr_by_arch.c3d=0"]) == 2
+    assert "'lr_by_arch.c3d' must be a learning rate > 0" in capsys.readouterr().err

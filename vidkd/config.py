@@ -183,6 +183,7 @@ class ExperimentConfig:
     base: dict[str, Any] = field(default_factory=dict)  # run config shared by every run
     widths: dict[str, float] = field(default_factory=dict)  # per-architecture model.width
     epochs_by_arch: dict[str, int] = field(default_factory=dict)  # per-architecture train.epochs (students too)
+    lr_by_arch: dict[str, float] = field(default_factory=dict)  # per-architecture train.lr (students too)
     baselines: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
     teachers: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
     students: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
@@ -416,6 +417,9 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     for arch, epochs in exp.epochs_by_arch.items():
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"experiment key 'epochs_by_arch.{arch}' must be a whole number of epochs >= 1; got {epochs!r}")
+    for arch, lr in exp.lr_by_arch.items():
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ConfigError(f"experiment key 'lr_by_arch.{arch}' must be a learning rate > 0; got {lr!r}")
     if exp.supervised_epochs is not None and exp.supervised_epochs < 1:
         raise ConfigError(f"experiment key 'supervised_epochs' must be at least 1; got {exp.supervised_epochs}")
     for section in ("base", "teacher"):

@@ -67,6 +67,8 @@ def run_config(exp: ExperimentConfig, run: PlannedRun, out_dir: Path) -> Config:
         values = deep_merge(values, {"model": {"width": exp.widths[run.arch]}})
     if run.arch in exp.epochs_by_arch:
         values = deep_merge(values, {"train": {"epochs": exp.epochs_by_arch[run.arch]}})
+    if run.arch in exp.lr_by_arch:
+        values = deep_merge(values, {"train": {"lr": exp.lr_by_arch[run.arch]}})
     if run.kind == "student":
         teacher = {**exp.teacher, "path": str(runs.experiment_run_dir(out_dir, run.teacher_run))}
         values = deep_merge(values, {"teacher": teacher})
