@@ -63,12 +63,10 @@ def plan_runs(exp: ExperimentConfig) -> list[PlannedRun]:
 
 def run_config(exp: ExperimentConfig, run: PlannedRun, out_dir: Path) -> Config:
     values = deep_merge(exp.run_values(), {"name": run.name, "model": {"arch": run.arch}, "train": {"seed": run.seed}})
-    if run.arch in exp.widths:
-        values = deep_merge(values, {"model": {"width": exp.widths[run.arch]}})
-    if run.arch in exp.epochs_by_arch:
-        values = deep_merge(values, {"train": {"epochs": exp.epochs_by_arch[run.arch]}})
-    if run.arch in exp.lr_by_arch:
-        values = deep_merge(values, {"train": {"lr": exp.lr_by_arch[run.arch]}})
+    for by_arch, section, key in ((exp.widths, "model", "width"), (exp.epochs_by_arch, "train", "epochs"),
+                                  (exp.lr_by_arch, "train", "lr")):
+        if run.arch in by_arch:
+            values = deep_merge(values, {section: {key: by_arch[run.arch]}})
     if run.kind == "student":
         teacher = {**exp.teacher, "path": str(runs.experiment_run_dir(out_dir, run.teacher_run))}
         values = deep_merge(values, {"teacher": teacher})
