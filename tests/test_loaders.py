@@ -106,6 +106,9 @@ def test_fixed_is_repeatable_and_epochs_differ(ucf):
     assert torch.equal(e0, train[0]["clips"])  # reproducible within an epoch
     train.set_epoch(1)
     assert not torch.equal(e0, train[0]["clips"])
+    # built in inference mode, handed out as an ordinary tensor: the caller may change it in place
+    assert not e0.is_inference()
+    e0.mul_(2.0)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
