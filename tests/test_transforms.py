@@ -172,7 +172,7 @@ def test_colour_jitter_matches_the_step_by_step_formulas(order):
 
 @pytest.mark.parametrize("modality", ["rgb", "residual", "residual_rescaled"])
 def test_every_clip_comes_out_contiguous(modality):
-    """(C, T, H, W) in memory order whatever was drawn: the batch's layout picks the convolution kernels."""
+    """(C, T, H, W) in memory order whatever was drawn (grayscale, blur, residual)."""
     frames = np.stack([random_frame(s) for s in range(4)])
     transform = ClipTransform(resize=(32, 44), crop=28, color_jitter=0.5, grayscale=0.5, blur=0.5, modality=modality)
     for seed in range(12):

@@ -137,7 +137,7 @@ class ClipTransform:
             # a real copy, not an expanded view of one plane, so the steps after it work in place
             x = _luma(x).expand(3, -1, -1, -1).contiguous()
         if params.blur_sigma is not None:
-            x = gaussian_blur(x.transpose(0, 1), params.blur_sigma).transpose(0, 1).contiguous()
+            x = gaussian_blur(x, params.blur_sigma)
         x.sub_(self.mean).div_(self.std)
         return self.to_modality(x) if modality else x
 
@@ -159,8 +159,8 @@ def to_modality(clip: torch.Tensor, modality: str) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur every frame of (T, C, H, W) with a separable Gaussian of standard deviation `sigma`
-    (kernel radius ceil(3 sigma), edges replicated)."""
+    """Blur every (H, W) plane of a 4-D tensor, (T, C, H, W) or (C, T, H, W) alike, with a separable
+    Gaussian of standard deviation `sigma` (kernel radius ceil(3 sigma), edges replicated)."""
     radius = max(1, math.ceil(3 * sigma))
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
