@@ -217,10 +217,10 @@ def test_an_architecture_can_have_its_own_epoch_budget(tmp_path, capsys):
 
     preset = load_experiment("demo_synthetic")
     default = run_config(preset, plan_runs(preset)[0], tmp_path).train.epochs
-    exp = load_experiment("demo_synthetic", ["epochs_by_arch.c3d=20"])
+    exp = load_experiment("demo_synthetic", ["epochs_by_arch.r21d=20"])
     epochs = {run.name: run_config(exp, run, tmp_path).train.epochs for run in plan_runs(exp)}
     assert default != 20
-    assert epochs["baseline_c3d_s0"] == epochs["kd_r3d_to_c3d_s2"] == 20  # the student and its twin alike
+    assert epochs["baseline_r21d_s0"] == epochs["kd_r3d_to_r21d_s2"] == 20  # the student and its twin alike
     assert epochs["baseline_r3d_s0"] == epochs["kd_r3d_to_r3d_s1"] == default
     assert main(["experiment", "--config", "demo_synthetic", "--dry-run", "--set", "epochs_by_arch.c3d=0"]) == 2
     assert "'epochs_by_arch.c3d' must be a whole number of epochs >= 1" in capsys.readouterr().err
@@ -231,9 +231,14 @@ def test_an_architecture_can_have_its_own_learning_rate(tmp_path, capsys):
     from vidkd.cli import main
     from vidkd.config import load_experiment
 
-    exp = load_experiment("demo_synthetic", ["lr_by_arch.c3d=0.0007", "train.lr=0.003"])
+    exp = load_experiment("demo_synthetic", ["lr_by_arch.r21d=0.0007", "train.lr=0.003"])
     lrs = {run.name: run_config(exp, run, tmp_path).train.lr for run in plan_runs(exp)}
-    assert lrs["baseline_c3d_s0"] == lrs["kd_r3d_to_c3d_s2"] == 0.0007  # the student and its twin alike
+    assert lrs["baseline_r21d_s0"] == lrs["kd_r3d_to_r21d_s2"] == 0.0007  # the student and its twin alike
     assert lrs["baseline_r3d_s0"] == lrs["kd_r3d_to_r3d_s1"] == 0.003
+    # the C3D demo (`--set baselines=[r3d,c3d] students=[r3d,c3d]`) keeps C3D's own width and rate
+    c3d = load_experiment("demo_synthetic", ["baselines=[r3d,c3d]", "students=[r3d,c3d]"])
+    configs = {run.name: run_config(c3d, run, tmp_path) for run in plan_runs(c3d)}
+    assert configs["baseline_c3d_s0"].train.lr == configs["kd_r3d_to_c3d_s1"].train.lr == 0.001
+    assert configs["baseline_c3d_s0"].model.width == 0.125 and configs["baseline_r3d_s0"].model.width == 0.25
     assert main(["experiment", "--config", "demo_synthetic", "--dry-run", "--set", "lr_by_arch.c3d=0"]) == 2
     assert "'lr_by_arch.c3d' must be a learning rate > 0" in capsys.readouterr().err
