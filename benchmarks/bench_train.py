@@ -37,6 +37,7 @@ from vidkd.apps.pretrain import build_trainer
 from vidkd.engine.trainer import Trainer
 from vidkd.synthetic import write_synthetic_dataset
 from vidkd.models import build_backbone, count_flops, count_parameters
+from vidkd.utils.runtime import resolve_memory_format
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = "pcl_r3d_synthetic"
@@ -149,7 +150,7 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 # ----------------------------------------------------------------------------- measurements
 def bare_seconds(backbone: torch.nn.Module, shape: tuple[int, ...], steps: int) -> float:
-    """Seconds for `steps` forward+backward passes of `backbone` on one random batch."""
+    """Seconds for `steps` forward+backward passes of `backbone` on one random (contiguous) batch."""
     clips = torch.randn(shape)
     start = time.perf_counter()
     for _ in range(steps):
@@ -161,7 +162,9 @@ def bare_seconds(backbone: torch.nn.Module, shape: tuple[int, ...], steps: int) 
 def measure_backbone(arch: str, data_root: Path, steps: int, repeats: int) -> dict[str, float]:
     cfg = preset_config(data_root, arch, steps)
     shape = batch_shape(cfg)
-    backbone = build_backbone(arch, width=cfg.model.width).train()
+    # in the memory format the Trainer gives its model (train.memory_format), so both sides run the same kernels
+    memory_format = resolve_memory_format(cfg.train.memory_format, torch.device("cpu"))
+    backbone = build_backbone(arch, width=cfg.model.width).train().to(memory_format=memory_format)
     flops = forward_flops_per_clip(cfg)
     bare_runs, loop_runs = [], []
     with tempfile.TemporaryDirectory(prefix="vidkd_bench_train_") as tmp:

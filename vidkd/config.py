@@ -115,6 +115,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    memory_format: str = "auto"  # auto (channels-last on the CPU, where oneDNN's 3D convs run faster) | channels_last | contiguous
     steps_per_epoch: int = 0  # 0 = a full pass over the data
     knn_k: int = 20  # neighbours of the per-epoch kNN probe
     knn_every: int = 1  # epochs between kNN probes; 0 = off
@@ -480,6 +481,7 @@ def validate(cfg: Config) -> None:
     _one_of("train.optimizer", cfg.train.optimizer, ("sgd", "adamw"))
     _one_of("train.amp", cfg.train.amp, ("none", "bf16", "fp16"))
     _one_of("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
+    _one_of("train.memory_format", cfg.train.memory_format, ("auto", "channels_last", "contiguous"))
     if len(cfg.data.resize) != 2:
         raise ConfigError("config key 'data.resize' needs two numbers [height, width]")
     if cfg.data.crop > min(cfg.data.resize):

@@ -43,10 +43,10 @@ class Distillation(Method):
         kd_params = [p for p in self.kd_loss.parameters() if p.requires_grad]
         return groups + ([{"params": kd_params, "lr_scale": 1.0}] if kd_params else [])
 
-    def to(self, device: torch.device) -> Distillation:
+    def to(self, device: torch.device, memory_format: torch.memory_format = torch.preserve_format) -> Distillation:
         self.device = device
-        self.student.to(device)
-        self.teacher.to(device)
+        self.student.to(device, memory_format)
+        self.teacher.to(device, memory_format=memory_format)
         self.kd_loss.to(device)
         return self
 

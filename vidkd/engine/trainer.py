@@ -28,7 +28,7 @@ from vidkd.errors import CheckpointError, TrainingError
 from vidkd.methods.base import Method
 from vidkd.utils import checkpoint as ckpt
 from vidkd.utils import dist as dist_utils
-from vidkd.utils.runtime import AMP_DTYPES, autocast_context, resolve_device, seed_everything
+from vidkd.utils.runtime import AMP_DTYPES, autocast_context, resolve_device, resolve_memory_format, seed_everything
 from vidkd.utils.syncbn import convert_sync_batchnorm
 
 log = logging.getLogger("vidkd.train")
@@ -88,7 +88,7 @@ class Trainer:
                 f"the training split has {len(self.train_set)} usable videos, fewer than one batch of {global_batch}; "
                 "lower train.batch_size or add videos")
 
-        method.to(self.device)
+        method.to(self.device, resolve_memory_format(train.memory_format, self.device))
         if sync_bn and self.dist.world_size > 1:
             convert_sync_batchnorm(method.model, self.device.type)  # in place: the model holds no BN at its root
         self.optimizer = self._build_optimizer()

@@ -48,7 +48,7 @@ from vidkd.eval.retrieval import DEFAULT_KS, retrieval_recall
 from vidkd.models import build_backbone
 from vidkd.models.loading import load_backbone
 from vidkd.utils.io import atomic_write_json
-from vidkd.utils.runtime import resolve_device, seed_everything
+from vidkd.utils.runtime import resolve_device, resolve_memory_format, seed_everything
 
 log = logging.getLogger("vidkd.eval")
 
@@ -334,7 +334,7 @@ def evaluate(
     if out_dir is None:
         log.info("no run directory and no --out: results are printed, not written")
     device = resolve_device(cfg.train.device)
-    backbone = backbone.to(device)
+    backbone = backbone.to(device, memory_format=resolve_memory_format(cfg.train.memory_format, device))
     seed = cfg.train.seed
     train_split = load_split(root, "train", split=cfg.data.split, layout=cfg.data.layout, seed=seed)
     test_split = load_split(root, "test", split=cfg.data.split, layout=cfg.data.layout, seed=seed)

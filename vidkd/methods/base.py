@@ -60,9 +60,10 @@ class Method(abc.ABC):
             params += [p for p in extra.parameters() if p.requires_grad]
         return [{"params": params, "lr_scale": 1.0}]
 
-    def to(self, device: torch.device) -> Method:
+    def to(self, device: torch.device, memory_format: torch.memory_format = torch.preserve_format) -> Method:
+        """Moves the model and extra modules; `memory_format` applies to the model's 5-D weights."""
         self.device = device
-        self.model.to(device)
+        self.model.to(device, memory_format=memory_format)
         extra = self.extra_modules()
         if extra is not None:
             extra.to(device)
