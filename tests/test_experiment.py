@@ -136,7 +136,8 @@ def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
     small = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "data.clip_len=8",
              "data.interval=4", "data.resize=[32,43]", "data.crop=32", "data.num_workers=0", "model.width=0.125",
              "widths={}", "baselines=[r3d]", "teachers=[r3d]", "students=[r3d]", "seeds=[0,1]",
-             "evaluations=[knn,finetune]", "eval.finetune_epochs=1", "train.val_tuples_per_video=1"]
+             "evaluations=[knn,finetune]", "student_evaluations=[knn]", "eval.finetune_epochs=1",
+             "train.val_tuples_per_video=1"]
     report = run_demo(tmp_path / "demo", data_root=data_root, overrides=small, on_step=printed.append)
     text = "\n".join(printed)
     assert f"using the dataset at {data_root}" in text  # --data: the user's dataset, used as it is
@@ -144,20 +145,28 @@ def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
     assert "training steps of fine-tuning evaluations" in text and "fine-tuning evaluations: setup and testing" in text
     share = re.search(r"(\d+)% of the time is training steps \(pretraining (\d+)%, fine-tuning evaluations (\d+)%\)", text)
     assert share and abs(int(share[1]) - int(share[2]) - int(share[3])) <= 1  # the two kinds of steps add up
-    # one random network per seed, each also fine-tuned on every label (the supervised reference)
+    # one random network per seed; the first seed's is also fine-tuned on every label (the supervised reference)
     for seed in (0, 1):
         results = runs.eval_dir(runs.random_init_dir(tmp_path / "demo", "r3d", seed))
-        assert runs.result_path(results, "finetune", 1, 0.1).is_file() and runs.result_path(results, "finetune").is_file()
-        supervised = json.loads(runs.result_path(results, "finetune").read_text())
-        assert supervised["settings"]["fraction"] == 1.0 and supervised["settings"]["backbone_lr_scale"] == 1.0
-        assert 0 < supervised["metrics"]["train_seconds"] < supervised["seconds"]
+        assert runs.result_path(results, "finetune", 1, 0.1).is_file()
+        assert runs.result_path(results, "finetune").is_file() == (seed == 0)
+    supervised = json.loads(runs.result_path(runs.eval_dir(runs.random_init_dir(tmp_path / "demo", "r3d", 0)),
+                                             "finetune").read_text())
+    assert supervised["settings"]["fraction"] == 1.0 and supervised["settings"]["backbone_lr_scale"] == 1.0
+    assert 0 < supervised["metrics"]["train_seconds"] < supervised["seconds"]
+    # the students get only their own evaluations (student_evaluations), the baselines every one
+    student, baseline = (runs.eval_dir(tmp_path / "demo" / "runs" / f"{name}_s0") for name in ("kd_r3d_to_r3d", "baseline_r3d"))
+    assert runs.result_path(student, "knn").is_file() and not runs.result_path(student, "finetune", 1, 0.1).exists()
+    assert runs.result_path(baseline, "finetune", 1, 0.1).is_file()
     summary = json.loads((report.parent / "summary.json").read_text())
     rows = {r["protocol"]: r for r in summary["ssl_vs_random"] if r["arch"] == "r3d"}
     assert set(rows) == {"knn", "finetune"} and rows["knn"]["seeds"] == [0, 1]
     assert rows["knn"]["difference_ci95"] is not None and rows["finetune"]["supervised"] is not None
+    assert rows["finetune"]["supervised_seeds"] == [0]
     assert any(c["claim"].startswith("pretraining beats random init on kNN") for c in summary["claims"])
     md = report.read_text()
     assert "## Where the time went" in md and "## What pretraining buys" in md
+    assert "(seed 0 only)" in md and "(students: knn)" in md and "no finetune result" not in md
 
 
 def test_a_finished_grid_evaluated_again_with_new_eval_settings_uses_them(tmp_path, data_root):
@@ -194,6 +203,8 @@ def test_a_demo_directory_of_an_older_synthetic_format_is_refused_in_one_line(tm
 
 @pytest.mark.parametrize("override, message", [
     ("supervised_epochs=0", "'supervised_epochs' must be at least 1"),
+    ("supervised_seeds=[5]", "supervised_seeds must be some of the experiment's seeds"),
+    ("student_evaluations=[knnn]", "unknown evaluation 'knnn'"),
     ("random_init=false", "set random_init: true"),
     ("eval.finetune_fraction=1.0", "set eval.finetune_fraction below 1"),
     ("eval.finetune_fraction=1.5", "'eval.finetune_fraction' must be in (0, 1]"),

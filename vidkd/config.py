@@ -191,9 +191,11 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     teacher: dict[str, Any] = field(default_factory=dict)  # KD settings: teacher.* keys of every student
     evaluations: list[str] = field(default_factory=lambda: ["retrieval", "finetune"])
+    student_evaluations: list[str] | None = None  # those of `evaluations` the students get (None: all)
     random_init: bool = True  # evaluate each architecture at random initialisation too, once per seed
     supervised: bool = False  # and fine-tune each random network on every training label (the supervised ceiling)
     supervised_epochs: int | None = None  # epochs of that fine-tuning (None: eval.finetune_epochs)
+    supervised_seeds: list[int] | None = None  # the seeds that get a supervised reference (None: every seed)
     eval: EvalConfig = field(default_factory=EvalConfig)  # every run's eval section
 
     def run_values(self) -> dict[str, Any]:
@@ -407,9 +409,12 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
 
 def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     exp = build_section(ExperimentConfig, values, "")
-    for protocol in exp.evaluations:
+    for protocol in [*exp.evaluations, *(exp.student_evaluations or [])]:
         if protocol not in EVALUATIONS:
             raise ConfigError(f"unknown evaluation '{protocol}'; choose from {', '.join(EVALUATIONS)}")
+    stray = [seed for seed in exp.supervised_seeds or [] if seed not in exp.seeds]
+    if stray or exp.supervised_seeds == []:
+        raise ConfigError(f"supervised_seeds must be some of the experiment's seeds {exp.seeds}; got {exp.supervised_seeds}")
     missing = [t for t in exp.teachers if t not in exp.baselines]
     if missing:
         raise ConfigError(f"teachers {missing} have no baseline run; add them to 'baselines'")

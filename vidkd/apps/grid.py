@@ -130,6 +130,7 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
         "protocol": exp.eval.protocol,
         "seeds": exp.seeds,
         "evaluations": exp.evaluations,
+        "student_evaluations": evaluations_of(exp, "student"),
         "runs": [{**dataclasses.asdict(r), "run_dir": str(r.run_dir(out_dir).relative_to(out_dir)),
                   "width": cfg.model.width, "epochs": cfg.train.epochs, "method": base.method}
                  for r in planned for cfg in [run_config(exp, r, out_dir)]],
@@ -200,6 +201,14 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
     pretrain(cfg, run_dir)
 
 
+def evaluations_of(exp: ExperimentConfig, kind: str) -> list[str]:
+    """The evaluations a planned run of `kind` (baseline | student) gets: students only those of
+    `evaluations` that `student_evaluations` names."""
+    if kind == "student" and exp.student_evaluations is not None:
+        return [p for p in exp.evaluations if p in exp.student_evaluations]
+    return list(exp.evaluations)
+
+
 def supervised_reference(cfg: Config, epochs: int | None = None) -> Config:
     """The ceiling a pretrained network is measured against: the random network fine-tuned on every
     training label, all layers at the full fine-tuning lr (nothing in it is worth protecting)."""
@@ -241,8 +250,11 @@ def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] 
         _train(exp, run, out_dir, f"[{i}/{len(planned)}]")
     if dist_utils.is_main_process_env() and exp.evaluations:
         for run in planned:
-            log.info("evaluating %s (%s)", run.name, ", ".join(exp.evaluations))
-            _evaluate(exp, str(run.run_dir(out_dir)), None, run_config(exp, run, out_dir))
+            protocols = evaluations_of(exp, run.kind)
+            if not protocols:
+                continue
+            log.info("evaluating %s (%s)", run.name, ", ".join(protocols))
+            _evaluate(exp, str(run.run_dir(out_dir)), None, run_config(exp, run, out_dir), protocols=protocols)
         if exp.random_init:
             for seed in exp.seeds:  # one untrained network per seed, so that comparisons pair by seed
                 for arch in exp.baselines:
@@ -250,7 +262,7 @@ def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] 
                     results = runs.eval_dir(runs.random_init_dir(out_dir, arch, seed))
                     log.info("evaluating random-init %s (seed %d)", arch, seed)
                     _evaluate(exp, f"random:{arch}", results, cfg)
-                    if exp.supervised:
+                    if exp.supervised and seed in (exp.supervised_seeds or exp.seeds):
                         log.info("supervised reference: random-init %s fine-tuned on every training label", arch)
                         _evaluate(exp, f"random:{arch}", results, supervised_reference(cfg, exp.supervised_epochs),
                                   protocols=("finetune",))

@@ -1,7 +1,7 @@
 """`report/summary.json`: what pretraining and distillation buy, as numbers scripts can read.
 
-    {"ssl_vs_random": [{"arch", "width", "protocol", "pretrained", "random_init", "supervised", "gap_closed",
-                        "difference_ci95": [lo, hi], "seeds"}],
+    {"ssl_vs_random": [{"arch", "width", "protocol", "pretrained", "random_init", "supervised",
+                        "supervised_seeds", "gap_closed", "difference_ci95": [lo, hi], "seeds"}],
      "kd_vs_twin":    [{"teacher", "student", "metric", "student_value", "twin", "difference_ci95": [lo, hi], "seeds"}],
      "claims":        [{"claim", "holds", "evidence"}]}
 
@@ -66,8 +66,8 @@ def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> li
     """Each baseline against the same network at random initialisation, paired by seed.
 
     A random network evaluated without a seed (`random_<arch>`, older grids) is the floor of every
-    seed. `supervised` is the mean over seeds of the random network fine-tuned on every training
-    label; `gap_closed` is the share of the random-to-supervised gap the pretrained mean closes.
+    seed. `supervised` is the mean over `supervised_seeds` of the random network fine-tuned on every
+    training label; `gap_closed` is the share of the random-to-supervised gap the pretrained mean closes.
     """
     rows = []
     for group in groups:
@@ -78,9 +78,9 @@ def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> li
             continue
         by_seed = {run.seed: run for run in random.runs}
         paired_seeds = {run.seed for run in group.runs}
-        ceilings = [value for run in random.runs if (run.seed in paired_seeds or run.seed is None)
-                    and (value := _supervised(run)) is not None]
-        supervised = statistics.fmean(ceilings) if ceilings else None
+        ceilings = {run.seed: value for run in random.runs if (run.seed in paired_seeds or run.seed is None)
+                    and (value := _supervised(run)) is not None}
+        supervised = statistics.fmean(ceilings.values()) if ceilings else None
         for protocol in HEADLINE:
             pairs = []
             for run in group.runs:
@@ -97,7 +97,7 @@ def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> li
                       if supervised is not None and protocol in ("linear", "knn") and supervised > floor else None)
             rows.append({"arch": group.arch, "width": group.width, "protocol": protocol, "pretrained": pretrained,
                          "random_init": floor,
-                         "supervised": supervised, "gap_closed": closed,
+                         "supervised": supervised, "supervised_seeds": list(ceilings), "gap_closed": closed,
                          "difference_ci95": ci95([v - f for _, v, f in pairs]),
                          "seeds": [seed for seed, _, _ in pairs]})
     return rows

@@ -85,6 +85,9 @@ def _header_section(exp: Experiment, groups: list[Group]) -> Section:
         f"**seeds:** {', '.join(map(str, seeds)) or MISSING} · **runs:** {len(exp.runs)} "
         f"({done} done) in {len(groups)} configurations · "
         f"**evaluations planned:** {', '.join(exp.plan.get('evaluations') or []) or 'none'}"
+        + (f" (students: {', '.join(students) or 'none'})"
+           if (students := exp.plan.get("student_evaluations")) is not None
+           and students != exp.plan.get("evaluations") else "")
         + _evaluation_setting(exp),
         (f"Experiment planned {started:%Y-%m-%d %H:%M}; " if started else "")
         + f"report written {dt.datetime.now():%Y-%m-%d %H:%M} from `{exp.directory}`.",
@@ -93,7 +96,10 @@ def _header_section(exp: Experiment, groups: list[Group]) -> Section:
     for run in exp.runs:
         if run.status != "done":
             missing.append(f"run `{run.name}`: {run.status}")
-        absent = [p for p in exp.plan.get("evaluations") or [] if p not in run.evals]
+        planned = exp.plan.get("evaluations") or []
+        if run.kind == "student" and exp.plan.get("student_evaluations") is not None:
+            planned = exp.plan["student_evaluations"]
+        absent = [p for p in planned if p not in run.evals]
         if absent and run.status == "done":
             missing.append(f"run `{run.name}`: no {', '.join(absent)} result yet")
         missing += [f"run `{run.name}`: {problem}" for problem in run.problems]
@@ -349,10 +355,16 @@ def ssl_section(summary: dict) -> Section:
         rows.append([name, r["protocol"], _pct(r["random_init"]), _pct(r["pretrained"]),
                      _pct(r["supervised"]), _interval(r["difference_ci95"]),
                      MISSING if closed is None else f"{100 * closed:.0f}%", str(len(r["seeds"]))])
+    ceiling_seeds = sorted({seed for r in summary["ssl_vs_random"] for seed in r.get("supervised_seeds") or []
+                            if seed is not None})
+    all_seeds = sorted({seed for r in summary["ssl_vs_random"] for seed in r["seeds"] if seed is not None})
+    of_seeds = (f" (seed{'s' if len(ceiling_seeds) > 1 else ''} {', '.join(map(str, ceiling_seeds))} only)"
+                if ceiling_seeds and ceiling_seeds != all_seeds else "")
     return Section("What pretraining buys: random init, pretrained, supervised", [
         "Top-1 % on the test split (unseen actors), mean over seeds; the difference is pretrained minus random "
         "init, paired by seed, with its 95% interval in points. Supervised: the random network fine-tuned on every "
-        "training label. Gap closed: the share of the random-to-supervised gap the pretrained features close.",
+        f"training label{of_seeds}. Gap closed: the share of the random-to-supervised gap the pretrained features "
+        "close.",
         Table(["backbone", "protocol", "random init", "pretrained", "supervised", "difference (95%)", "gap closed",
                "seeds"], rows)])
 
