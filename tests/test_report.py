@@ -458,3 +458,10 @@ def test_curves_show_the_train_pretext_accuracy_when_no_run_probed_knn(tmp_path)
         for run in group.runs:
             run.metrics = [{k: v for k, v in m.items() if k != "val_knn_top1"} for m in run.metrics]
     assert second_metric(groups) == "train_pretext_acc"
+
+
+def test_a_ceiling_from_fewer_seeds_than_the_pair_says_so():
+    from vidkd.report.summary import _of_seeds
+
+    assert _of_seeds({"seeds": [0, 1, 2], "supervised_seeds": [0]}) == "; means over seeds, supervised: seed 0"
+    assert _of_seeds({"seeds": [0, 1, 2], "supervised_seeds": [2, 1, 0]}) == "; means over seeds"

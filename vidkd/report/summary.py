@@ -257,9 +257,17 @@ def ssl_claims(ssl_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "holds": all(r["gap_closed"] >= GAP_SHARE for r in closing) if decided else None,
                     "evidence": "; ".join(f"{r['arch']}: {100 * r['gap_closed']:.0f}% of the gap (random "
                                           f"{100 * r['random_init']:.1f}%, pretrained {100 * r['pretrained']:.1f}%, "
-                                          f"supervised {100 * r['supervised']:.1f}%; means over seeds)"
+                                          f"supervised {100 * r['supervised']:.1f}%{_of_seeds(r)})"
                                           for r in closing)})
     return out
+
+
+def _of_seeds(row: dict[str, Any]) -> str:
+    """'; means over seeds', or where the ceiling has fewer seeds than the pair: '; supervised: seed 0'."""
+    ceiling = [seed for seed in row.get("supervised_seeds") or [] if seed is not None]
+    if ceiling and sorted(ceiling) != sorted(row["seeds"]):
+        return f"; means over seeds, supervised: seed{'s' if len(ceiling) > 1 else ''} {', '.join(map(str, ceiling))}"
+    return "; means over seeds"
 
 
 def build_summary(groups: Sequence[Group], random_groups: Sequence[Group]) -> dict[str, Any]:
