@@ -45,7 +45,7 @@ class Distillation(Method):
 
     def to(self, device: torch.device, memory_format: torch.memory_format = torch.preserve_format) -> Distillation:
         self.device = device
-        self.student.to(device, memory_format)
+        self.student.to(device, memory_format=memory_format)
         self.teacher.to(device, memory_format=memory_format)
         self.kd_loss.to(device)
         return self

@@ -164,3 +164,8 @@ def training_share(parts: dict[str, float], total: float) -> str:
         return "no time was measured"
     return (f"{100 * (pretraining + finetuning) / total:.0f}% of the time is training steps (pretraining "
             f"{100 * pretraining / total:.0f}%, fine-tuning evaluations {100 * finetuning / total:.0f}%)")
+
+
+def seeds_phrase(seeds: Sequence[int]) -> str:
+    """'seed 0' or 'seeds 0, 2'."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"

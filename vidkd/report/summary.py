@@ -20,7 +20,7 @@ import statistics
 from typing import Any, Sequence
 
 from vidkd.report.results import SUPERVISED, Group, Run
-from vidkd.report.stats import baseline_group, first_epoch_reaching
+from vidkd.report.stats import baseline_group, first_epoch_reaching, seeds_phrase
 
 HEADLINE = {"retrieval": "R@1", "knn": "top1", "linear": "test_top1", "finetune": "video_top1"}
 # two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal 1.96)
@@ -266,7 +266,7 @@ def _of_seeds(row: dict[str, Any]) -> str:
     """'; means over seeds', or where the ceiling has fewer seeds than the pair: '; supervised: seed 0'."""
     ceiling = [seed for seed in row.get("supervised_seeds") or [] if seed is not None]
     if ceiling and sorted(ceiling) != sorted(row["seeds"]):
-        return f"; means over seeds, supervised: seed{'s' if len(ceiling) > 1 else ''} {', '.join(map(str, ceiling))}"
+        return f"; means over seeds, supervised: {seeds_phrase(ceiling)}"
     return "; means over seeds"
 
 

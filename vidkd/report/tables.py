@@ -24,6 +24,7 @@ from vidkd.report.stats import (
     format_epochs,
     format_percent,
     format_seconds,
+    seeds_phrase,
     summarise_run,
     target_accuracy,
     time_breakdown,
@@ -358,8 +359,7 @@ def ssl_section(summary: dict) -> Section:
     ceiling_seeds = sorted({seed for r in summary["ssl_vs_random"] for seed in r.get("supervised_seeds") or []
                             if seed is not None})
     all_seeds = sorted({seed for r in summary["ssl_vs_random"] for seed in r["seeds"] if seed is not None})
-    of_seeds = (f" (seed{'s' if len(ceiling_seeds) > 1 else ''} {', '.join(map(str, ceiling_seeds))} only)"
-                if ceiling_seeds and ceiling_seeds != all_seeds else "")
+    of_seeds = f" ({seeds_phrase(ceiling_seeds)} only)" if ceiling_seeds and ceiling_seeds != all_seeds else ""
     return Section("What pretraining buys: random init, pretrained, supervised", [
         "Top-1 % on the test split (unseen actors), mean over seeds; the difference is pretrained minus random "
         "init, paired by seed, with its 95% interval in points. Supervised: the random network fine-tuned on every "
