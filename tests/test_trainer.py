@@ -192,7 +192,7 @@ def test_best_by_last_keeps_the_final_epoch_as_the_checkpoint_used(data_root, tm
 
 def test_the_memory_format_changes_the_layout_not_the_training(data_root, tmp_path):
     """`train.memory_format`: channels-last 3D weights on the CPU by default; the same numbers up to float rounding."""
-    common = ["train.knn_every=0", "train.epochs=1", "train.steps_per_epoch=1"]
+    common = ["train.knn_every=0", "train.epochs=2", "train.steps_per_epoch=1"]  # two optimizer steps
     trainers = {}
     for name in ("auto", "contiguous"):
         trainer = build_trainer(tiny_config(data_root, *common, f"train.memory_format={name}"), tmp_path / name)
