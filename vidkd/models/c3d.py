@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vidkd.models.batchnorm import BatchNorm3d
 from vidkd.models.registry import VideoBackbone, register_backbone, scale_channels
 
 # (layer suffix, output channels, max-pool kernel applied after it or None)
@@ -39,7 +40,7 @@ class C3D(VideoBackbone):
         for suffix, out_channels, pool in C3D_LAYERS:
             out_channels = scale_channels(out_channels, width)
             self.add_module(f"conv{suffix}", nn.Conv3d(channels, out_channels, kernel_size=3, padding=1))
-            self.add_module(f"bn{suffix}", nn.BatchNorm3d(out_channels))
+            self.add_module(f"bn{suffix}", BatchNorm3d(out_channels))
             self.add_module(f"relu{suffix}", nn.ReLU(inplace=True))
             if pool is not None:
                 self.add_module(f"pool{suffix[0]}", nn.MaxPool3d(kernel_size=pool, stride=pool))

@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from vidkd.models.batchnorm import BatchNorm3d
 from vidkd.models.r3d import Triple, VCOPResNet, VideoResNet
 from vidkd.models.registry import register_backbone, scale_channels
 
@@ -41,7 +42,7 @@ class SpatioTemporalConv(nn.Module):
             padding=(0, padding[1], padding[2]),
             bias=False,
         )
-        self.bn = nn.BatchNorm3d(mid_channels)
+        self.bn = BatchNorm3d(mid_channels)
         self.relu = nn.ReLU(inplace=True)
         self.temporal_conv = nn.Conv3d(
             mid_channels,
@@ -72,7 +73,7 @@ class Conv2Plus1D(nn.Sequential):
             nn.Conv3d(
                 in_planes, midplanes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
             ),
-            nn.BatchNorm3d(midplanes),
+            BatchNorm3d(midplanes),
             nn.ReLU(inplace=True),
             nn.Conv3d(midplanes, out_planes, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),
         )
@@ -86,10 +87,10 @@ def r2plus1d_stem(in_channels: int, mid_channels: int, out_channels: int) -> nn.
     """torchvision's `R2Plus1dStem`: (1,7,7) conv stride (1,2,2), BN, ReLU, (3,1,1) conv, BN, ReLU."""
     return nn.Sequential(
         nn.Conv3d(in_channels, mid_channels, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
-        nn.BatchNorm3d(mid_channels),
+        BatchNorm3d(mid_channels),
         nn.ReLU(inplace=True),
         nn.Conv3d(mid_channels, out_channels, (3, 1, 1), stride=(1, 1, 1), padding=(1, 0, 0), bias=False),
-        nn.BatchNorm3d(out_channels),
+        BatchNorm3d(out_channels),
         nn.ReLU(inplace=True),
     )
 

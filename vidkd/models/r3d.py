@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from vidkd.errors import ConfigError
+from vidkd.models.batchnorm import BatchNorm3d
 from vidkd.models.registry import VideoBackbone, register_backbone, scale_channels
 
 Triple = tuple[int, int, int]
@@ -64,12 +65,12 @@ class VCOPResBlock(nn.Module):
         stride = (2, 2, 2) if downsample else (1, 1, 1)
         if downsample:
             self.downsampleconv = conv(in_channels, out_channels, (1, 1, 1), (2, 2, 2), (0, 0, 0))
-            self.downsamplebn = nn.BatchNorm3d(out_channels)
+            self.downsamplebn = BatchNorm3d(out_channels)
         self.conv1 = conv(in_channels, out_channels, (3, 3, 3), stride, (1, 1, 1))
-        self.bn1 = nn.BatchNorm3d(out_channels)
+        self.bn1 = BatchNorm3d(out_channels)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = conv(out_channels, out_channels, (3, 3, 3), (1, 1, 1), (1, 1, 1))
-        self.bn2 = nn.BatchNorm3d(out_channels)
+        self.bn2 = BatchNorm3d(out_channels)
         self.outrelu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +116,7 @@ class VCOPResNet(VideoBackbone):
         self.width = width
         c1, c2, c3, c4 = (scale_channels(c, width) for c in STAGE_CHANNELS)
         self.conv1 = conv(in_channels, c1, (3, 7, 7), (1, 2, 2), (1, 3, 3))
-        self.bn1 = nn.BatchNorm3d(c1)
+        self.bn1 = BatchNorm3d(c1)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = VCOPResLayer(c1, c1, conv, layer_sizes[0], downsample=False)
         self.conv3 = VCOPResLayer(c1, c2, conv, layer_sizes[1], downsample=True)
@@ -186,9 +187,9 @@ class TorchvisionBasicBlock(nn.Module):
         # torchvision computes the (2+1)D mid-channels once per block and uses it for both convs.
         midplanes = (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
         self.conv1 = nn.Sequential(
-            conv_builder(inplanes, planes, midplanes, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
+            conv_builder(inplanes, planes, midplanes, stride), BatchNorm3d(planes), nn.ReLU(inplace=True)
         )
-        self.conv2 = nn.Sequential(conv_builder(planes, planes, midplanes), nn.BatchNorm3d(planes))
+        self.conv2 = nn.Sequential(conv_builder(planes, planes, midplanes), BatchNorm3d(planes))
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != planes:
@@ -196,7 +197,7 @@ class TorchvisionBasicBlock(nn.Module):
                 nn.Conv3d(
                     inplanes, planes, kernel_size=1, stride=conv_builder.downsample_stride(stride), bias=False
                 ),
-                nn.BatchNorm3d(planes),
+                BatchNorm3d(planes),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -208,7 +209,7 @@ def basic_stem(in_channels: int, out_channels: int) -> nn.Sequential:
     """torchvision's `BasicStem`: 3x7x7 conv stride (1,2,2), BN, ReLU."""
     return nn.Sequential(
         nn.Conv3d(in_channels, out_channels, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
-        nn.BatchNorm3d(out_channels),
+        BatchNorm3d(out_channels),
         nn.ReLU(inplace=True),
     )
 
