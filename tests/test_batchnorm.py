@@ -69,3 +69,21 @@ def test_a_backbone_keeps_its_keys_and_counts():
     assert norms and all(isinstance(m, BatchNorm3d) for m in norms)
     assert any(m.num_features % 16 for m in norms)  # R(2+1)D x0.25 has the channel counts this is for
     assert sum(p.numel() for p in build_backbone("r21d").parameters()) == 14_365_303
+
+
+def test_float32_is_at_least_as_accurate_as_the_stock_kernel():
+    """Against float64, on activations whose mean dwarfs their spread (where float32 sums cancel)."""
+    torch.manual_seed(0)
+    x64 = (torch.randn(12, 36, 8, 16, 16, dtype=torch.float64) + 10).to(memory_format=CL)
+    grad = torch.randn_like(x64) + 1
+
+    def gradients(norm, dtype):
+        x = x64.to(dtype).clone().requires_grad_()
+        norm.to(dtype)(x).backward(grad.to(dtype))
+        return x.grad.double(), norm.weight.grad.double()
+
+    exact = gradients(nn.BatchNorm3d(36), torch.float64)
+    errors = {}
+    for name, norm in (("stock", nn.BatchNorm3d(36)), ("ours", BatchNorm3d(36))):
+        errors[name] = [float((g - e).abs().max() / e.abs().max()) for g, e in zip(gradients(norm, torch.float32), exact)]
+    assert all(ours <= stock for ours, stock in zip(errors["ours"], errors["stock"])), errors
