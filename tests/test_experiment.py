@@ -58,7 +58,7 @@ def test_config_mistakes_are_refused(tmp_path, data_root):
         plan_experiment(_write_config(tmp_path / "c.yaml", data_root), tmp_path / "x", ["train.epoch=3"])
 
 
-def test_the_grid_runs_skips_finished_work_and_reports(tmp_path, data_root, capsys):
+def test_the_grid_runs_skips_finished_work_and_reports(tmp_path, data_root, capsys, caplog):
     torch.set_num_threads(1)
     config = _write_config(tmp_path / "tiny.yaml", data_root)
     out = tmp_path / "grid"
@@ -82,6 +82,8 @@ def test_the_grid_runs_skips_finished_work_and_reports(tmp_path, data_root, caps
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoints/last/model.safetensors")}
 
     run_experiment(config, out, ["train.epochs=2"])  # a longer budget resumes every run from epoch 1
+    # ... and says that an extended cosine run is not a fresh one of the new length
+    assert "train.epochs changed from 1 to 2; its first 1 epochs followed the 1-epoch cosine schedule" in caplog.text
     for run in plan["runs"]:
         epochs = [json.loads(line)["epoch"] for line in (out / run["run_dir"] / "metrics.jsonl").read_text().splitlines()]
         assert epochs == [0, 1, 2]
