@@ -193,11 +193,6 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
             raise ConfigError(f"{run_dir} was started with a different config ({', '.join(fixed[:4])}); "
                               "remove that run directory or use a new experiment --out")
         log.info("%s %s: resuming after epoch %d", position, run.name, epoch)
-        if "train.epochs" in differs and cfg.train.scheduler == "cosine":
-            log.warning("%s %s: train.epochs changed from %s to %d; its first %d epochs followed the %s-epoch cosine "
-                        "schedule, so it is not a fresh %d-epoch run (remove %s to train one)", position, run.name,
-                        existing["train"]["epochs"], cfg.train.epochs, epoch, existing["train"]["epochs"],
-                        cfg.train.epochs, run_dir)
         values = cfg.to_dict()
         resume(run_dir, overrides=[f"{key}={json.dumps(_lookup(values, key))}" for key in differs])
         return

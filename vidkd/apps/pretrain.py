@@ -150,6 +150,11 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> list[dict[str, 
         check_resume_overrides(overrides, values)
         cfg = config_from_dict(deep_merge(values, parse_overrides(overrides)))
         trainer = build_trainer(cfg, run_dir, resume=True)
+        trained_for = values["train"]["epochs"]
+        if cfg.train.epochs != trained_for and cfg.train.scheduler == "cosine":
+            log.warning("%s: train.epochs changed from %s to %d; its first %d epochs followed the %s-epoch cosine "
+                        "schedule, so it is not a fresh %d-epoch run (remove it to train one)", run_dir, trained_for,
+                        cfg.train.epochs, trainer.start_epoch - 1, trained_for, cfg.train.epochs)
         if "train.lr" in _dotted_keys(parse_overrides(overrides)):
             trainer.set_learning_rate(cfg.train.lr)
             log.info("learning rate set to %g for the resumed run", cfg.train.lr)
