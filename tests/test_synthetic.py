@@ -85,12 +85,13 @@ def test_videos_decode_to_requested_frames_and_size(dataset):
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(dataset, tmp_path):
     root, _ = dataset
-    again = tmp_path / "again"
-    write_synthetic_dataset(again, seed=0, **TINY)
     files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    for relative in files:
-        assert (root / relative).read_bytes() == (again / relative).read_bytes(), relative
+    for workers in (1, 3):  # in this process, and one worker process per actor
+        again = tmp_path / f"again{workers}"
+        write_synthetic_dataset(again, seed=0, workers=workers, **TINY)
+        assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+        for relative in files:
+            assert (root / relative).read_bytes() == (again / relative).read_bytes(), (workers, relative)
 
     other = tmp_path / "other"
     write_synthetic_dataset(other, seed=1, **TINY)

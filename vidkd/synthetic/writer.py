@@ -7,8 +7,11 @@ files; `synthetic.json`, written last, marks a complete dataset so that it can b
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,7 +19,7 @@ from tqdm import tqdm
 from vidkd.data.video import write_video
 from vidkd.errors import DatasetError
 from vidkd.synthetic.kinematics import class_names
-from vidkd.synthetic.render import Actor, make_actor, render_clip
+from vidkd.synthetic.render import make_actor, render_clip
 
 FPS = 25
 FORMAT_VERSION = 2  # bump when the rendering changes, so old datasets are not reused (2: faster actions, larger actor)
@@ -121,11 +124,34 @@ def _is_complete(root: Path, params: dict) -> bool:
     return all(path.is_file() and path.stat().st_size > 0 for path in expected + split_files)
 
 
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """fork where there is one: the workers only render and encode (no torch), and start at once."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def _write_group(root: Path, names: list[str], group: int, clips_per_group: int, frames: int,
+                 size: tuple[int, int], seed: int) -> int:
+    """Every video of actor `group` (all actions and clips); returns how many were written."""
+    actor = make_actor(seed, group, size)
+    for index, name in enumerate(names):
+        for clip in range(1, clips_per_group + 1):
+            path = root / "videos" / name / video_name(name, group, clip)
+            write_video(path, render_clip(index, group, clip, frames, size, seed, actor), fps=FPS)
+    return len(names) * clips_per_group
+
+
 def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DEFAULT_GROUPS,
                             clips_per_group: int = DEFAULT_CLIPS_PER_GROUP,
                             frames: int = 96, size: tuple[int, int] = (128, 96), seed: int = 0,
-                            overwrite: bool = False, progress: bool = True) -> dict:
+                            overwrite: bool = False, progress: bool = True, workers: int | None = None) -> dict:
     """Write the synthetic action dataset to `out` in the UCF101 layout and return a summary.
+
+    `workers` processes write the videos, one actor at a time (default: one per usable core; 0 or
+    1 writes them in this process). The files do not depend on it.
 
     `size` is (width, height). A directory that already holds the same dataset (same parameters
     in `synthetic.json`, every file present) is reused without rewriting; any other non-empty
@@ -157,14 +183,18 @@ def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DE
         (root / MANIFEST).unlink(missing_ok=True)
 
     root.mkdir(parents=True, exist_ok=True)
-    jobs = [(index, name, group, clip) for index, name in enumerate(names)
-            for group in range(1, groups + 1) for clip in range(1, clips_per_group + 1)]
-    actors: dict[int, Actor] = {}
-    for index, name, group, clip in tqdm(jobs, desc="synth", unit="video", disable=not progress):
-        if group not in actors:
-            actors[group] = make_actor(seed, group, size)
-        path = root / "videos" / name / video_name(name, group, clip)
-        write_video(path, render_clip(index, group, clip, frames, size, seed, actors[group]), fps=FPS)
+    group_jobs = [(root, names, group, clips_per_group, frames, size, seed) for group in range(1, groups + 1)]
+    workers = min(groups, _usable_cores()) if workers is None else workers
+    with tqdm(total=summary["num_videos"], desc="synth", unit="video", disable=not progress) as bar:
+        if workers <= 1:
+            for job in group_jobs:
+                bar.update(_write_group(*job))
+        else:
+            # one actor per task: every video is rendered from (seed, action, actor, clip) alone, so
+            # the files are the same bytes whichever process writes them
+            with ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
+                for done in as_completed([pool.submit(_write_group, *job) for job in group_jobs]):
+                    bar.update(done.result())
     _write_splits(root, names, groups, clips_per_group)
     seconds = time.perf_counter() - started
     # Written last: its presence (with matching parameters) marks a complete dataset. No
