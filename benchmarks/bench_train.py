@@ -1,6 +1,6 @@
 """Training throughput: the real PCL loop against the bare forward+backward of its backbone.
 
-    python benchmarks/bench_train.py [--steps 22] [--repeats 3] [--threads N] [--all] [--write-docs]
+    python benchmarks/bench_train.py [--steps 22] [--repeats 3] [--threads N] [--all] [--default-malloc] [--write-docs]
 
 For each backbone at the CPU preset size (configs/pcl_r3d_synthetic.yaml: batch 8 tuples of 3
 clips of 3x8x48x48, width 0.25), in one process and with one torch thread count:
@@ -37,7 +37,7 @@ from vidkd.apps.pretrain import build_trainer
 from vidkd.engine.trainer import Trainer
 from vidkd.synthetic import write_synthetic_dataset
 from vidkd.models import build_backbone, count_flops, count_parameters
-from vidkd.utils.runtime import resolve_memory_format
+from vidkd.utils.runtime import keep_freed_memory, resolve_memory_format
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = "pcl_r3d_synthetic"
@@ -133,12 +133,17 @@ def add_common_arguments(parser: argparse.ArgumentParser, steps: int, repeats: i
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 2 steps, 1 repeat, one configuration; prints only")
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's default malloc settings (the vidkd CLI keeps freed memory for reuse: "
+                             "vidkd.utils.runtime.keep_freed_memory)")
     parser.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override a key of the CPU preset (e.g. data.preload=false data.num_workers=1)")
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     args.set = [item for group in args.set for item in group]
+    if not args.default_malloc:
+        keep_freed_memory()  # as the CLI does, so the numbers are those of `vidkd pretrain`
     PRESET_OVERRIDES[:] = args.set
     if args.quick:
         args.steps, args.repeats = 2, 1

@@ -1,9 +1,12 @@
-"""Seeding, device and memory-format choice, and mixed precision: the few runtime decisions every command shares."""
+"""Seeding, device, memory format, mixed precision and malloc: the runtime decisions every command shares."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import random
+import sys
 
 import numpy as np
 import torch
@@ -11,6 +14,32 @@ import torch
 from vidkd.errors import ConfigError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+KEEP_FREED_BYTES = 2**30  # free memory at the top of the heap kept for reuse, not returned to the OS
+LARGEST_HEAP_BLOCK = 32 * 2**20  # glibc's ceiling: bigger blocks are always mmapped
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for the next step instead of returning it to the OS.
+
+    By default it trims the heap top and serves blocks above a moving threshold with fresh mmaps,
+    so each training step page-faults its activations in again: 26,500 faults per R(2+1)D step
+    here, and the demo spent 6% of its CPU time in the kernel (docs/benchmarks.md). Process-wide,
+    so only applications call it (the CLI, the benchmarks). False where there is no glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES)) and bool(mallopt(_M_MMAP_THRESHOLD, LARGEST_HEAP_BLOCK))
 
 
 def seed_everything(seed: int) -> None:
