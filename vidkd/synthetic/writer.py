@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -129,8 +130,9 @@ def _usable_cores() -> int:
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
-    """fork where there is one: the workers only render and encode (no torch), and start at once."""
-    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    """fork on Linux: the workers only render and encode (no torch) and start at once; spawn elsewhere
+    (macOS's system libraries are not fork-safe)."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
 def _write_group(root: Path, names: list[str], group: int, clips_per_group: int, frames: int,
