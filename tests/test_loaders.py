@@ -15,9 +15,9 @@ from conftest import decode_index, write_index_video, write_ucf_layout
 from vidkd.data.datasets import load_split
 from vidkd.data import loaders
 from vidkd.data.loaders import ClipDataset, DecodedVideos, MultiClipDataset, TupleDataset
-from vidkd.data.sampling import TupleSpec, clip_orders
+from vidkd.data.sampling import TupleSpec, clip_orders, remote_possible, sample_tuple
 from vidkd.data.transforms import ClipTransform
-from vidkd.data.vcp import permute_quadrants
+from vidkd.data.vcp import apply_vcp, permute_quadrants, sample_vcp_label
 from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError
 
@@ -264,3 +264,43 @@ def test_datasets_of_one_process_share_decoded_videos_and_a_changed_file_is_deco
     small = DecodedVideos(budget_bytes=1)
     small.put(("a",), np.zeros(2, np.uint8))
     assert small.get(("a",)) is None
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_tuple_clips_are_each_clip_transformed_alone_in_the_generators_order(ucf, shared):
+    """A tuple's clips go through the transform together, bit-for-bit what one clip at a time gives
+    when the generator is drawn in the documented order: each clip's augmentation, then after the
+    middle clip its remote clip's augmentation and its VCP choice."""
+    transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=0.7, grayscale=0.3, mean=(0.4,) * 3,
+                              std=(0.2,) * 3, modality="residual")
+    spec = TupleSpec(clip_len=8, interval=4)
+    dataset = TupleDataset(load_split(ucf, "train"), spec, transform, pretext="vcp", seed=5,
+                           shared_augmentation=shared)
+    dataset.set_epoch(2)
+    labels = set()
+    for index in range(len(dataset)):
+        rng = dataset._rng(index)
+        record = dataset.records[index]
+        label = sample_vcp_label(rng, remote_possible(record.num_frames, spec))
+        positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
+        with VideoReader(record.path) as reader:
+            video = reader.read(list(range(record.num_frames)))
+        shared_params = transform.sample_params(rng, video.shape[1:3]) if shared else None
+        expected = []
+        for i, start in enumerate(positions.clip_starts):
+            frames = video[start:start + spec.clip_len]
+            clip = transform.apply(frames, shared_params or transform.sample_params(rng, video.shape[1:3]),
+                                   modality=False)
+            if i == 1 and label:
+                remote = None
+                if label == 4:
+                    remote = transform.apply(video[positions.remote_start:positions.remote_start + spec.clip_len],
+                                             shared_params or transform.sample_params(rng, video.shape[1:3]),
+                                             modality=False)
+                clip = apply_vcp(clip, label, rng, remote=remote)
+            expected.append(transform.to_modality(clip))
+        item = dataset[index]
+        labels.add(item["pretext_label"])
+        assert item["pretext_label"] == label and torch.equal(item["clips"], torch.stack(expected))
+        assert not item["clips"].is_inference()
+    assert len(labels) >= 3

@@ -177,3 +177,23 @@ def test_every_clip_comes_out_contiguous(modality):
     transform = ClipTransform(resize=(32, 44), crop=28, color_jitter=0.5, grayscale=0.5, blur=0.5, modality=modality)
     for seed in range(12):
         assert transform(frames, np.random.default_rng(seed)).is_contiguous()
+
+
+@pytest.mark.parametrize("jitter_order", ["fixed", "random"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_clips_transformed_together_equal_each_clip_alone(jitter_order, shared):
+    """`apply_many` is bit-for-bit `apply` per clip: per-clip or shared draws, jitter on some clips
+    and not others, grayscale, blur, the residual."""
+    transform = ClipTransform(resize=(32, 44), crop=28, color_jitter=0.6, grayscale=0.3, blur=0.3,
+                              modality="residual_rescaled", jitter_order=jitter_order)
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        clips = [np.stack([random_frame(seed * 10 + k + t) for t in range(4)]) for k in range(4)]
+        one = transform.sample_params(rng, (40, 56))
+        params = [one if shared else transform.sample_params(rng, (40, 56)) for _ in clips]
+        together = transform.apply_many(clips, params)
+        assert together.shape == (4, 3, 4, 28, 28) and together.is_contiguous()
+        for k, (frames, p) in enumerate(zip(clips, params)):
+            assert torch.equal(together[k], transform.apply(frames, p))
+    with pytest.raises(ValueError, match="one ClipParams per clip"):
+        transform.apply_many(clips, params[:2])

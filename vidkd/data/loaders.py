@@ -33,7 +33,7 @@ from vidkd.data.sampling import (TupleSpec, clip_indices, clip_orders, evenly_sp
                                  min_tuple_frames, random_clip_start, remote_possible, sample_tuple,
                                  sample_tuple_reference)
 from vidkd.data.transforms import ClipTransform
-from vidkd.data.vcp import VCP_CLASSES, apply_vcp, sample_vcp_label
+from vidkd.data.vcp import VCP_CLASSES, draw_vcp, sample_vcp_label
 from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError, VideoDecodeError
 
@@ -283,22 +283,34 @@ class TupleDataset(_VideoDataset):
         def params():
             return shared or self.transform.sample_params(rng, frames.shape[1:3])
 
-        clips = []
-        # no autograd bookkeeping for the many small tensor ops of a clip; the stack below, outside
-        # the mode, gives the caller an ordinary tensor
+        # draws in the generator's order: each clip's augmentation, the middle clip's remote clip and
+        # VCP choice right after its own; then the clips (the remote one last) are transformed together
+        starts, drawn, vcp, remote = [], [], None, False
+        for i, start in enumerate(positions.clip_starts):
+            starts.append(start)
+            drawn.append(params())
+            if i == middle and label and self.pretext == "vcp":
+                if label == 4:
+                    remote = True
+                    remote_params = params()
+                vcp = draw_vcp(label, rng, self.quadrant_order)
+        if remote:
+            starts.append(positions.remote_start)
+            drawn.append(remote_params)
+        # no autograd bookkeeping for the many small tensor ops; the modality step below, outside the
+        # mode, gives the caller ordinary tensors
         with torch.inference_mode():
-            for i, start in enumerate(positions.clip_starts):
-                clip = self.transform.apply(clip_frames(start), params(), modality=False)
-                if i == middle and label and self.pretext == "vcp":
-                    remote = None
-                    if label == 4:
-                        remote = self.transform.apply(clip_frames(positions.remote_start), params(), modality=False)
-                    clip = apply_vcp(clip, label, rng, remote=remote, quadrant_order=self.quadrant_order)
-                clips.append(self.transform.to_modality(clip))
+            x = self.transform.apply_many([clip_frames(start) for start in starts], drawn, modality=False)
+            if vcp is not None:
+                x[middle] = vcp.apply(x[middle], remote=x[-1] if remote else None)
+            x = x[:spec.tuple_len]
         if self.pretext == "order":
             label = int(rng.integers(len(self.orders)))
-            clips = [clips[i] for i in self.orders[label]]
-        return {"clips": torch.stack(clips), "pretext_label": label, "label": record.label, "index": index}
+            x = x[list(self.orders[label])]
+        clips = self.transform.to_modality(x)
+        if clips.is_inference():  # rgb: no modality step made a new tensor
+            clips = clips.clone()
+        return {"clips": clips, "pretext_label": label, "label": record.label, "index": index}
 
 
 class ClipDataset(_VideoDataset):
@@ -342,8 +354,9 @@ class MultiClipDataset(_VideoDataset):
         needed = sorted({f for rows in clip_rows for f in rows})
         frames = self._read(index, needed)
         row = {frame: i for i, frame in enumerate(needed)}
-        clips = [self.transform(frames[[row[f] for f in rows]], rng) for rows in clip_rows]
-        return {"clips": torch.stack(clips), "label": record.label, "index": index}
+        drawn = [self.transform.sample_params(rng, frames.shape[1:3]) for _ in clip_rows]
+        clips = self.transform.apply_many([frames[[row[f] for f in rows]] for rows in clip_rows], drawn)
+        return {"clips": clips, "label": record.label, "index": index}
 
 
 class MaterializedDataset(Dataset):

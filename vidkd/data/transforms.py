@@ -114,8 +114,37 @@ class ClipTransform:
 
     def apply(self, frames: np.ndarray | torch.Tensor, params: ClipParams, modality: bool = True) -> torch.Tensor:
         """Apply `params` to every frame; `modality=False` stops before the residual step."""
+        return self.apply_many([frames], [params], modality=modality)[0]
+
+    def apply_many(self, frames: Sequence[np.ndarray | torch.Tensor], params: Sequence[ClipParams],
+                   modality: bool = True) -> torch.Tensor:
+        """Clip k of the (K, C, T, crop, crop) result is `frames[k]` under `params[k]`, exactly as
+        `apply` would make it alone. The clips of a tuple or of a video's evaluation go through
+        each step together: a small clip costs more in tensor operations than in arithmetic."""
+        if len(frames) != len(params) or not frames:
+            raise ValueError(f"need one ClipParams per clip, got {len(params)} for {len(frames)} clips")
+        crops = [self._crop(f, p) for f, p in zip(frames, params)]
+        # The crops side by side as (K, C, T, H, W) in their own dtype (a byte each for uint8), then
+        # one division makes the float clips; every step after it works in place on them.
+        planar = torch.empty((len(crops), 3, *crops[0].shape[:3]), dtype=crops[0].dtype)
+        for clip, crop in zip(planar, crops):
+            clip.copy_(crop.permute(3, 0, 1, 2))
+        if planar.dtype == torch.uint8:
+            x = torch.div(planar, 255.0)
+        else:
+            x = planar.to(torch.float32).div_(255.0).clamp_(0.0, 1.0)
+        _color_jitter(x, params)
+        for clip, p in zip(x, params):
+            if p.grayscale:
+                clip.copy_(_luma(clip))  # broadcast over the three channels
+            if p.blur_sigma is not None:
+                clip.copy_(gaussian_blur(clip, p.blur_sigma))
+        x.sub_(self.mean).div_(self.std)
+        return self.to_modality(x) if modality else x
+
+    def _crop(self, frames: np.ndarray | torch.Tensor, params: ClipParams) -> torch.Tensor:
+        """The (T, crop, crop, 3) window of `params`, flipped if drawn, in the frames' dtype."""
         x = torch.as_tensor(frames)
-        frames_are_uint8 = x.dtype == torch.uint8
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected frames shaped (T, H, W, 3), got {tuple(x.shape)}")
         if self.resize and tuple(x.shape[1:3]) != self.resize:
@@ -124,35 +153,21 @@ class ClipTransform:
             x = F.interpolate(x.permute(0, 3, 1, 2), size=self.resize, mode="bilinear", align_corners=False,
                               antialias=False).permute(0, 2, 3, 1)
         x = x[:, params.top:params.top + self.crop, params.left:params.left + self.crop]
-        if params.flip:
-            x = x.flip(2)  # on the uint8 crop: a quarter of the bytes of the float clip
-        # One copy to a float (C, T, H, W) clip, then every step works in place on it: a small clip
-        # costs more in passes over memory and allocations than in arithmetic.
-        x = x.permute(3, 0, 1, 2).to(torch.float32, memory_format=torch.contiguous_format, copy=True).div_(255.0)
-        if not frames_are_uint8:
-            x.clamp_(0.0, 1.0)
-        if params.jitter is not None:
-            _color_jitter(x, *params.jitter, order=params.jitter_order)
-        if params.grayscale:
-            # a real copy, not an expanded view of one plane, so the steps after it work in place
-            x = _luma(x).expand(3, -1, -1, -1).contiguous()
-        if params.blur_sigma is not None:
-            x = gaussian_blur(x, params.blur_sigma)
-        x.sub_(self.mean).div_(self.std)
-        return self.to_modality(x) if modality else x
+        return x.flip(2) if params.flip else x  # on the uint8 crop: a quarter of the bytes of the float clip
 
     def to_modality(self, clip: torch.Tensor) -> torch.Tensor:
-        """RGB stays; the residuals become frame differences along T (dim 1 of (C, T, H, W))."""
+        """RGB stays; the residuals become frame differences along T (dim -3 of (..., C, T, H, W))."""
         return to_modality(clip, self.modality)
 
 
 def to_modality(clip: torch.Tensor, modality: str) -> torch.Tensor:
-    """(C, T, H, W) clip -> its `modality`: rgb as is, PCL's residual, or the rescaled VCP/IIC residual."""
+    """(..., C, T, H, W) clips -> their `modality`: rgb as is, PCL's residual, or the rescaled VCP/IIC residual."""
     if modality == "rgb":
         return clip
     residual = torch.empty_like(clip, memory_format=torch.contiguous_format)
-    torch.sub(clip[:, :-1], clip[:, 1:], out=residual[:, 1:])  # roll(x, 1, T) - x without the rolled copy
-    torch.sub(clip[:, -1], clip[:, 0], out=residual[:, 0])
+    # roll(x, 1, T) - x without the rolled copy
+    torch.sub(clip[..., :-1, :, :], clip[..., 1:, :, :], out=residual[..., 1:, :, :])
+    torch.sub(clip[..., -1, :, :], clip[..., 0, :, :], out=residual[..., 0, :, :])
     if modality == "residual_rescaled":
         residual.add_(1.0).mul_(0.5)
     return residual
@@ -173,37 +188,60 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
-    """Luma of a (3, T, H, W) clip in [0, 1], shaped (1, T, H, W). Element-wise on purpose: a BLAS
-    dot product sums in an order that depends on the thread count, and runs must not."""
-    return torch.mul(x[0:1], LUMA[0]).add_(x[1:2], alpha=LUMA[1]).add_(x[2:3], alpha=LUMA[2])
+    """Luma of (..., 3, T, H, W) clips in [0, 1], shaped (..., 1, T, H, W). Element-wise on purpose: a
+    BLAS dot product sums in an order that depends on the thread count, and runs must not."""
+    r, g, b = (x[..., c:c + 1, :, :, :] for c in range(3))
+    return torch.mul(r, LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2])
 
 
-def _color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                  order: Sequence[int] = (0, 1, 2, 3)) -> None:
-    """Colour jitter of a (3, T, H, W) clip in [0, 1], in place, the four steps in `order` (0
-    brightness, 1 contrast, 2 saturation, 3 hue); the contrast pivot is the mean grey of the whole
-    clip. Each step is one blend and a clamp to [0, 1], as torchvision's."""
-    for step in order:
+def _color_jitter(x: torch.Tensor, params: Sequence[ClipParams]) -> None:
+    """Colour jitter of (K, 3, T, H, W) clips in [0, 1], in place, clip k as `params[k]` draws it:
+    the four steps in its order (0 brightness, 1 contrast, 2 saturation, 3 hue), each one blend and
+    a clamp to [0, 1] as torchvision's; the contrast pivot is the mean grey of the whole clip.
+    Clips that share an order take each step together; a clip without jitter takes factors that
+    change nothing exactly (x * 1, x + 0, a blend of weight 0, the clamp of values in [0, 1])."""
+    if all(p.jitter is None for p in params):
+        return
+    orders = {p.jitter_order for p in params if p.jitter is not None}
+    if len(orders) > 1:  # a random order per clip (torchvision's): one clip at a time
+        for k, p in enumerate(params):
+            if p.jitter is not None:
+                _color_jitter(x[k:k + 1], [p])
+        return
+    draws = [p.jitter or (1.0, 1.0, 1.0, 0.0) for p in params]  # brightness, contrast, saturation, hue
+    # per clip, rounded to float32 as a Python scalar operand would be: brightness, contrast, 1 - saturation
+    brightness, contrast, grey_weight = torch.tensor(
+        [[d[0] for d in draws], [d[1] for d in draws], [1.0 - d[2] for d in draws]]).view(3, -1, 1, 1, 1, 1)
+    for step in orders.pop():
         if step == 0:
             x.mul_(brightness)
         elif step == 1:
-            pivot = sum(w * m for w, m in zip(LUMA, x.mean(dim=(1, 2, 3)).tolist()))  # = mean of the luma plane
-            x.mul_(contrast).add_((1.0 - contrast) * pivot)
+            means = x.mean(dim=(2, 3, 4)).tolist()
+            pivots = [sum(w * m for w, m in zip(LUMA, clip_means)) for clip_means in means]  # = mean of the luma plane
+            offsets = [(1.0 - d[1]) * v if p.jitter else 0.0 for d, v, p in zip(draws, pivots, params)]
+            x.mul_(contrast).add_(torch.tensor(offsets).view(-1, 1, 1, 1, 1))
         elif step == 2:
-            x.lerp_(_luma(x), 1.0 - saturation)  # saturation * x + (1 - saturation) * grey
-        elif hue != 0.0:
-            _rotate_hue(x, hue)
+            x.lerp_(_luma(x), grey_weight)  # saturation * x + (1 - saturation) * grey
+        else:
+            first = 0
+            while first < len(draws):  # neighbours with one hue (a shared draw) rotate together
+                end = first + 1
+                while end < len(draws) and draws[end][3] == draws[first][3]:
+                    end += 1
+                if draws[first][3] != 0.0:
+                    _rotate_hue(x[first:end], draws[first][3])
+                first = end
         x.clamp_(0.0, 1.0)
 
 
 def _rotate_hue(x: torch.Tensor, turn: float) -> None:
-    """Rotate the hue of a (3, T, H, W) clip by `turn` of a full circle, in place: a rotation of
+    """Rotate the hue of (K, 3, T, H, W) clips by `turn` of a full circle, in place: a rotation of
     the chroma plane in YIQ space (a cheap linear stand-in for an HSV round trip)."""
     angle = 2.0 * math.pi * turn
     cos, sin = math.cos(angle), math.sin(angle)
     rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
     matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
-    planes = x.view(3, -1)
+    planes = x.view(len(x), 3, -1)
     planes.copy_(matrix @ planes)
 
 

@@ -9,6 +9,7 @@ Clips are (C, T, H, W) tensors; every random choice comes from the caller's gene
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,33 +26,58 @@ def sample_vcp_label(rng: np.random.Generator, remote_available: bool) -> int:
     return int(rng.integers(VCP_CLASSES if remote_available else VCP_CLASSES - 1))
 
 
-def apply_vcp(clip: torch.Tensor, label: int, rng: np.random.Generator, remote: torch.Tensor | None = None,
-              quadrant_order: str = "random") -> torch.Tensor:
-    """Transform a (C, T, H, W) clip according to VCP `label`.
+@dataclass(frozen=True)
+class VcpDraw:
+    """A VCP transformation with its random choice made: quarter turns (label 1), a quadrant
+    order (2) or the two swapped chunks (3); labels 0 and 4 choose nothing."""
 
-    `quadrant_order`: "random" draws one of the 23 non-identity quadrant permutations (vidkd);
-    "reference" always uses PCL's fixed order (3, 2, 1, 0).
-    """
-    if clip.ndim != 4:
-        raise ValueError(f"expected a (C, T, H, W) clip, got shape {tuple(clip.shape)}")
-    if label == 0:
-        return clip
-    if label == 1:
-        return rotate(clip, int(rng.integers(1, 4)))
-    if label == 2:
-        if quadrant_order == "reference":
-            return permute_quadrants(clip, REFERENCE_QUADRANT_ORDER)
-        return permute_quadrants(clip, _QUADRANT_PERMUTATIONS[int(rng.integers(len(_QUADRANT_PERMUTATIONS)))])
-    if label == 3:
-        first, second = (int(v) for v in rng.choice(TEMPORAL_CHUNKS, size=2, replace=False))
-        return swap_chunks(clip, first, second)
-    if label == 4:
+    label: int
+    choice: tuple[int, ...] = ()
+
+    def apply(self, clip: torch.Tensor, remote: torch.Tensor | None = None) -> torch.Tensor:
+        """The (C, T, H, W) `clip` transformed; label 4 returns `remote`, a clip of the same shape."""
+        if clip.ndim != 4:
+            raise ValueError(f"expected a (C, T, H, W) clip, got shape {tuple(clip.shape)}")
+        if self.label == 0:
+            return clip
+        if self.label == 1:
+            return rotate(clip, self.choice[0])
+        if self.label == 2:
+            return permute_quadrants(clip, self.choice)
+        if self.label == 3:
+            return swap_chunks(clip, *self.choice)
         if remote is None:
             raise ValueError("VCP label 4 replaces the clip by a remote clip; pass remote=...")
         if remote.shape != clip.shape:
             raise ValueError(f"remote clip shape {tuple(remote.shape)} differs from the clip's {tuple(clip.shape)}")
         return remote
+
+
+def draw_vcp(label: int, rng: np.random.Generator, quadrant_order: str = "random") -> VcpDraw:
+    """Make VCP `label`'s random choice now, from the caller's generator.
+
+    `quadrant_order`: "random" draws one of the 23 non-identity quadrant permutations (vidkd);
+    "reference" always uses PCL's fixed order (3, 2, 1, 0).
+    """
+    if label in (0, 4):
+        return VcpDraw(label)
+    if label == 1:
+        return VcpDraw(1, (int(rng.integers(1, 4)),))
+    if label == 2:
+        if quadrant_order == "reference":
+            return VcpDraw(2, REFERENCE_QUADRANT_ORDER)
+        return VcpDraw(2, _QUADRANT_PERMUTATIONS[int(rng.integers(len(_QUADRANT_PERMUTATIONS)))])
+    if label == 3:
+        return VcpDraw(3, tuple(int(v) for v in rng.choice(TEMPORAL_CHUNKS, size=2, replace=False)))
     raise ValueError(f"VCP label must be in 0..{VCP_CLASSES - 1}, got {label}")
+
+
+def apply_vcp(clip: torch.Tensor, label: int, rng: np.random.Generator, remote: torch.Tensor | None = None,
+              quadrant_order: str = "random") -> torch.Tensor:
+    """Transform a (C, T, H, W) clip according to VCP `label` (`draw_vcp`, then its `apply`)."""
+    if clip.ndim != 4:
+        raise ValueError(f"expected a (C, T, H, W) clip, got shape {tuple(clip.shape)}")
+    return draw_vcp(label, rng, quadrant_order).apply(clip, remote)
 
 
 def rotate(clip: torch.Tensor, quarter_turns: int) -> torch.Tensor:
