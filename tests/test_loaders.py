@@ -304,3 +304,28 @@ def test_tuple_clips_are_each_clip_transformed_alone_in_the_generators_order(ucf
         assert item["pretext_label"] == label and torch.equal(item["clips"], torch.stack(expected))
         assert not item["clips"].is_inference()
     assert len(labels) >= 3
+
+
+@pytest.mark.parametrize("pretext, shared", [("vcp", False), ("vcp", True), ("order", False)])
+def test_a_batch_made_together_is_its_items_made_one_by_one(ucf, pretext, shared):
+    """`__getitems__` (what a DataLoader calls) transforms a batch's clips together; every item is
+    bit-for-bit `dataset[i]`, for tuples, single clips and evaluation clips."""
+    transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=0.7, grayscale=0.3, blur=0.2, mean=(0.4,) * 3,
+                              std=(0.2,) * 3, modality="residual_rescaled")
+    split = load_split(ucf, "train")
+    tuples = TupleDataset(split, TupleSpec(clip_len=8, interval=4), transform, pretext=pretext, seed=2,
+                          shared_augmentation=shared)
+    clips = ClipDataset(split, 8, transform, seed=2, fixed=True)
+    multi = MultiClipDataset(split, 3, 8, transform, seed=2)
+    tuples.set_epoch(4)
+    indices = [5, 0, 7, 2, 2, 3, 6, 1]
+    for dataset in (tuples, clips, multi):
+        batch = dataset.__getitems__(indices)
+        assert len(batch) == len(indices)
+        for index, item in zip(indices, batch):
+            alone = dataset[index]
+            assert item.keys() == alone.keys() and item["index"] == index
+            for key, value in alone.items():
+                assert torch.equal(item[key], value) if torch.is_tensor(value) else item[key] == value
+    labels = {item["pretext_label"] for item in tuples.__getitems__(list(range(8)))}
+    assert len(labels) >= 2  # the batch mixes transformations (or orders)

@@ -1,6 +1,9 @@
 """torch Datasets over a VideoSplit: PCL tuples, single random clips, evenly spaced test clips.
 
 Every item is a dict, so the default collate gives batches (`clips`: (B, tuple_len, C, T, H, W)).
+A DataLoader fetches a batch with `__getitems__`: every item makes its random draws as
+`dataset[i]` would, then the clips of the whole batch go through the transform together (the same
+values bit for bit, a fraction of the tensor operations).
 
 Bad files. At construction every video is probed (header only, cached in ROOT/.vidkd_cache/);
 unreadable, empty and too-short videos are left out, counted in `.skipped` (reason -> paths) and
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +36,8 @@ from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, prob
 from vidkd.data.sampling import (TupleSpec, clip_indices, clip_orders, evenly_spaced_starts, frames_needed,
                                  min_tuple_frames, random_clip_start, remote_possible, sample_tuple,
                                  sample_tuple_reference)
-from vidkd.data.transforms import ClipTransform
-from vidkd.data.vcp import VCP_CLASSES, draw_vcp, sample_vcp_label
+from vidkd.data.transforms import ClipParams, ClipTransform
+from vidkd.data.vcp import VCP_CLASSES, VcpDraw, draw_vcp, sample_vcp_label
 from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError, VideoDecodeError
 
@@ -90,6 +94,19 @@ class DecodedVideos:
 
 
 DECODED = DecodedVideos()  # the process's store (`data.preload`)
+
+
+@dataclass
+class _Draw:
+    """One item's frames and random choices: everything it draws before any tensor work."""
+
+    index: int
+    label: int
+    frames: list[np.ndarray]  # one (T, H, W, 3) array per clip; a tuple's remote clip comes last
+    params: list[ClipParams]
+    pretext_label: int = 0
+    vcp: VcpDraw | None = None
+    order: tuple[int, ...] = ()  # VCOP: the order the tuple's clips are shown in
 
 
 class _VideoDataset(Dataset):
@@ -154,14 +171,22 @@ class _VideoDataset(Dataset):
         return np.random.default_rng([self.seed, index, torch.initial_seed() % 2**63, self._draws])
 
     def __getitem__(self, index: int) -> dict:
-        """Load item `index`; if its file fails to decode, the next usable video stands in."""
+        """Item `index`; if its file fails to decode, the next usable video stands in."""
+        return self._make_items([self._draw_usable(index)])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A DataLoader batch (torch calls this when it exists): the items `__getitem__` gives one by
+        one, bit for bit, with the clips of all of them transformed together."""
+        return self._make_items([self._draw_usable(index) for index in indices])
+
+    def _draw_usable(self, index: int) -> "_Draw":
         n = len(self.records)
         candidate = index
         for _ in range(MAX_CONSECUTIVE_SUBSTITUTES):
             if candidate not in self._bad:
                 self._attempts += 1
                 try:
-                    return self._load(candidate, self._rng(candidate))
+                    return self._draw(candidate, self._rng(candidate))
                 except VideoDecodeError as exc:
                     self._record_failure(candidate, exc)
             candidate = (candidate + 1) % n
@@ -177,7 +202,12 @@ class _VideoDataset(Dataset):
             raise DatasetError(f"{self._failures} of {self._attempts} videos failed to decode; the dataset under "
                                f"{self.split.root} looks broken (run `vidkd data check {self.split.root}`)")
 
-    def _load(self, index: int, rng: np.random.Generator) -> dict:
+    def _draw(self, index: int, rng: np.random.Generator) -> "_Draw":
+        """Read item `index`'s frames and make all its random choices (every draw of its generator)."""
+        raise NotImplementedError
+
+    def _make_items(self, draws: list["_Draw"]) -> list[dict]:
+        """The items of `draws`, their clips transformed together."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ decoded frames in memory
@@ -262,7 +292,7 @@ class TupleDataset(_VideoDataset):
         self.decode_threads = decode_threads
         self.frames_decoded = 0  # in this process; the benchmark reads it with num_workers=0
 
-    def _load(self, index: int, rng: np.random.Generator) -> dict:
+    def _draw(self, index: int, rng: np.random.Generator) -> _Draw:
         record = self.records[index]
         spec = self.spec
         if self.pretext == "vcp" and self.remote_rule == "reference":
@@ -283,34 +313,53 @@ class TupleDataset(_VideoDataset):
         def params():
             return shared or self.transform.sample_params(rng, frames.shape[1:3])
 
-        # draws in the generator's order: each clip's augmentation, the middle clip's remote clip and
-        # VCP choice right after its own; then the clips (the remote one last) are transformed together
-        starts, drawn, vcp, remote = [], [], None, False
+        # in the generator's order: each clip's augmentation, and right after the middle clip's its
+        # remote clip's (put last) and its VCP choice
+        draw = _Draw(index, record.label, [], [])
+        remote = None
         for i, start in enumerate(positions.clip_starts):
-            starts.append(start)
-            drawn.append(params())
+            draw.frames.append(clip_frames(start))
+            draw.params.append(params())
             if i == middle and label and self.pretext == "vcp":
                 if label == 4:
-                    remote = True
-                    remote_params = params()
-                vcp = draw_vcp(label, rng, self.quadrant_order)
-        if remote:
-            starts.append(positions.remote_start)
-            drawn.append(remote_params)
+                    remote = (clip_frames(positions.remote_start), params())
+                draw.vcp = draw_vcp(label, rng, self.quadrant_order)
+        if remote is not None:
+            draw.frames.append(remote[0])
+            draw.params.append(remote[1])
+        if self.pretext == "order":
+            label = int(rng.integers(len(self.orders)))
+            draw.order = self.orders[label]
+        draw.pretext_label = label
+        return draw
+
+    def _make_items(self, draws: list[_Draw]) -> list[dict]:
+        n = self.spec.tuple_len
+        middle = n // 2
+        tuples = [d.frames[:n] for d in draws]
+        remotes = [d.frames[n] for d in draws if len(d.frames) > n]
+        # all tuples' clips in order, then the remote clips
+        frames = [f for t in tuples for f in t] + remotes
+        params = [p for d in draws for p in d.params[:n]] + [d.params[n] for d in draws if len(d.frames) > n]
         # no autograd bookkeeping for the many small tensor ops; the modality step below, outside the
         # mode, gives the caller ordinary tensors
         with torch.inference_mode():
-            x = self.transform.apply_many([clip_frames(start) for start in starts], drawn, modality=False)
-            if vcp is not None:
-                x[middle] = vcp.apply(x[middle], remote=x[-1] if remote else None)
-            x = x[:spec.tuple_len]
+            x = self.transform.apply_many(frames, params, modality=False)
+            remote = len(draws) * n
+            for b, d in enumerate(draws):
+                if d.vcp is not None:
+                    has_remote = len(d.frames) > n
+                    x[b * n + middle] = d.vcp.apply(x[b * n + middle], remote=x[remote] if has_remote else None)
+                    remote += has_remote
+            x = x[:len(draws) * n]
         if self.pretext == "order":
-            label = int(rng.integers(len(self.orders)))
-            x = x[list(self.orders[label])]
+            x = x[[b * n + i for b, d in enumerate(draws) for i in d.order]]
         clips = self.transform.to_modality(x)
         if clips.is_inference():  # rgb: no modality step made a new tensor
             clips = clips.clone()
-        return {"clips": clips, "pretext_label": label, "label": record.label, "index": index}
+        clips = clips.view(len(draws), n, *clips.shape[1:])
+        return [{"clips": clips[b], "pretext_label": d.pretext_label, "label": d.label, "index": d.index}
+                for b, d in enumerate(draws)]
 
 
 class ClipDataset(_VideoDataset):
@@ -325,11 +374,15 @@ class ClipDataset(_VideoDataset):
         self.clip_len = clip_len
         self.transform = transform
 
-    def _load(self, index: int, rng: np.random.Generator) -> dict:
+    def _draw(self, index: int, rng: np.random.Generator) -> _Draw:
         record = self.records[index]
         start = random_clip_start(record.num_frames, self.clip_len, rng)
         frames = self._read(index, clip_indices(start, self.clip_len, record.num_frames))
-        return {"clip": self.transform(frames, rng), "label": record.label, "index": index}
+        return _Draw(index, record.label, [frames], [self.transform.sample_params(rng, frames.shape[1:3])])
+
+    def _make_items(self, draws: list[_Draw]) -> list[dict]:
+        clips = self.transform.apply_many([d.frames[0] for d in draws], [d.params[0] for d in draws])
+        return [{"clip": clip, "label": d.label, "index": d.index} for clip, d in zip(clips, draws)]
 
 
 class MultiClipDataset(_VideoDataset):
@@ -347,16 +400,20 @@ class MultiClipDataset(_VideoDataset):
         self.clip_len = clip_len
         self.transform = transform
 
-    def _load(self, index: int, rng: np.random.Generator) -> dict:
+    def _draw(self, index: int, rng: np.random.Generator) -> _Draw:
         record = self.records[index]
         starts = evenly_spaced_starts(record.num_frames, self.clip_len, self.num_clips)
         clip_rows = [clip_indices(s, self.clip_len, record.num_frames) for s in starts]
         needed = sorted({f for rows in clip_rows for f in rows})
         frames = self._read(index, needed)
         row = {frame: i for i, frame in enumerate(needed)}
-        drawn = [self.transform.sample_params(rng, frames.shape[1:3]) for _ in clip_rows]
-        clips = self.transform.apply_many([frames[[row[f] for f in rows]] for rows in clip_rows], drawn)
-        return {"clips": clips, "label": record.label, "index": index}
+        return _Draw(index, record.label, [frames[[row[f] for f in rows]] for rows in clip_rows],
+                     [self.transform.sample_params(rng, frames.shape[1:3]) for _ in clip_rows])
+
+    def _make_items(self, draws: list[_Draw]) -> list[dict]:
+        clips = self.transform.apply_many([f for d in draws for f in d.frames], [p for d in draws for p in d.params])
+        clips = clips.view(len(draws), self.num_clips, *clips.shape[1:])
+        return [{"clips": clip, "label": d.label, "index": d.index} for clip, d in zip(clips, draws)]
 
 
 class MaterializedDataset(Dataset):

@@ -9,6 +9,7 @@ fine-tuning inside an evaluation) nothing is written.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -266,9 +267,8 @@ class Trainer:
         steps = 0
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.train.epochs}", leave=False,
                    disable=not (self.is_main and self.progress), dynamic_ncols=True)
-        for step, batch in enumerate(loader):
-            if step >= self.steps_per_epoch:
-                break
+        # islice, not a break: a batch past the last step would be loaded for nothing
+        for step, batch in enumerate(itertools.islice(loader, self.steps_per_epoch)):
             parts = self.train_step(batch, epoch, step)
             steps += 1
             for key, value in parts.items():
