@@ -222,27 +222,24 @@ def _color_jitter(x: torch.Tensor, params: Sequence[ClipParams]) -> None:
             x.mul_(contrast).add_(torch.tensor(offsets).view(-1, 1, 1, 1, 1))
         elif step == 2:
             x.lerp_(_luma(x), grey_weight)  # saturation * x + (1 - saturation) * grey
-        else:
-            first = 0
-            while first < len(draws):  # neighbours with one hue (a shared draw) rotate together
-                end = first + 1
-                while end < len(draws) and draws[end][3] == draws[first][3]:
-                    end += 1
-                if draws[first][3] != 0.0:
-                    _rotate_hue(x[first:end], draws[first][3])
-                first = end
+        elif any(d[3] != 0.0 for d in draws):
+            _rotate_hue(x, [d[3] for d in draws])
         x.clamp_(0.0, 1.0)
 
 
-def _rotate_hue(x: torch.Tensor, turn: float) -> None:
-    """Rotate the hue of (K, 3, T, H, W) clips by `turn` of a full circle, in place: a rotation of
-    the chroma plane in YIQ space (a cheap linear stand-in for an HSV round trip)."""
-    angle = 2.0 * math.pi * turn
-    cos, sin = math.cos(angle), math.sin(angle)
-    rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
-    matrix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
+def _rotate_hue(x: torch.Tensor, turns: Sequence[float]) -> None:
+    """Rotate the hue of clip k of (K, 3, T, H, W) clips by `turns[k]` of a full circle, in place: a
+    rotation of the chroma plane in YIQ space (a cheap linear stand-in for an HSV round trip). A turn
+    of 0 leaves its clip exactly as it is (an identity matrix, not the YIQ round trip's rounding)."""
+    rotations = []
+    for turn in turns:
+        angle = 2.0 * math.pi * turn
+        cos, sin = math.cos(angle), math.sin(angle)
+        rotations.append([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+    matrices = _YIQ_TO_RGB @ torch.tensor(rotations) @ _RGB_TO_YIQ
+    matrices[torch.tensor([turn == 0.0 for turn in turns])] = torch.eye(3)
     planes = x.view(len(x), 3, -1)
-    planes.copy_(matrix @ planes)
+    planes.copy_(matrices @ planes)
 
 
 def transforms_from_config(data_cfg, colour_augmentation: bool = True) -> tuple[ClipTransform, ClipTransform]:
