@@ -179,7 +179,7 @@ class _VideoDataset(Dataset):
         one, bit for bit, with the clips of all of them transformed together."""
         return self._make_items([self._draw_usable(index) for index in indices])
 
-    def _draw_usable(self, index: int) -> "_Draw":
+    def _draw_usable(self, index: int) -> _Draw:
         n = len(self.records)
         candidate = index
         for _ in range(MAX_CONSECUTIVE_SUBSTITUTES):
@@ -202,11 +202,11 @@ class _VideoDataset(Dataset):
             raise DatasetError(f"{self._failures} of {self._attempts} videos failed to decode; the dataset under "
                                f"{self.split.root} looks broken (run `vidkd data check {self.split.root}`)")
 
-    def _draw(self, index: int, rng: np.random.Generator) -> "_Draw":
+    def _draw(self, index: int, rng: np.random.Generator) -> _Draw:
         """Read item `index`'s frames and make all its random choices (every draw of its generator)."""
         raise NotImplementedError
 
-    def _make_items(self, draws: list["_Draw"]) -> list[dict]:
+    def _make_items(self, draws: list[_Draw]) -> list[dict]:
         """The items of `draws`, their clips transformed together."""
         raise NotImplementedError
 
