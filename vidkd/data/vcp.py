@@ -75,8 +75,6 @@ def draw_vcp(label: int, rng: np.random.Generator, quadrant_order: str = "random
 def apply_vcp(clip: torch.Tensor, label: int, rng: np.random.Generator, remote: torch.Tensor | None = None,
               quadrant_order: str = "random") -> torch.Tensor:
     """Transform a (C, T, H, W) clip according to VCP `label` (`draw_vcp`, then its `apply`)."""
-    if clip.ndim != 4:
-        raise ValueError(f"expected a (C, T, H, W) clip, got shape {tuple(clip.shape)}")
     return draw_vcp(label, rng, quadrant_order).apply(clip, remote)
 
 
