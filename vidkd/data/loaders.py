@@ -336,11 +336,10 @@ class TupleDataset(_VideoDataset):
     def _make_items(self, draws: list[_Draw]) -> list[dict]:
         n = self.spec.tuple_len
         middle = n // 2
-        tuples = [d.frames[:n] for d in draws]
-        remotes = [d.frames[n] for d in draws if len(d.frames) > n]
+        with_remote = [d for d in draws if len(d.frames) > n]
         # all tuples' clips in order, then the remote clips
-        frames = [f for t in tuples for f in t] + remotes
-        params = [p for d in draws for p in d.params[:n]] + [d.params[n] for d in draws if len(d.frames) > n]
+        frames = [f for d in draws for f in d.frames[:n]] + [d.frames[n] for d in with_remote]
+        params = [p for d in draws for p in d.params[:n]] + [d.params[n] for d in with_remote]
         # no autograd bookkeeping for the many small tensor ops; the modality step below, outside the
         # mode, gives the caller ordinary tensors
         with torch.inference_mode():
