@@ -483,6 +483,50 @@ def test_pcl_finetune_recipe_is_recorded_and_run_through_the_engine(tmp_path, mo
 
 
 @NEEDS_DATA_AND_MODELS
+def test_finetune_repeats_average_runs_whose_first_is_the_single_run(tmp_path):
+    from vidkd.eval import protocols as run
+    from vidkd.eval.finetune import repeat_seed
+
+    torch.set_num_threads(2)
+    root = _write_tiny_ucf(tmp_path / "ucf")
+    settings = TINY + ["eval.fraction=0.5", "eval.num_clips=2", "eval.finetune_batch_size=3", "train.seed=3"]
+    single = run.evaluate("random:r3d", protocols=("finetune",), data_root=root, overrides=settings, epochs=2,
+                          progress=False)["finetune"]
+    record = run.evaluate("random:r3d", protocols=("finetune",), data_root=root, out=tmp_path / "out",
+                          overrides=settings + ["eval.finetune_repeats=3"], epochs=2, progress=False)["finetune"]
+    saved = json.loads((tmp_path / "out" / "finetune_frac0.5.json").read_text())
+    metrics = saved["metrics"]
+    assert saved["settings"]["repeats"] == 3 and single["settings"]["repeats"] == 1
+    assert [r["seed"] for r in metrics["repeats"]] == [3, repeat_seed(3, 1), repeat_seed(3, 2)] != [3, 3, 3]
+    # repeat 0 is the single run, so one repeat changes nothing; the headline is the repeats' mean
+    first = metrics["repeats"][0]
+    assert first["video_top1"] == single["metrics"]["video_top1"] and first["clip_top1"] == single["metrics"]["clip_top1"]
+    assert first["history"] == single["history"]
+    assert metrics["video_top1"] == pytest.approx(sum(r["video_top1"] for r in metrics["repeats"]) / 3)
+    assert metrics["clip_top1"] == pytest.approx(sum(r["clip_top1"] for r in metrics["repeats"]) / 3)
+    assert record["metrics"]["video_top1"] == pytest.approx(metrics["video_top1"])
+    assert all(len(r["history"]) == 2 and r["train_videos"] == 3 for r in metrics["repeats"])
+    # each repeat trains on its own draw of the labelled videos
+    assert len({str(r["history"]) for r in metrics["repeats"]}) == 3
+
+
+def test_repeat_seeds_draw_other_labelled_subsets():
+    from vidkd.eval.finetune import repeat_seed
+
+    labels = np.repeat(np.arange(10), 24)  # the synthetic training split: 24 videos of each of 10 actions
+    subsets = {tuple(sample_fraction(labels, 0.1, repeat_seed(seed, r))) for seed in range(3) for r in range(3)}
+    assert len(subsets) == 9
+    assert repeat_seed(5, 0) == 5
+
+
+def test_finetune_repeats_below_one_is_a_config_error():
+    from vidkd.config import load_config
+
+    with pytest.raises(ConfigError, match="eval.finetune_repeats"):
+        load_config(None, ["eval.finetune_repeats=0"])
+
+
+@NEEDS_DATA_AND_MODELS
 def test_vidkd_recipe_is_the_default_and_recorded(tmp_path):
     from vidkd.eval.protocols import evaluate
 

@@ -465,3 +465,14 @@ def test_a_ceiling_from_fewer_seeds_than_the_pair_says_so():
 
     assert _of_seeds({"seeds": [0, 1, 2], "supervised_seeds": [0]}) == "; means over seeds, supervised: seed 0"
     assert _of_seeds({"seeds": [0, 1, 2], "supervised_seeds": [2, 1, 0]}) == "; means over seeds"
+
+
+def test_fine_tuning_section_says_when_values_average_repeats(tmp_path):
+    make_experiment(tmp_path)
+    assert "fine-tunings of the network" not in report.write_report(tmp_path).read_text()
+    result = runs.result_path(runs.eval_dir(tmp_path / "runs" / "baseline_r3d_s0"), "finetune", 1, 1.0)
+    record = json.loads(result.read_text())
+    record["metrics"]["repeats"] = [{"seed": 0, "video_top1": 0.5}, {"seed": 10000, "video_top1": 0.7}]
+    result.write_text(json.dumps(record))
+    md = report.write_report(tmp_path).read_text()
+    assert "Each value is the mean of 2 fine-tunings of the network, each on its own draw" in md

@@ -141,6 +141,9 @@ class EvalConfig:
     finetune_batch_size: int = 16
     finetune_backbone_lr_scale: float = 0.1  # the pretrained backbone learns slower than the new head
     finetune_dropout: float = 0.5
+    # few labels make one fine-tuning depend on which videos are drawn: average this many runs,
+    # each with its own labelled subset, head initialisation and clip order
+    finetune_repeats: int = 1
 
 
 @dataclass
@@ -517,7 +520,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}' must be in (0, 1]; got {value}")
     for key, value in (("eval.num_clips", cfg.eval.num_clips), ("eval.knn_k", cfg.eval.knn_k),
                        ("eval.linear_steps", cfg.eval.linear_steps), ("eval.finetune_epochs", cfg.eval.finetune_epochs),
-                       ("eval.finetune_batch_size", cfg.eval.finetune_batch_size), ("train.knn_k", cfg.train.knn_k)):
+                       ("eval.finetune_batch_size", cfg.eval.finetune_batch_size),
+                       ("eval.finetune_repeats", cfg.eval.finetune_repeats), ("train.knn_k", cfg.train.knn_k)):
         if value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
     ssl = cfg.ssl

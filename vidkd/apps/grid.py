@@ -211,10 +211,11 @@ def evaluations_of(exp: ExperimentConfig, kind: str) -> list[str]:
 
 def supervised_reference(cfg: Config, epochs: int | None = None) -> Config:
     """The ceiling a pretrained network is measured against: the random network fine-tuned on every
-    training label, all layers at the full fine-tuning lr (nothing in it is worth protecting)."""
+    training label, all layers at the full fine-tuning lr (nothing in it is worth protecting), once:
+    with every label there is no subset to draw that repeats would average over."""
     return dataclasses.replace(cfg, eval=dataclasses.replace(
         cfg.eval, fraction=1.0, finetune_fraction=1.0, finetune_backbone_lr_scale=1.0,
-        finetune_epochs=epochs or cfg.eval.finetune_epochs))
+        finetune_epochs=epochs or cfg.eval.finetune_epochs, finetune_repeats=1))
 
 
 def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config,

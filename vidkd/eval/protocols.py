@@ -40,7 +40,7 @@ from vidkd.data.loaders import MultiClipDataset
 from vidkd.data.transforms import ClipTransform, transforms_from_config
 from vidkd.errors import ConfigError, DatasetError, VidkdError
 from vidkd.eval.features import FeatureCache, extract_features, split_fingerprint, weights_fingerprint
-from vidkd.eval.finetune import finetune
+from vidkd.eval.finetune import finetune, finetune_repeated
 from vidkd.eval.fractions import check_fraction, fraction_of_split
 from vidkd.eval.knn import knn_classify
 from vidkd.eval.linear import linear_probe
@@ -204,9 +204,9 @@ def finetuning(ctx: EvaluationContext) -> ProtocolResult:
                 "backbone_lr_scale": e.finetune_backbone_lr_scale, "batch_size": e.finetune_batch_size,
                 "fraction": ctx.fraction, "seed": cfg.train.seed, "momentum": cfg.train.momentum,
                 "weight_decay": cfg.train.weight_decay, "schedule": "cosine", "dropout": e.finetune_dropout,
-                "test_clips": e.num_clips}
-    metrics = finetune(
-        copy.deepcopy(ctx.backbone), ctx.train_split, ctx.test_split, train_transform=finetune_transform,
+                "test_clips": e.num_clips, "repeats": e.finetune_repeats}
+    metrics = finetune_repeated(
+        ctx.backbone, ctx.train_split, ctx.test_split, repeats=e.finetune_repeats, train_transform=finetune_transform,
         test_transform=test_transform, epochs=e.finetune_epochs, lr=e.finetune_lr,
         backbone_lr_scale=e.finetune_backbone_lr_scale, batch_size=e.finetune_batch_size, fraction=ctx.fraction,
         seed=cfg.train.seed, clip_len=cfg.data.clip_len, num_test_clips=e.num_clips, momentum=cfg.train.momentum,
