@@ -577,3 +577,16 @@ def test_linear_probe_chooses_weight_decay_on_held_out_groups_never_on_the_test_
     assert flipped["weight_decay"] == auto["weight_decay"]
     with pytest.raises(ValueError, match="one group per training video"):
         linear_probe(train, train_labels, test, test_labels, weight_decay=candidates)
+
+
+def test_changed_settings_compare_only_what_a_protocol_depends_on():
+    from vidkd.config import EvalConfig
+    from vidkd.eval.protocols import changed_settings, result_settings
+
+    now = EvalConfig(finetune_repeats=2, knn_k=7)
+    record = {"eval": result_settings(EvalConfig(), "finetune")}
+    assert changed_settings(record, now, "finetune") == ["finetune_repeats"]
+    assert changed_settings({"eval": result_settings(EvalConfig(), "linear")}, now, "linear") == []
+    assert changed_settings({"eval": {"num_clips": 10}}, now, "knn") == ["knn_k"]  # an absent key had its default
+    assert changed_settings({"eval": {"num_clips": 10}}, EvalConfig(), "knn") == []
+    assert changed_settings({"metrics": {}}, now, "knn") == []  # a record from before `eval`: nothing to compare

@@ -185,6 +185,33 @@ def test_a_finished_grid_evaluated_again_with_new_eval_settings_uses_them(tmp_pa
     assert record["settings"]["fraction"] == 0.5 and record["settings"]["steps"] == 10
 
 
+def test_a_result_computed_with_other_eval_settings_is_computed_again(tmp_path, data_root, caplog):
+    """Only a result whose own settings changed: the others, and unchanged re-runs, are kept."""
+    torch.set_num_threads(1)
+    config = _write_config(tmp_path / "one.yaml", data_root, baselines=["r3d"], teachers=[], students=[],
+                           evaluations=["knn", "linear"], eval={"linear_steps": 10})
+    out = tmp_path / "grid"
+    run_experiment(config, out)
+    eval_dir = runs.eval_dir(runs.experiment_run_dir(out, "baseline_r3d_s0"))
+    linear, knn = runs.result_path(eval_dir, "linear"), runs.result_path(eval_dir, "knn")
+    assert json.loads(linear.read_text())["eval"]["linear_steps"] == 10
+    written = {path: path.stat().st_mtime_ns for path in (linear, knn)}
+
+    run_experiment(config, out)  # nothing changed: nothing is evaluated again
+    assert {path: path.stat().st_mtime_ns for path in written} == written
+
+    with caplog.at_level("INFO", logger="vidkd.experiment"):
+        run_experiment(config, out, ["eval.linear_steps=20"])
+    record = json.loads(linear.read_text())
+    assert record["settings"]["steps"] == 20 and record["eval"]["linear_steps"] == 20
+    assert knn.stat().st_mtime_ns == written[knn]  # kNN does not depend on the linear probe's steps
+    assert "eval.linear_steps" in caplog.text and "evaluating again" in caplog.text
+
+    knn.write_text("{not json")  # a damaged result is computed again, not skipped
+    run_experiment(config, out, ["eval.linear_steps=20"])
+    assert "top1" in json.loads(knn.read_text())["metrics"]
+
+
 def test_a_demo_directory_of_an_older_synthetic_format_is_refused_in_one_line(tmp_path, capsys):
     """Its finished runs were trained on other videos: reusing them would mix two benchmarks."""
     from vidkd.cli import main

@@ -23,7 +23,7 @@ from vidkd.config import (Config, ExperimentConfig, config_differences, config_f
                           labelled_fraction, load_experiment, recipe_of)
 from vidkd.data.datasets import load_split
 from vidkd.errors import ConfigError, VidkdError
-from vidkd.eval.protocols import evaluate
+from vidkd.eval.protocols import changed_settings, evaluate
 from vidkd.models import build_backbone
 from vidkd.models.flops import count_flops
 from vidkd.synthetic import is_synthetic_dataset
@@ -218,14 +218,32 @@ def supervised_reference(cfg: Config, epochs: int | None = None) -> Config:
         finetune_epochs=epochs or cfg.eval.finetune_epochs, finetune_repeats=1))
 
 
+def _needs_evaluation(path: Path, cfg: Config, protocol: str) -> bool:
+    """No result at `path` yet, an unreadable one, or one computed with other `eval.*` settings."""
+    if not path.is_file():
+        return True
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = None
+    if not isinstance(record, dict):
+        log.warning("cannot read the result %s; evaluating again", path)
+        return True
+    changed = changed_settings(record, cfg.eval, protocol)
+    if changed:
+        log.info("%s was computed with other settings (%s); evaluating again", path,
+                 ", ".join(f"eval.{key}" for key in changed))
+    return bool(changed)
+
+
 def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config,
               protocols: Sequence[str] | None = None) -> None:
     """Every missing result of `protocols` (default: the experiment's evaluations), with the
     experiment's eval settings (a finished run's config.yaml keeps the eval section it was trained with)."""
     eval_dir = out if out is not None else runs.eval_dir(Path(source))
-    missing = [protocol for protocol in (protocols or exp.evaluations) if not runs.result_path(
+    missing = [protocol for protocol in (protocols or exp.evaluations) if _needs_evaluation(runs.result_path(
         eval_dir, protocol, cfg.data.split, labelled_fraction(cfg.eval, protocol),
-        recipe_of(cfg.eval.protocol, protocol)).is_file()]
+        recipe_of(cfg.eval.protocol, protocol)), cfg, protocol)]
     if not missing:
         return
     overrides = [f"eval.{key}={json.dumps(value)}" for key, value in dataclasses.asdict(cfg.eval).items()]

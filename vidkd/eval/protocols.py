@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from vidkd import runs
-from vidkd.config import EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, labelled_fraction, load_config, parse_overrides
+from vidkd.config import (EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, EvalConfig, labelled_fraction, load_config,
+                          parse_overrides)
 from vidkd.data.datasets import VideoSplit, load_split
 from vidkd.data.loaders import MultiClipDataset
 from vidkd.data.transforms import ClipTransform, transforms_from_config
@@ -69,6 +70,32 @@ PCL_PLATEAU_FACTOR = 0.1
 PCL_MIN_LR = 1e-5
 PCL_VAL_VIDEOS = {"ucf101": 800, "hmdb51": 400}  # random_split of the train list; 800 for other layouts
 PCL_VAL_SHARE = 8  # at most 1/8 of the training videos: keeps 800 of UCF101's 9537 and 400 of HMDB51's 3570
+
+
+# the eval settings a protocol's result depends on besides the split, fraction and recipe its file is named by
+RESULT_SETTINGS = {
+    "retrieval": ("num_clips",),
+    "knn": ("num_clips", "knn_k", "knn_temperature"),
+    "linear": ("num_clips", "linear_steps", "linear_weight_decay"),
+    "finetune": ("num_clips", "finetune_epochs", "finetune_lr", "finetune_batch_size", "finetune_backbone_lr_scale",
+                 "finetune_dropout", "finetune_repeats"),
+}
+
+
+def result_settings(eval_cfg: EvalConfig, protocol: str) -> dict[str, Any]:
+    """The `eval.*` values a `protocol` result is computed with (stored in its record as `eval`)."""
+    return {key: getattr(eval_cfg, key) for key in RESULT_SETTINGS[protocol]}
+
+
+def changed_settings(record: dict[str, Any], eval_cfg: EvalConfig, protocol: str) -> list[str]:
+    """The `eval.*` keys whose values differ from those `record` was computed with; [] for a record
+    that predates `eval` (nothing to compare). A key the record lacks had its default value."""
+    stored = record.get("eval")
+    if not isinstance(stored, dict):
+        return []
+    defaults = EvalConfig()
+    return [key for key, value in result_settings(eval_cfg, protocol).items()
+            if stored.get(key, getattr(defaults, key)) != value]
 
 
 def pcl_validation_size(num_train: int, layout: str) -> int:
@@ -395,6 +422,7 @@ def evaluate(
             "input": {"clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
                       "modality": cfg.data.modality},
             "settings": settings,
+            "eval": result_settings(cfg.eval, protocol),
             "metrics": metrics,
             "device": str(device),
             "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
