@@ -238,7 +238,7 @@ def _needs_evaluation(path: Path, cfg: Config, protocol: str) -> bool:
 
 def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config,
               protocols: Sequence[str] | None = None) -> None:
-    """Every missing result of `protocols` (default: the experiment's evaluations), with the
+    """Every missing or outdated result of `protocols` (default: the experiment's evaluations), with the
     experiment's eval settings (a finished run's config.yaml keeps the eval section it was trained with)."""
     eval_dir = out if out is not None else runs.eval_dir(Path(source))
     missing = [protocol for protocol in (protocols or exp.evaluations) if _needs_evaluation(runs.result_path(
