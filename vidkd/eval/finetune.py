@@ -191,7 +191,7 @@ def repeat_seed(seed: int, repeat: int) -> int:
 
 
 def finetune_repeated(backbone: nn.Module, train_split: Any, test_split: Any, *, repeats: int = 1, seed: int = 0,
-                      progress: bool = True, **settings: Any) -> dict[str, Any]:
+                      **settings: Any) -> dict[str, Any]:
     """`finetune` a copy of `backbone` `repeats` times, repeat r with `repeat_seed(seed, r)`; `backbone` is untouched.
 
     One repeat returns `finetune`'s result as it is. Several return the first repeat's record with
@@ -200,25 +200,22 @@ def finetune_repeated(backbone: nn.Module, train_split: Any, test_split: Any, *,
     """
     if repeats < 1:
         raise TrainingError(f"fine-tuning needs at least one repeat, got {repeats} (set eval.finetune_repeats)")
+    seeds = [repeat_seed(seed, repeat) for repeat in range(repeats)]
     results = []
-    for repeat in range(repeats):
-        result = finetune(copy.deepcopy(backbone), train_split, test_split, seed=repeat_seed(seed, repeat),
-                          progress=progress, **settings)
+    for repeat, repeat_of_seed in enumerate(seeds, 1):
+        results.append(finetune(copy.deepcopy(backbone), train_split, test_split, seed=repeat_of_seed, **settings))
         if repeats > 1:
-            log.info("finetune repeat %d/%d (seed %d): video top-1 %.3f", repeat + 1, repeats,
-                     repeat_seed(seed, repeat), result["video_top1"])
-        results.append(result)
+            log.info("finetune repeat %d/%d (seed %d): video top-1 %.3f", repeat, repeats, repeat_of_seed,
+                     results[-1]["video_top1"])
     if repeats == 1:
         return results[0]
-    per_repeat_keys = ("clip_top1", "video_top1", "train_videos", "final_train_loss", "final_train_top1", "history")
-    record = {key: value for key, value in results[0].items() if key not in per_repeat_keys}
+    per_repeat_keys = ("clip_top1", "video_top1", "final_train_loss", "final_train_top1", "history")
     return {
-        **record,
+        **{key: value for key, value in results[0].items() if key not in per_repeat_keys},
         "clip_top1": statistics.fmean(r["clip_top1"] for r in results),
         "video_top1": statistics.fmean(r["video_top1"] for r in results),
-        "train_videos": results[0]["train_videos"],
         "train_seconds": sum(r["train_seconds"] for r in results),
         "seconds": sum(r["seconds"] for r in results),
-        "repeats": [{"seed": repeat_seed(seed, i), **{key: r[key] for key in per_repeat_keys}}
-                    for i, r in enumerate(results)],
+        "repeats": [{"seed": repeat_of_seed, "train_videos": r["train_videos"],
+                     **{key: r[key] for key in per_repeat_keys}} for repeat_of_seed, r in zip(seeds, results)],
     }

@@ -246,8 +246,8 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
         matched, note = _published_column(exp, groups, "finetune", "video_top1", headers, rows,
                                            "PCL video top-1 on {dataset} (published)")
         any_published |= matched
-        repeats = max((len(r.evals.get("finetune", {}).get("repeats") or [None]) for g in groups for r in g.runs),
-                      default=1)
+        repeats = max((len(r.evals.get("finetune", {}).get("repeats", [])) for g in groups for r in g.runs),
+                      default=0)
         notes = [f"Each value is the mean of {repeats} fine-tunings of the network, each on its own draw of the "
                  "labelled videos." if repeats > 1 else "", note]
         sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)] + [n for n in notes if n]))
