@@ -130,20 +130,22 @@ def test_the_paper_grid_dry_run_names_recipe_and_protocol_per_run(tmp_path):
     assert rows and all(row[1] == "pcl-vidkd" and row[2] == "vidkd" for row in rows)
 
 
-def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
+def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root, monkeypatch):
+    """Run as `make demo` runs it: a relative --out, then a second time with everything finished."""
     from vidkd.apps.demo import run_demo
 
     torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
     printed: list[str] = []
     small = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "data.clip_len=8",
              "data.interval=4", "data.resize=[32,43]", "data.crop=32", "data.num_workers=0", "model.width=0.125",
              "widths={}", "baselines=[r3d]", "teachers=[r3d]", "students=[r3d]", "seeds=[0,1]",
              "evaluations=[knn,finetune]", "student_evaluations=[knn]", "eval.finetune_epochs=1",
              "train.val_tuples_per_video=1"]
-    report = run_demo(tmp_path / "demo", data_root=data_root, overrides=small, on_step=printed.append)
+    report = run_demo(Path("demo"), data_root=data_root, overrides=small, on_step=printed.append)
     text = "\n".join(printed)
     assert f"using the dataset at {data_root}" in text  # --data: the user's dataset, used as it is
-    assert "where the time went:" in text and "training steps" in text and "writing data" in text
+    assert "where the experiment's time went" in text and "training steps" in text and "writing data" in text
     assert "training steps of fine-tuning evaluations" in text and "fine-tuning evaluations: setup and testing" in text
     share = re.search(r"(\d+)% of the time is training steps \(pretraining (\d+)%, fine-tuning evaluations (\d+)%\)", text)
     assert share and abs(int(share[1]) - int(share[2]) - int(share[3])) <= 1  # the two kinds of steps add up
@@ -169,6 +171,16 @@ def test_the_demo_runs_small_and_says_where_its_time_went(tmp_path, data_root):
     md = report.read_text()
     assert "## Where the time went" in md and "## What pretraining buys" in md
     assert "(seed 0 only)" in md and "(students: knn)" in md and "no finetune result" not in md
+
+    # a second run finds everything done: the same results, and a time table of the whole experiment
+    first_steps = float(re.search(r"training steps +([\d.]+) min", text)[1])
+    printed.clear()
+    assert run_demo(Path("demo"), data_root=data_root, overrides=small, on_step=printed.append) == report
+    again = "\n".join(printed)
+    assert json.loads((report.parent / "summary.json").read_text()) == summary
+    assert float(re.search(r"training steps +([\d.]+) min", again)[1]) == first_steps
+    shares = [int(s) for s in re.findall(r"min +(\d+)%", again)]
+    assert len(shares) >= 5 and max(shares) <= 100 and 98 <= sum(shares) <= 102
 
 
 def test_a_finished_grid_evaluated_again_with_new_eval_settings_uses_them(tmp_path, data_root):

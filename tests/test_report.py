@@ -476,3 +476,34 @@ def test_fine_tuning_section_says_when_values_average_repeats(tmp_path):
     result.write_text(json.dumps(record))
     md = report.write_report(tmp_path).read_text()
     assert "Each value is the mean of 2 fine-tunings of the network, each on its own draw" in md
+
+
+@pytest.mark.parametrize("form", ["relative", "dot", "absolute"])
+def test_report_keeps_the_random_init_rows_whatever_form_of_path_it_is_given(tmp_path, monkeypatch, form):
+    """`make demo` runs `vidkd report runs/demo`: a relative directory once dropped every random-init result."""
+    make_experiment(tmp_path / "runs" / "exp")
+    directory = {"relative": "runs/exp", "dot": ".", "absolute": str(tmp_path / "runs" / "exp")}[form]
+    monkeypatch.chdir(tmp_path / "runs" / "exp" if form == "dot" else tmp_path)
+    assert cli_main(["report", directory]) == 0
+    summary = json.loads((runs.report_dir(tmp_path / "runs" / "exp") / "summary.json").read_text())
+    (ssl,) = [r for r in summary["ssl_vs_random"] if r["arch"] == "r3d" and r["protocol"] == "retrieval"]
+    assert ssl["random_init"] == pytest.approx(0.10)
+    md = (runs.report_dir(tmp_path / "runs" / "exp") / "report.md").read_text()
+    assert "| R3D ×0.125 (random init) | 1 | 10.0 | 30.0 | — |" in md
+
+
+def test_time_table_of_a_rerun_describes_the_whole_experiment(tmp_path):
+    """A re-run that skipped finished work records a short grid time: the table never shows a share
+    above 100% nor a negative setup time; what the grid spent beyond its parts is setup."""
+    make_experiment(tmp_path)
+    steps = 6 * 10 * 30.0 + 3 * 30.0  # the experiment's training steps (see the summary test)
+    for grid, other in ((2.0, 0.0), (steps + 120.0, 120.0)):
+        (tmp_path / runs.TIMING_FILE).write_text(json.dumps({"writing data": 60.0, "grid": grid, "report": 3.0}))
+        parts, total = report.stats.experiment_time(report.load_experiment(tmp_path))
+        assert parts["training steps"] == pytest.approx(steps)
+        assert parts["other (setup, data probing, loaders)"] == pytest.approx(other)
+        assert total == pytest.approx(steps + 63.0 + other)
+        report.write_report(tmp_path)
+        md = (runs.report_dir(tmp_path) / "report.md").read_text()
+        shares = [int(s) for s in re.findall(r"\| (\d+)% \|", md.split("## Where the time went")[1])]
+        assert shares and max(shares) <= 100

@@ -16,8 +16,8 @@ from vidkd import runs
 from vidkd.apps.grid import run_experiment
 from vidkd.errors import DatasetError
 from vidkd.report import write_report
-from vidkd.report.results import load_experiment
-from vidkd.report.stats import time_breakdown, training_share
+from vidkd.report.results import load_experiment, read_json
+from vidkd.report.stats import experiment_time, training_share
 from vidkd.synthetic import format_summary, write_synthetic_dataset
 from vidkd.utils.io import atomic_write_json
 
@@ -45,21 +45,30 @@ def run_demo(out: Path, data_root: Path | None = None, overrides: list[str] | No
     on_step(f"[2/3] training and evaluating the demo grid in {out}")
     grid_start = time.perf_counter()
     run_experiment(DEMO_PRESET, out, overrides=[f"base.data.root={data_root}", *(overrides or [])])
-    timing = {"writing data": data_seconds, "grid": time.perf_counter() - grid_start}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(runs.timing_path(out), timing)
+    timing = _add_time(out, {"writing data": data_seconds, "grid": time.perf_counter() - grid_start})
     on_step("[3/3] writing the report")
     report_start = time.perf_counter()
     report = write_report(out)
-    timing["report"] = time.perf_counter() - report_start
+    timing["report"] = time.perf_counter() - report_start  # the report is rewritten whole: its last time counts
     atomic_write_json(runs.timing_path(out), timing)
-    total = time.perf_counter() - start
-    exp = load_experiment(out)
-    parts = time_breakdown(exp.runs, [r for group in exp.random_init for r in group.runs],
-                           {"writing data": data_seconds, "report": timing["report"]})
-    parts["other (setup, data probing, loaders)"] = max(0.0, total - sum(parts.values()))
+    parts, total = experiment_time(load_experiment(out))
     lines = [f"  {name:<46s} {seconds / 60:5.1f} min  {100 * seconds / total:3.0f}%" for name, seconds in parts.items()]
-    on_step(f"\ndemo finished in {total / 60:.1f} min. Report: {report}\n"
+    on_step(f"\ndemo finished in {(time.perf_counter() - start) / 60:.1f} min. Report: {report}\n"
             f"  (HTML: {report.with_suffix('.html')}; figures in {report.parent / 'figures'})\n"
-            "where the time went:\n" + "\n".join(lines) + f"\n  {training_share(parts, total)}")
+            f"where the experiment's time went ({total / 60:.1f} min over every invocation):\n"
+            + "\n".join(lines) + f"\n  {training_share(parts, total)}")
     return report
+
+
+def _add_time(out: Path, seconds: dict[str, float]) -> dict[str, float]:
+    """Add this invocation's seconds to those of earlier invocations of the same demo (a re-run that
+    skips finished work adds little), so that the time table describes the whole experiment."""
+    path = runs.timing_path(out)
+    earlier = read_json(path, []) if path.is_file() else {}  # unreadable: None, counted again from here
+    earlier = earlier if isinstance(earlier, dict) else {}
+    timing = {key: float(earlier[key]) if isinstance(earlier.get(key), (int, float)) else 0.0 for key in seconds}
+    for key, value in seconds.items():
+        timing[key] += value
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, timing)
+    return timing

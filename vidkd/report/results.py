@@ -195,7 +195,7 @@ def read_json(path: Path, problems: list[str]) -> Any:
     """The parsed file, or None (with the reason appended to `problems`)."""
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         problems.append(f"cannot read {path.name}: {str(exc).splitlines()[0][:120]}")
         return None
 
@@ -338,10 +338,12 @@ def _random_init_groups(directory: Path, planned: set[Path], split: int, fractio
     for arch, seed, run_dir in runs.iter_random_init_dirs(directory):
         if run_dir.resolve() in planned or not runs.eval_dir(run_dir).is_dir():
             continue
-        run = load_run({"name": run_dir.name, "kind": "random", "arch": arch, "seed": seed, "run_dir": run_dir},
+        entry = {"name": run_dir.name, "kind": "random", "arch": arch, "seed": seed,
+                 "run_dir": run_dir.relative_to(directory)}  # load_run reads it relative to the experiment
+        run = load_run(entry,
                        directory, None, split, fraction, eval_protocol=protocol, finetune_fraction=finetune_fraction)
         if (fraction if finetune_fraction is None else finetune_fraction) < 1:
-            supervised = result_files(run_dir, split, 1.0, eval_protocol=protocol).get("finetune")
+            supervised = result_files(run.run_dir, split, 1.0, eval_protocol=protocol).get("finetune")
             if supervised:
                 read_result(run, SUPERVISED, supervised)
         if run.evals:

@@ -6,7 +6,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from vidkd.report.results import SUPERVISED, Group, Run
+from vidkd import runs
+from vidkd.report.results import SUPERVISED, Experiment, Group, Run, read_json
 
 NEAR_FRACTION = 0.95  # "converged": within 95% of the target accuracy
 MISSING = "—"
@@ -154,6 +155,27 @@ def time_breakdown(experiment_runs: Sequence[Run], random_runs: Sequence[Run] = 
         parts[FINETUNING_PART] = finetuning
     parts["evaluation"] = evaluation
     return parts
+
+
+OTHER_PART = "other (setup, data probing, loaders)"
+
+
+def experiment_time(exp: Experiment) -> tuple[dict[str, float], float]:
+    """Seconds by kind of work over the whole experiment, and their total, whichever invocations did it.
+
+    The timing file holds the wall time of the grid summed over invocations (`vidkd demo` adds to
+    it); what it has beyond the measured parts is setup. A total below the parts (an invocation
+    killed before it could add its time) counts no setup rather than a negative one.
+    """
+    path = runs.timing_path(exp.directory)
+    outside = read_json(path, []) if path.is_file() else {}
+    outside = outside if isinstance(outside, dict) else {}
+    measured = {k: float(v) for k, v in outside.items() if isinstance(v, (int, float)) and k != "grid"}
+    parts = time_breakdown(exp.runs, [r for g in exp.random_init for r in g.runs], measured)
+    grid = outside.get("grid")
+    if isinstance(grid, (int, float)):
+        parts[OTHER_PART] = max(0.0, float(grid) - sum(v for k, v in parts.items() if k in GRID_PARTS))
+    return parts, sum(parts.values())
 
 
 def training_share(parts: dict[str, float], total: float) -> str:

@@ -16,18 +16,17 @@ from typing import Sequence
 from vidkd import runs
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
-from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs, read_json
+from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs
 from vidkd.report.stats import (
-    GRID_PARTS,
     MISSING,
     baseline_group,
+    experiment_time,
     format_epochs,
     format_percent,
     format_seconds,
     seeds_phrase,
     summarise_run,
     target_accuracy,
-    time_breakdown,
     training_share,
 )
 from vidkd.utils.checkpoint import WEIGHTS_FILE
@@ -391,14 +390,7 @@ def kd_section(summary: dict) -> Section:
 
 def time_section(exp: Experiment) -> Section:
     """Where the experiment's time went (training steps first: the time that learns)."""
-    outside = read_json(runs.timing_path(exp.directory), []) if runs.timing_path(exp.directory).is_file() else {}
-    parts = time_breakdown(exp.runs, [r for g in exp.random_init for r in g.runs],
-                           {k: float(v) for k, v in (outside or {}).items() if isinstance(v, (int, float))
-                            and k != "grid"})
-    total = sum(parts.values())
-    if isinstance((outside or {}).get("grid"), (int, float)):  # the grid's wall time covers more than its parts
-        total = float(outside["grid"]) + sum(v for k, v in parts.items() if k not in GRID_PARTS)
-        parts["other (setup, data probing, loaders)"] = max(0.0, total - sum(parts.values()))
+    parts, total = experiment_time(exp)
     rows = [[name, format_seconds(seconds), f"{100 * seconds / total:.0f}%" if total else MISSING]
             for name, seconds in parts.items()]
     return Section("Where the time went", [Table(["work", "time", "share"], rows), training_share(parts, total) + "."])
