@@ -346,3 +346,137 @@ def test_resume_may_repeat_the_runs_own_teacher(data_root, finished_run, tmp_pat
     code, line = run_cli(["pretrain", "--resume", student, "--teacher", tmp_path / "another", "--set",
                           "train.epochs=3"], capsys)
     assert code == 2 and "teacher.path cannot change on a resumed run" in line
+
+
+# --------------------------------------------------------------------------- one writer per directory
+
+HOLD_LOCK = ("import sys, time\nfrom vidkd import runs\nheld = runs.one_writer(sys.argv[1], sys.argv[2])\n"
+             "held.__enter__()\n"
+             "print('held', flush=True)\ntime.sleep(120)\n")
+
+
+def hold_lock(directory: Path, what: str = "run directory") -> subprocess.Popen:
+    """Another process writing `directory` (a requeued job's predecessor, still running)."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(directory), what], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_does_not_block(finished_run, data_root,
+                                                                                         tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    holder = hold_lock(run)
+    try:
+        before = runs.metrics_path(run).read_text()
+        code, line = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2"], capsys)
+        assert code == 2 and f"in use by pid {holder.pid} on " in line, line
+        assert runs.metrics_path(run).read_text() == before
+        fresh = tmp_path / "fresh"  # two `--out SAME` started together: the second is refused before it writes
+        other = hold_lock(fresh)
+        code, line = run_cli(["pretrain", *tiny_args(data_root, "train.epochs=1"), "--out", fresh], capsys)
+        assert code == 2 and f"pid {other.pid}" in line and not runs.is_run_dir(fresh)
+        other.kill()
+        other.wait()
+    finally:
+        holder.send_signal(signal.SIGKILL)  # killed while holding it: the system releases the lock
+        holder.wait()
+    code, _ = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2"], capsys)
+    assert code == 0 and [m["epoch"] for m in runs.read_metrics(run)][-1] == 2
+    assert not (run / runs.LOCK_FILE).exists()  # released on exit
+    code, _ = run_cli(["pretrain", *tiny_args(data_root, "train.epochs=1"), "--out", fresh], capsys)
+    assert code == 0 and runs.saved_epoch(fresh) == 1  # the stale lock file of the killed process is no obstacle
+
+
+def test_an_experiment_directory_has_one_writer(data_root, tmp_path, capsys):
+    out = tmp_path / "grid"
+    holder = hold_lock(out, "experiment directory")
+    try:
+        code, line = run_cli(["experiment", "--config", "demo_synthetic", "--out", out, "--set",
+                              f"base.data.root={data_root}"], capsys)
+        assert code == 2 and f"experiment directory {out} is in use by pid {holder.pid}" in line, line
+        assert not runs.plan_path(out).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --------------------------------------------------------------------------- resuming what is finished
+
+
+def test_resume_of_a_finished_run_trains_nothing_and_rewrites_nothing(finished_run, tmp_path, capsys, caplog):
+    run = copy_run(finished_run, tmp_path)
+    assert run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2"], capsys)[0] == 0
+    before = {path: path.read_bytes() for path in (runs.config_path(run), runs.metrics_path(run))}
+    for args, phrase in ((["--set", "train.lr=0.5"], "is finished (2 of 2 epochs), so train.lr=0.5 would train nothing"),
+                         (["--set", "train.epochs=1"], "has already trained 2 epochs; train.epochs=1 would contradict")):
+        code, line = run_cli(["pretrain", "--resume", run, *args], capsys)
+        assert code == 2 and phrase in line, line
+    with caplog.at_level("WARNING", logger="vidkd"):
+        code, _ = run_cli(["pretrain", "--resume", run], capsys)
+    assert code == 0 and "is finished (2 of 2 epochs): nothing to train" in caplog.text
+    assert {path: path.read_bytes() for path in before} == before
+
+
+@pytest.mark.parametrize("extra", [["--out", "NEW"], ["--config", "pcl_r3d_synthetic"]])
+def test_resume_refuses_arguments_it_would_ignore(finished_run, tmp_path, capsys, extra):
+    run = copy_run(finished_run, tmp_path)
+    extra = [str(tmp_path / "new") if a == "NEW" else a for a in extra]
+    code, line = run_cli(["pretrain", "--resume", run, *extra, "--set", "train.epochs=2"], capsys)
+    assert code == 2 and f"{extra[0]} {extra[1]} would be ignored" in line, line
+    assert runs.saved_epoch(run) == 1 and not (tmp_path / "new").exists()
+
+
+def test_resume_refuses_a_hand_edited_schedule_and_another_dataset(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    config = yaml.safe_load(runs.config_path(run).read_text())
+    edited = {**config, "train": {**config["train"], "scheduler": "none"}}
+    runs.config_path(run).write_text(yaml.safe_dump(edited))
+    code, line = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2"], capsys)
+    assert code == 2 and "was edited after training began: train.scheduler ('cosine' in the checkpoint" in line, line
+    runs.config_path(run).write_text(yaml.safe_dump(config))
+    other = tmp_path / "other"  # another dataset: other classes, as many videos
+    write_synthetic = __import__("vidkd.synthetic", fromlist=["write_synthetic_dataset"]).write_synthetic_dataset
+    write_synthetic(other, classes=4, groups=3, clips_per_group=2, frames=48, size=(64, 48), progress=False)
+    code, line = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2", f"data.root={other}"], capsys)
+    assert code == 2 and "was trained on 18 videos of 3 classes" in line and "other classes" in line, line
+    assert runs.saved_epoch(run) == 1
+
+
+def test_a_kill_during_the_final_best_save_is_recovered_like_last(data_root, tmp_path, capsys):
+    """`train.best_by: last`: the state a kill leaves between saving `last` and `best` of the final epoch."""
+    run = tmp_path / "run"
+    assert main(["pretrain", *tiny_args(data_root, "train.epochs=1", "train.best_by=last", "train.knn_every=0"),
+                 "--out", str(run)]) == 0
+    earlier_best = tmp_path / "best_of_epoch_1"
+    shutil.copytree(runs.checkpoint_dir(run, runs.BEST), earlier_best)
+    assert main(["pretrain", "--resume", str(run), "--set", "train.epochs=2"]) == 0
+    shutil.rmtree(runs.checkpoint_dir(run, runs.BEST))
+    shutil.copytree(earlier_best, runs.checkpoint_dir(run, runs.BEST))  # the final `best` never took its place
+    # read-only users (evaluate, export, teachers) already take the final epoch
+    assert runs.trained_checkpoint(run) == runs.checkpoint_dir(run, runs.LAST)
+    code, _ = run_cli(["pretrain", "--resume", run], capsys)
+    assert code == 0
+    assert json.loads((runs.checkpoint_dir(run, runs.BEST) / "meta.json").read_text())["epoch"] == 2
+    assert runs.trained_checkpoint(run) == runs.checkpoint_dir(run, runs.BEST)
+
+
+def test_a_grid_rerun_with_another_setting_is_refused_with_the_differences(data_root, tmp_path, capsys):
+    out = tmp_path / "grid"
+    small = ["baselines=[r3d]", "teachers=[]", "students=[]", "seeds=[0]", "evaluations=[]", "random_init=false",
+             "supervised=false", "widths={}",
+             f"base.data.root={data_root}", *[s for s in tiny_settings_for_grid()], "train.epochs=1"]
+    assert main(["experiment", "--config", "demo_synthetic", "--out", str(out), "--set", *small]) == 0
+    plan = runs.plan_path(out).read_text()
+    code, line = run_cli(["experiment", "--config", "demo_synthetic", "--out", out, "--set", *small,
+                          "train.lr=0.02"], capsys)
+    assert code == 2 and "holds runs trained with other settings" in line and "train.lr: 0.05 -> 0.02" in line, line
+    assert runs.plan_path(out).read_text() == plan  # the record still describes what was trained
+    code, _ = run_cli(["experiment", "--config", "demo_synthetic", "--out", out, "--set", *small,
+                       "data.num_workers=1"], capsys)
+    assert code == 0  # how fast data is read is no difference in what was trained
+
+
+def tiny_settings_for_grid() -> list[str]:
+    from tiny_runs import TINY_SETTINGS
+    return [s for s in TINY_SETTINGS if not s.startswith(("data.layout", "model.arch", "train.epochs"))]

@@ -59,6 +59,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.teacher:
         overrides.append(f"teacher.path={args.teacher}")
     if args.resume:
+        extra = [f"--{name} {value}" for name, value in (("out", args.out), ("config", args.config)) if value
+                 and not (name == "out" and Path(value).resolve() == Path(args.resume).resolve())]
+        if extra:
+            raise VidkdError(f"--resume continues {args.resume} with its own config and directory, so "
+                             f"{' and '.join(extra)} would be ignored: drop it, or start a new run with --out "
+                             "(without --resume)")
         resume(Path(args.resume), overrides=overrides)
         return 0
     if not args.out:

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from vidkd.utils.checkpoint import META_FILE, WEIGHTS_FILE, find_checkpoint
+from vidkd.errors import VidkdError
+from vidkd.utils.checkpoint import META_FILE, WEIGHTS_FILE, copy_checkpoint, find_checkpoint
 from vidkd.utils.io import atomic_write_text
+from vidkd.utils.lock import exclusive
 
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".vidkd.lock"  # held by the one process writing a run or experiment directory
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
 TB_DIR = "tb"
@@ -77,6 +81,33 @@ def export_path(run_dir: Path, name: str = "backbone.onnx") -> Path:
     return Path(run_dir) / EXPORT_DIR / name
 
 
+@contextmanager
+def one_writer(directory: Path, what: str = "run directory") -> Iterator[None]:
+    """Hold `directory`'s writer lock while the block runs: a second writer is refused, naming the
+    first. The directory is created, and removed again if the block left it empty.
+
+    Raises:
+        VidkdError: `directory` is a file.
+        DirectoryBusyError: another process writes it.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise VidkdError(f"{directory} is a file; give a directory for the {what}")
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(directory / LOCK_FILE, f"{what} {directory}"):
+            yield
+    finally:
+        if created and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def is_empty_dir(directory: Path) -> bool:
+    """No file in `directory` but, perhaps, a writer lock left by a killed process."""
+    return all(path.name == LOCK_FILE for path in Path(directory).iterdir())
+
+
 def is_run_dir(path: Path) -> bool:
     return config_path(path).is_file()
 
@@ -92,12 +123,57 @@ def find_run_dir(source: Path) -> Path | None:
 
 
 def trained_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint a trained run is used through: best, else last (None before the first epoch)."""
+    """The checkpoint a trained run is used through: best, else last (None before the first epoch).
+
+    `last` is taken instead of `best` when `last` says its own epoch was the best one and `best`
+    holds another: the save of `best` after it was interrupted (see `recover_best`)."""
+    if _stale_best(run_dir):
+        return find_checkpoint(checkpoint_dir(run_dir, LAST))
     for which in (BEST, LAST):
         found = find_checkpoint(checkpoint_dir(run_dir, which))
         if found is not None:
             return found
     return None
+
+
+def _epochs(directory: Path | None) -> tuple[Any, Any]:
+    """(epoch, best_epoch) of a checkpoint's meta.json; None where unknown or unreadable."""
+    if directory is None:
+        return None, None
+    try:
+        meta = json.loads((directory / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(meta, dict):
+        return None, None
+    best = meta.get("best_epoch")
+    if best is None and (meta.get("config") or {}).get("train", {}).get("best_by") == "last":
+        best = meta.get("epoch")  # written before best_epoch was recorded: with best_by last, last is best
+    return meta.get("epoch"), best
+
+
+def _stale_best(run_dir: Path) -> bool:
+    """`last` says its epoch was the best, and `best` is missing or a readable checkpoint of another epoch
+    (a damaged `best` is left for the loader to name)."""
+    last_epoch, best_epoch = _epochs(find_checkpoint(checkpoint_dir(run_dir, LAST)))
+    if last_epoch is None or best_epoch != last_epoch:
+        return False
+    best = find_checkpoint(checkpoint_dir(run_dir, BEST))
+    if best is None:
+        return True
+    try:
+        return json.loads((best / META_FILE).read_text()).get("epoch") != last_epoch
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def recover_best(run_dir: Path) -> bool:
+    """Redo an interrupted save of `best` from `last` (same epoch, same files); True if it was needed."""
+    if not _stale_best(run_dir):
+        return False
+    source, target = find_checkpoint(checkpoint_dir(run_dir, LAST)), checkpoint_dir(run_dir, BEST)
+    copy_checkpoint(source, target)
+    return True
 
 
 # --------------------------------------------------------------------------- metrics

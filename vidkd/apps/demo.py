@@ -27,8 +27,13 @@ DEMO_PRESET = "demo_synthetic"
 def run_demo(out: Path, data_root: Path | None = None, overrides: list[str] | None = None,
              on_step: Callable[[str], None] = lambda message: None) -> Path:
     """Run the demo into `out`; returns the path of the report (Markdown; HTML beside it)."""
+    with runs.one_writer(Path(out), "demo directory"):
+        return _run_demo(Path(out), data_root, overrides, on_step)
+
+
+def _run_demo(out: Path, data_root: Path | None, overrides: list[str] | None,
+              on_step: Callable[[str], None]) -> Path:
     start = time.perf_counter()
-    out = Path(out)
     given = data_root is not None
     data_root = Path(data_root) if given else out / "data"
     if not given or not data_root.exists():  # the built-in dataset, written once and reused

@@ -18,7 +18,7 @@ from typing import Sequence
 import yaml
 
 from vidkd import runs
-from vidkd.apps.pretrain import pretrain, read_run_config, resumable, resume
+from vidkd.apps.pretrain import pretrain, read_run_config, resumable, resume, writing
 from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge,
                           labelled_fraction, load_experiment, recipe_of)
 from vidkd.data.datasets import load_split
@@ -262,11 +262,57 @@ def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] 
     for run in planned:  # every run config and architecture is checked before any training starts
         cfg = run_config(exp, run, out_dir)
         build_backbone(cfg.model.arch, width=cfg.model.width)
-    if dist_utils.is_main_process_env():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_plan(exp, planned, out_dir)
-    for i, run in enumerate(planned, 1):
-        _train(exp, run, out_dir, f"[{i}/{len(planned)}]")
+    with writing(out_dir, "experiment directory"):
+        _refuse_changed_runs(exp, planned, out_dir)
+        if dist_utils.is_main_process_env():
+            _write_plan(exp, planned, out_dir)
+        for i, run in enumerate(planned, 1):
+            _train(exp, run, out_dir, f"[{i}/{len(planned)}]")
+        _evaluate_all(exp, planned, out_dir)
+    return out_dir
+
+
+# settings a trained run may differ in from the plan: where files are and how fast they are read
+# (data.root only when the old path is gone: a moved dataset), and evaluation (results keep theirs)
+_REUSABLE_DIFFERENCES = ("name", "data.num_workers", "train.device")
+
+
+def _changed_settings(existing: dict, planned: dict, partial: bool) -> list[str]:
+    changed = []
+    for key in config_differences(existing, planned):
+        old, new = _lookup(existing, key), _lookup(planned, key)
+        if key in _REUSABLE_DIFFERENCES or key.startswith("eval.") or (partial and resumable(key) and key != "data.root"):
+            continue
+        if key == "data.root" and not Path(str(old)).exists():
+            continue  # the dataset moved
+        if key == "teacher.path" and old and new and Path(str(old)).name == Path(str(new)).name:
+            continue  # the same teacher run of a moved experiment directory
+        changed.append(f"{key}: {old!r} -> {new!r}")
+    return changed
+
+
+def _refuse_changed_runs(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> None:
+    """A trained run of the experiment directory that the plan would train differently is never
+    silently reused: the whole re-run is refused, with the differences, before anything is written."""
+    conflicts = []
+    for run in planned:
+        run_dir = run.run_dir(out_dir)
+        if not runs.is_run_dir(run_dir) or not runs.has_trained(run_dir):
+            continue
+        cfg = run_config(exp, run, out_dir)
+        existing = config_from_dict(read_run_config(run_dir)).to_dict()
+        partial = runs.run_state(run_dir, cfg.train.epochs)[0] != "done"
+        changed = _changed_settings(existing, cfg.to_dict(), partial)
+        if changed:
+            conflicts.append(f"{run.name} ({', '.join(changed[:3])}{', …' if len(changed) > 3 else ''})")
+    if conflicts:
+        more = f" and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+        raise ConfigError(f"{out_dir} holds runs trained with other settings than this config asks for: "
+                          f"{'; '.join(conflicts[:3])}{more}; use a new --out, or remove those run directories "
+                          "to train them again")
+
+
+def _evaluate_all(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> None:
     if dist_utils.is_main_process_env() and exp.evaluations:
         for run in planned:
             protocols = evaluations_of(exp, run.kind)
@@ -285,7 +331,6 @@ def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] 
                         log.info("supervised reference: random-init %s fine-tuned on every training label", arch)
                         _evaluate(exp, f"random:{arch}", results, supervised_reference(cfg, exp.supervised_epochs),
                                   protocols=("finetune",))
-    return out_dir
 
 
 def plan_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> str:

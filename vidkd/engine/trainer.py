@@ -208,15 +208,15 @@ class Trainer:
         }
 
     def _meta(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
-        return {"format": CHECKPOINT_FORMAT, **self.method.meta(), "epoch": epoch, "metrics": metrics,
-                **self.extra_meta}
+        return {"format": CHECKPOINT_FORMAT, **self.method.meta(), "epoch": epoch, "best_epoch": self.best_epoch,
+                "metrics": metrics, **self.extra_meta}
 
     def _save(self, which: str, epoch: int, metrics: dict[str, Any]) -> None:
         ckpt.save_checkpoint(runs.checkpoint_dir(self.run_dir, which), self.method.model.state_dict(),
                              self._meta(epoch, metrics), self._trainer_state(epoch))
 
     def _load_last(self) -> None:
-        weights, _, state = ckpt.load_checkpoint(runs.checkpoint_dir(self.run_dir, runs.LAST), with_trainer=True)
+        weights, meta, state = ckpt.load_checkpoint(runs.checkpoint_dir(self.run_dir, runs.LAST), with_trainer=True)
         try:
             self.method.model.load_state_dict(weights, strict=True)
             self.optimizer.load_state_dict(state["optimizer"])
@@ -238,6 +238,7 @@ class Trainer:
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state["global_step"])
         self.best_score = float(state["best_score"])
+        self.best_epoch = meta.get("best_epoch")
         if self.writes:  # metrics.jsonl is append-only; drop lines of epochs the checkpoint does not contain
             runs.keep_metrics_before(self.run_dir, self.start_epoch)
             log.info("resuming %s from epoch %d", self.run_dir, self.start_epoch)
@@ -399,9 +400,9 @@ class Trainer:
             improved = t.best_by == "last" or score > self.best_score
             if improved:
                 self.best_score = score
+                self.best_epoch = epoch  # recorded in `last`, so that an interrupted save of `best` can be redone
                 if self.keep_best:
                     self.best_state = {k: v.detach().clone() for k, v in self.method.model.state_dict().items()}
-                    self.best_epoch = epoch
             if self.writes:
                 self._save(runs.LAST, epoch, metrics)
                 if improved:

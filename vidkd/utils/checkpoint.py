@@ -67,18 +67,37 @@ def save_checkpoint(
         atomic_write_json(tmp / META_FILE, meta)
         if trainer_state is not None:
             atomic_torch_save(trainer_state, tmp / TRAINER_FILE)
-        old = _old_name(directory)
-        if is_complete(directory):
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(directory, old)
-        elif directory.exists():  # a damaged checkpoint: nothing in it to keep
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def copy_checkpoint(source: Path, directory: Path) -> None:
+    """Copy the checkpoint directory `source` to `directory`, as atomically as `save_checkpoint` writes."""
+    directory = Path(directory)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp.", dir=directory.parent))
+    try:
+        for name in (WEIGHTS_FILE, META_FILE, TRAINER_FILE):
+            if (Path(source) / name).is_file():
+                shutil.copy2(Path(source) / name, tmp / name)
+        _swap_in(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_in(tmp: Path, directory: Path) -> None:
+    """Replace `directory` by the complete checkpoint `tmp`; the old one is removed only once the new is in place."""
+    old = _old_name(directory)
+    if is_complete(directory):
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(directory, old)
+    elif directory.exists():  # a damaged checkpoint: nothing in it to keep
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
