@@ -480,3 +480,36 @@ def test_a_grid_rerun_with_another_setting_is_refused_with_the_differences(data_
 def tiny_settings_for_grid() -> list[str]:
     from tiny_runs import TINY_SETTINGS
     return [s for s in TINY_SETTINGS if not s.startswith(("data.layout", "model.arch", "train.epochs"))]
+
+
+def test_export_on_a_full_disk_leaves_no_partial_file(finished_run, small_disk, capsys):
+    out = small_disk / "backbone.onnx"
+    (small_disk / "filler").write_bytes(b"\0" * (5 * 2**20 - 64 * 2**10))  # 64 KiB left: less than the model
+    code, line = run_cli(["export", finished_run, "--out", out], capsys)
+    assert code == 2 and "No space left on device" in line, line
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+    (small_disk / "filler").unlink()
+    code, _ = run_cli(["export", finished_run, "--out", small_disk], capsys)  # a directory: the file goes into it
+    assert code == 0 and out.is_file() and (small_disk / "export.json").is_file()
+
+
+def test_evaluating_on_another_dataset_keeps_the_runs_own_result(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    assert run_cli(["evaluate", run, "--protocol", "knn"], capsys)[0] == 0
+    own = runs.result_path(runs.eval_dir(run), "knn")
+    before = own.read_bytes()
+    other = make_tiny_dataset(tmp_path / "elsewhere" / "other_data")
+    assert run_cli(["evaluate", run, "--protocol", "knn", "--data", other], capsys)[0] == 0
+    assert own.read_bytes() == before  # not overwritten, so the report still shows the run's own
+    foreign = runs.result_path(runs.eval_dir(run) / "on_other_data", "knn")
+    assert json.loads(foreign.read_text())["dataset"]["root"] == str(other)
+
+
+def test_a_checkpoint_copied_out_of_its_run_is_evaluated_with_its_own_input_settings(finished_run, data_root,
+                                                                                    tmp_path, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(runs.checkpoint_dir(finished_run, runs.LAST), bare)
+    code, _ = run_cli(["evaluate", bare, "--protocol", "knn", "--data", data_root, "--out", tmp_path / "res"], capsys)
+    assert code == 0
+    record = json.loads(runs.result_path(tmp_path / "res", "knn").read_text())
+    assert record["input"]["clip_len"] == 8 and record["input"]["crop"] == 32  # the tiny run's, not 16 and 112

@@ -13,6 +13,7 @@ import pytest
 from vidkd.synthetic import (CLASS_NAMES, class_names, format_summary, held_out_groups, render_clip,
                              write_synthetic_dataset)
 from vidkd.errors import DatasetError, VidkdError
+from conftest import write_ucf_layout
 
 TINY = dict(classes=3, groups=3, clips_per_group=1, frames=40, size=(64, 48), progress=False)
 CLASSES = list(CLASS_NAMES[:3])
@@ -121,12 +122,31 @@ def test_existing_directory_is_reused_refused_or_replaced(dataset, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    with pytest.raises(DatasetError, match="--overwrite"):
-        write_synthetic_dataset(busy, **TINY)
+    for overwrite in (False, True):  # not vidkd's: refused, --overwrite or not
+        with pytest.raises(DatasetError, match="was not written by `vidkd synth`"):
+            write_synthetic_dataset(busy, overwrite=overwrite, **TINY)
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+
+def test_overwrite_removes_only_what_vidkd_wrote(tmp_path):
+    """`vidkd synth --overwrite` pointed at a real dataset deletes nothing; on a synthetic one it keeps the
+    user's own files."""
+    real = tmp_path / "ucf101"
+    write_ucf_layout(real, {"Wave": 0}, groups=1, clips=1, num_frames=8)
+    before = sorted(p.relative_to(real) for p in real.rglob("*"))
+    with pytest.raises(DatasetError, match="was not written by `vidkd synth`"):
+        write_synthetic_dataset(real, overwrite=True, **TINY)
+    assert sorted(p.relative_to(real) for p in real.rglob("*")) == before
+
+    root = tmp_path / "synthetic"
     small = dict(TINY, classes=2, groups=2, frames=16)
-    summary = write_synthetic_dataset(busy, overwrite=True, **small)
-    assert not summary["reused"] and (busy / "notes.txt").read_text() == "mine"
-    assert len(list((busy / "videos").rglob("*.avi"))) == 4
+    write_synthetic_dataset(root, **small)
+    mine = [root / "videos" / CLASSES[0] / "my_clip.avi", root / "splits" / "my_split.txt", root / "README"]
+    for path in mine:
+        path.write_text("mine")
+    summary = write_synthetic_dataset(root, overwrite=True, **dict(small, seed=3))
+    assert not summary["reused"] and all(path.read_text() == "mine" for path in mine)
+    assert len(list((root / "videos").rglob("v_*.avi"))) == 4  # 2 actions x 2 actors x 1 clip
 
 
 @pytest.mark.parametrize("bad", [dict(classes=len(CLASS_NAMES) + 1), dict(classes=1), dict(groups=1),

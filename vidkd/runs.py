@@ -15,6 +15,7 @@ has finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from contextlib import contextmanager
@@ -68,6 +69,14 @@ def checkpoint_dir(run_dir: Path, which: str = LAST) -> Path:
 
 def eval_dir(run_dir: Path) -> Path:
     return Path(run_dir) / EVAL_DIR
+
+
+def foreign_eval_dir(run_dir: Path, own_root: str | Path, data_root: str | Path) -> Path:
+    """Where results of a run measured on another dataset than its own go (`eval/on_<dataset>/`), so
+    they never overwrite, nor are read as, the run's own results."""
+    own, other = Path(own_root).resolve(), Path(data_root).resolve()
+    name = other.name if other.name != own.name else f"{other.name}_{hashlib.sha1(str(other).encode()).hexdigest()[:8]}"
+    return eval_dir(run_dir) / f"on_{name}"
 
 
 def features_dir(results_dir: Path) -> Path:
@@ -185,17 +194,21 @@ def read_metrics(run_dir: Path, problems: list[str] | None = None) -> list[dict[
     if not path.is_file():
         return []
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError:  # cut short by a crash, or bytes that are not UTF-8 text
             if problems is not None:
                 problems.append(f"{path.name} line {number} is not JSON (skipped)")
             continue
-        if isinstance(record, dict):
-            records.append(record)
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            if problems is not None:
+                problems.append(f"{path.name} line {number} has no epoch number (skipped)")
+            continue
+        records.append(record)
     return records
 
 

@@ -13,6 +13,8 @@ import datetime as dt
 import importlib
 import json
 import logging
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,8 @@ def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
     inputs = meta.get("input", {})
     clip_len, crop = int(inputs.get("clip_len", 16)), int(inputs.get("crop", 112))
     out = Path(out) if out else runs.export_path(run_dir)
+    if out.is_dir():  # a directory given for --out: the file goes into it
+        out = out / runs.export_path(run_dir).name
 
     clip, clip_source = real_test_clip(run_dir, meta)
     if clip is None:
@@ -115,6 +119,25 @@ def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
         clip_source = f"random clip (dataset unavailable: {clip_source})"
         clip = torch.randn(1, 3, clip_len, crop, crop, generator=torch.Generator().manual_seed(0))
 
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(handle)
+    partial = Path(name)
+    try:  # written and checked under a temporary name: a failure (a full disk) never leaves a file at `out`
+        record = _export_and_check(onnx, ort, backbone, meta, clip, clip_source, partial)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    record.update(onnx=str(out))
+    atomic_write_json(out.parent / "export.json", record)
+    return record
+
+
+def _export_and_check(onnx: Any, ort: Any, backbone: torch.nn.Module, meta: dict[str, Any], clip: torch.Tensor,
+                      clip_source: str, out: Path) -> dict[str, Any]:
+    inputs = meta.get("input", {})
+    clip_len, crop = int(clip.shape[2]), int(clip.shape[3])
     _export_graph(backbone, clip, out)
     _add_metadata(onnx, out, {"producer": "vidkd", "arch": meta["arch"], "width": meta.get("width", 1.0),
                               "input": {"layout": "B,C,T,H,W", "clip_len": clip_len, "crop": crop,
@@ -144,5 +167,4 @@ def export_onnx(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_json(out.parent / "export.json", record)
     return record

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from vidkd import runs
-from vidkd.config import (EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, EvalConfig, labelled_fraction, load_config,
-                          parse_overrides)
+from vidkd.config import (EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, EvalConfig, config_from_dict, deep_merge,
+                          labelled_fraction, load_config, parse_overrides)
 from vidkd.data.datasets import VideoSplit, load_split
 from vidkd.data.loaders import MultiClipDataset
 from vidkd.data.transforms import ClipTransform, transforms_from_config
@@ -48,6 +48,7 @@ from vidkd.eval.linear import linear_probe
 from vidkd.eval.retrieval import DEFAULT_KS, retrieval_recall
 from vidkd.models import build_backbone
 from vidkd.models.loading import load_backbone
+from vidkd.utils.checkpoint import find_checkpoint, read_meta
 from vidkd.utils.io import atomic_write_json
 from vidkd.utils.runtime import resolve_device, resolve_memory_format, seed_everything
 
@@ -129,6 +130,13 @@ def checkpoint_summary(info: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _recorded_config(path: Path) -> dict[str, Any] | None:
+    """The config a vidkd checkpoint's meta.json records (None for a foreign state_dict)."""
+    found = find_checkpoint(path if path.is_dir() else path.parent)
+    recorded = read_meta(found).get("config") if found is not None else None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def load_source(source: str | Path, overrides: list[str] | None) -> tuple[nn.Module, Config, Path | None, dict[str, Any]]:
     """Backbone, resolved config, run directory (or None) and loading info for an evaluation source."""
     text = str(source)
@@ -145,7 +153,11 @@ def load_source(source: str | Path, overrides: list[str] | None) -> tuple[nn.Mod
     if not path.exists():
         raise ConfigError(f"evaluation source {path} does not exist; pass a run directory, a checkpoint, or random:ARCH")
     run_dir = runs.find_run_dir(path)
-    cfg = load_config(runs.config_path(run_dir) if run_dir else None, overrides)
+    recorded = None if run_dir else _recorded_config(path)
+    if recorded is not None:  # a checkpoint copied out of its run: the settings it was trained with, not defaults
+        cfg = config_from_dict(deep_merge(recorded, parse_overrides(list(overrides or []))))
+    else:
+        cfg = load_config(runs.config_path(run_dir) if run_dir else None, overrides)
     # a foreign state_dict says nothing about its network: --set model.arch/model.width name it
     model_overrides = parse_overrides(overrides).get("model", {})
     backbone, info = load_backbone(path, arch=model_overrides.get("arch"), width=model_overrides.get("width"))
@@ -343,6 +355,7 @@ def evaluate(
         raise ConfigError(f"--epochs must be at least 1; got {epochs}")
 
     backbone, cfg, run_dir, info = load_source(source, overrides)
+    own_root = cfg.data.root
     if data_root is not None:
         cfg.data.root = str(data_root)
     if layout is not None:
@@ -358,6 +371,10 @@ def evaluate(
         raise DatasetError(f"dataset root {root} not found; pass --data ROOT (or fix data.root in the run's config.yaml)")
 
     out_dir = Path(out) if out is not None else (runs.eval_dir(run_dir) if run_dir else None)
+    if out is None and run_dir is not None and own_root and Path(own_root).exists() \
+            and Path(own_root).resolve() != root.resolve():  # (an own root that is gone has moved: still its own)
+        out_dir = runs.foreign_eval_dir(run_dir, own_root, root)
+        log.info("%s is not the dataset %s was trained on: its results go to %s", root, run_dir, out_dir)
     if out_dir is None:
         log.info("no run directory and no --out: results are printed, not written")
     device = resolve_device(cfg.train.device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -102,6 +102,8 @@ def _split_counts(names: list[str], groups: int, clips_per_group: int) -> dict[i
 
 
 MANIFEST = "synthetic.json"
+WRITING_MARKER = ".vidkd-synthetic"  # written first: the directory is vidkd's even before it is complete
+SPLIT_FILES = ("classInd.txt", *(f"{kind}list0{s}.txt" for kind in ("train", "test") for s in (1, 2, 3)))
 
 
 def is_synthetic_dataset(root: Path) -> bool:
@@ -120,9 +122,32 @@ def _is_complete(root: Path, params: dict) -> bool:
     names = params["classes"]
     expected = [root / "videos" / n / video_name(n, g, c) for n in names
                 for g in range(1, params["groups"] + 1) for c in range(1, params["clips_per_group"] + 1)]
-    split_files = [root / "splits" / f for f in ["classInd.txt"] + [f"{kind}list0{s}.txt"
-                                                                    for kind in ("train", "test") for s in (1, 2, 3)]]
+    split_files = [root / "splits" / f for f in SPLIT_FILES]
     return all(path.is_file() and path.stat().st_size > 0 for path in expected + split_files)
+
+
+def _remove_written_files(root: Path) -> None:
+    """Remove the videos and split files a `vidkd synth` wrote at `root`, nothing else: `--overwrite`
+    pointed at a real dataset by mistake must not delete it.
+
+    Raises:
+        DatasetError: `root` was not written by vidkd.
+    """
+    if not (root / MANIFEST).is_file() and not (root / WRITING_MARKER).is_file():
+        raise DatasetError(f"{root} was not written by `vidkd synth` (no {MANIFEST}); --overwrite replaces only a "
+                           "synthetic dataset and never deletes other files: choose a new or empty directory")
+    videos = root / "videos"
+    for class_dir in (videos.iterdir() if videos.is_dir() else []):
+        written = re.compile(rf"v_{re.escape(class_dir.name)}_g\d+_c\d+\.avi")
+        for path in (class_dir.iterdir() if class_dir.is_dir() else []):
+            if path.is_file() and written.fullmatch(path.name):
+                path.unlink()
+    for name in SPLIT_FILES:
+        (root / "splits" / name).unlink(missing_ok=True)
+    for directory in [*(videos.iterdir() if videos.is_dir() else []), videos, root / "splits"]:
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+    (root / MANIFEST).unlink(missing_ok=True)
 
 
 def _usable_cores() -> int:
@@ -175,16 +200,17 @@ def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DE
                        seconds=time.perf_counter() - started)
         return summary
     if root.is_dir() and any(root.iterdir()):
+        ours = (root / MANIFEST).exists() or (root / WRITING_MARKER).exists()
+        if not ours:
+            raise DatasetError(f"{root} is not empty and was not written by `vidkd synth`; choose a new or empty "
+                               "directory (--overwrite replaces only a synthetic dataset)")
         if not overwrite:
-            what = ("holds an unfinished synthetic dataset or one written with other parameters"
-                    if (root / MANIFEST).exists() or (root / "videos").exists() else "is not empty")
-            raise DatasetError(f"{root} {what}; pass --overwrite to replace it or choose another directory")
-        for stale in ("videos", "splits"):
-            if (root / stale).is_dir():
-                shutil.rmtree(root / stale)
-        (root / MANIFEST).unlink(missing_ok=True)
+            raise DatasetError(f"{root} holds an unfinished synthetic dataset or one written with other parameters; "
+                               "pass --overwrite to replace it or choose another directory")
+        _remove_written_files(root)
 
     root.mkdir(parents=True, exist_ok=True)
+    (root / WRITING_MARKER).write_text("written by vidkd synth; `--overwrite` removes only the files vidkd wrote\n")
     group_jobs = [(root, names, group, clips_per_group, frames, size, seed) for group in range(1, groups + 1)]
     workers = min(groups, _usable_cores()) if workers is None else workers
     with tqdm(total=summary["num_videos"], desc="synth", unit="video", disable=not progress) as bar:
