@@ -9,6 +9,7 @@ docs/reliability.md).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -513,3 +514,22 @@ def test_a_checkpoint_copied_out_of_its_run_is_evaluated_with_its_own_input_sett
     assert code == 0
     record = json.loads(runs.result_path(tmp_path / "res", "knn").read_text())
     assert record["input"]["clip_len"] == 8 and record["input"]["crop"] == 32  # the tiny run's, not 16 and 112
+
+
+def test_data_check_full_decodes_every_frame_and_names_the_first_that_fails(tmp_path, capsys):
+    write_ucf_layout(tmp_path, {"Run": 1, "Jump": 2}, groups=3, clips=1, num_frames=90, height=96, width=128)
+    video = sorted((tmp_path / "videos").rglob("*.avi"))[0]
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle - len(data) // 20:middle + len(data) // 20] = bytes(2 * (len(data) // 20))  # headers, ends intact
+    video.write_bytes(bytes(data))
+    assert main(["data", "check", str(tmp_path), "--min-frames", "16"]) == 0
+    quick = capsys.readouterr().out
+    assert "6 of 6 videos usable" in quick and "--full decodes every frame" in quick  # the quick check misses it
+    assert main(["data", "check", str(tmp_path), "--min-frames", "16", "--full"]) == 0  # 5 of 6 still usable
+    full = capsys.readouterr().out
+    line = next(line for line in full.splitlines() if video.name in line)
+    first = int(re.search(r"damaged: from frame (\d+)", line)[1])
+    assert 0 < first < 90 and "5 of 6 videos usable" in full and "full: every frame decoded" in full
+    code, message = run_cli(["data", "check", tmp_path, "--min-frames", "-5"], capsys)
+    assert code == 2 and "--min-frames must be at least 1" in message

@@ -14,6 +14,8 @@ from vidkd.apps.grid import plan_experiment, run_experiment
 from vidkd.apps.pretrain import pretrain, resume
 from vidkd.config import load_config
 from vidkd.data.check import check_dataset, format_report
+from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, prepare_dataset
+from vidkd.data.prepare import format_summary as format_prepare_summary
 from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, evaluate, format_results
@@ -44,9 +46,18 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     if min_frames is None:  # what the training config's tuples need (the default config unless --config)
         cfg = load_config(args.config, _overrides(args))
         min_frames = min_tuple_frames(TupleSpec(cfg.data.clip_len, cfg.data.interval, cfg.data.tuple_len))
-    report = check_dataset(args.root, layout=args.layout, split=args.split, min_frames=min_frames)
+    if min_frames < 1:
+        raise VidkdError(f"--min-frames must be at least 1; got {min_frames}")
+    report = check_dataset(args.root, layout=args.layout, split=args.split, min_frames=min_frames, full=args.full)
     print(format_report(report))
     return 1 if report.fatal else 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    summary = prepare_dataset(args.src, args.dst, short_side=args.short_side, gop=args.gop, workers=args.workers,
+                              codec=args.codec, quality=args.quality)
+    print(format_prepare_summary(summary))
+    return 1 if summary.prepared + summary.skipped_existing == 0 else 0
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -158,9 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--split", type=int, default=1, choices=[1, 2, 3])
     c.add_argument("--min-frames", type=int, default=None,
                    help="frames a video needs (default: what a tuple of --config needs, e.g. 3 x 16 = 48)")
+    c.add_argument("--full", action="store_true", help="decode every frame of every video (in parallel): finds "
+                   "damage inside files, which the default check of headers and first and last frames misses")
     c.add_argument("--config", help="the training config (path or preset) whose clips the data must give")
     c.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="config override")
     c.set_defaults(func=cmd_data_check)
+    c = data_sub.add_parser("prepare", help="copy a dataset with every video re-encoded for training "
+                            "(short side 128, a keyframe every 16 frames); run again to finish an interrupted copy")
+    c.add_argument("src", help="dataset root (UCF101, HMDB51 or class-folder layout)")
+    c.add_argument("dst", help="new directory for the copy, outside SRC")
+    c.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE,
+                   help=f"pixels of the short side (even; smaller videos are not enlarged; default {DEFAULT_SHORT_SIDE})")
+    c.add_argument("--gop", type=int, default=DEFAULT_GOP, help=f"keyframe interval in frames (default {DEFAULT_GOP})")
+    c.add_argument("--workers", type=int, default=None, help="processes (default: one per usable CPU)")
+    c.add_argument("--codec", default=None, help="encoder (default mpeg4; libx264 only for .mp4/.mkv/.mov files)")
+    c.add_argument("--quality", type=int, default=None,
+                   help="mpeg4 quantiser 2-31 (default 4) or libx264 crf 0-51 (default 23); lower is better and larger")
+    c.set_defaults(func=cmd_data_prepare)
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining (method: pcl | vcop), with an optional KD teacher")
     p.add_argument("--config", help="YAML config: a path or a preset name (pcl_r3d_synthetic, vcop_r3d_synthetic, ...)")

@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -224,6 +224,9 @@ def coerce_value(value: Any, annotation: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return coerce_value(value, inner[0], key)
+    if value is None:
+        raise ConfigError(f"config key '{key}' has no value (YAML reads an empty value, ~ or null as nothing); "
+                          f"give it one, or leave the key out for its default")
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' needs a mapping of key: value, got {value!r}")
@@ -252,7 +255,11 @@ def coerce_value(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' needs a number, got {value!r}")
         return float(value)
     if annotation is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        if isinstance(value, bool):
+            leaf = key.rsplit(".", 1)[-1]
+            raise ConfigError(f"config key '{key}' needs a string, got {value!r}: YAML reads an unquoted "
+                              f"yes/no/on/off/true/false as a boolean; quote the value ({leaf}: \"...\")")
+        if not isinstance(value, (str, int, float)):
             raise ConfigError(f"config key '{key}' needs a string, got {value!r}")
         return str(value)
     return value
@@ -275,10 +282,22 @@ def all_keys(cls: type = None) -> list[str]:
     return keys
 
 
+def _example_key(cls: type, section: str) -> str:
+    names = list(field_types(cls))
+    return f"{section}.{'epochs' if 'epochs' in names else names[0]}"
+
+
+def section_names(cls: type) -> list[str]:
+    """The keys of a config dataclass that are sections (mappings of their own keys)."""
+    return [name for name, hint in field_types(cls).items() if dataclasses.is_dataclass(hint)]
+
+
 def build_section(cls: type, values: Any, prefix: str = "", root: type | None = None) -> Any:
     """A dataclass from a mapping: types checked, unknown keys refused with a suggestion."""
     if not isinstance(values, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top'}' must be a mapping of key: value")
+        section = prefix.rstrip(".") or "top"
+        raise ConfigError(f"config section '{section}' must be a mapping of key: value, got {values!r}; "
+                          f"give its keys (for example {_example_key(cls, section)}=...) or leave it out")
     hints = field_types(cls)
     obj = cls()
     for key, value in values.items():
@@ -290,7 +309,7 @@ def build_section(cls: type, values: Any, prefix: str = "", root: type | None = 
             raise unknown_key_error(full, all_keys(root or cls))
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
-            setattr(obj, key, build_section(annotation, value or {}, f"{full}.", root or cls))
+            setattr(obj, key, build_section(annotation, {} if value is None else value, f"{full}.", root or cls))
         else:
             setattr(obj, key, coerce_value(value, annotation, full))
     return obj
@@ -312,7 +331,9 @@ def split_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects key=value, got '{item}' (for example --set train.epochs=5)")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"--set {key.strip()}: {exc}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -325,9 +346,17 @@ def parse_overrides(overrides: list[str] | None, cls: type | None = None) -> dic
     for item in overrides or []:
         key, value = split_override(item)
         if key not in known:
-            raise unknown_key_error(key, known)
+            raise _section_error(key, cls or Config) or unknown_key_error(key, known)
         _set_path(tree, key, value)
     return tree
+
+
+def _section_error(key: str, cls: type) -> ConfigError | None:
+    """`--set train=5`: a section named where one of its keys is meant."""
+    if key not in section_names(cls):
+        return None
+    example = _example_key(field_types(cls)[key], key)
+    return ConfigError(f"'{key}' is a config section, not a value; set one of its keys, for example --set {example}=...")
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -366,11 +395,43 @@ def resolve_config_path(path: str | Path) -> Path:
                       f"({', '.join(list_presets())})")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (YAML would silently keep the last value)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with a key given twice, naming the key and both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden key by key
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    where = f"lines {seen[key]} and {line}" if seen[key] != line else f"line {line}"
+                    raise DuplicateKeyError(f"key '{key}' appears twice ({where})")
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load, but a key given twice in one mapping is a DuplicateKeyError."""
+    return yaml.load(text, Loader=StrictLoader)
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file that must hold a mapping; anything else is a one-line ConfigError."""
     path = resolve_config_path(path)
     try:
-        values = yaml.safe_load(path.read_text())
+        values = load_yaml(path.read_text())
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {path}: {exc}; YAML would keep only the last value, so remove or merge "
+                          "one of them") from None
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
@@ -384,9 +445,23 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return values
 
 
+# keys only one kind of config file has: they tell a run config from an experiment config
+EXPERIMENT_ONLY_KEYS = sorted(set(field_types(ExperimentConfig)) - set(field_types(Config)))
+RUN_ONLY_KEYS = sorted(set(field_types(Config)) - set(field_types(ExperimentConfig)))
+
+
+def _keys_of_other_kind(values: dict[str, Any], keys: list[str]) -> str:
+    found = [f"{k}:" for k in keys if k in values]
+    return ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from defaults) and apply `key=value` overrides."""
     values = read_yaml_mapping(path) if path is not None else {}
+    found = _keys_of_other_kind(values, EXPERIMENT_ONLY_KEYS)
+    if found:
+        raise ConfigError(f"{path} is an experiment config (it has {found}), not a run config; run it with "
+                          f"`vidkd experiment --config {path} --out DIR`")
     return config_from_dict(deep_merge(values, parse_overrides(overrides)))
 
 
@@ -426,28 +501,58 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     for arch, epochs in exp.epochs_by_arch.items():
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"experiment key 'epochs_by_arch.{arch}' must be a whole number of epochs >= 1; got {epochs!r}")
-    for arch, lr in exp.lr_by_arch.items():
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ConfigError(f"experiment key 'lr_by_arch.{arch}' must be a learning rate > 0; got {lr!r}")
+    for key in ("lr_by_arch", "widths"):
+        what = "a learning rate" if key == "lr_by_arch" else "a channel multiplier"
+        for arch, value in getattr(exp, key).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"experiment key '{key}.{arch}' must be {what} > 0; got {value!r}")
+    negative = [seed for seed in exp.seeds if seed < 0]
+    if negative:
+        raise ConfigError(f"experiment key 'seeds' must hold seeds >= 0; got {negative[0]}")
     if exp.supervised_epochs is not None and exp.supervised_epochs < 1:
         raise ConfigError(f"experiment key 'supervised_epochs' must be at least 1; got {exp.supervised_epochs}")
     for section in ("base", "teacher"):
         if not isinstance(getattr(exp, section), dict):
             raise ConfigError(f"experiment key '{section}' must be a mapping")
-    config_from_dict(exp.run_values())  # every run config key is checked now, not when its run starts
+    base = config_from_dict(exp.run_values())  # every run config key is checked now, not when its run starts
+    for arch, epochs in exp.epochs_by_arch.items():
+        check_warmup(base.train.warmup_epochs, epochs, f"epochs_by_arch.{arch}")
     if exp.supervised and not exp.random_init:
         raise ConfigError("experiment key 'supervised: true' fine-tunes the random-init networks; set random_init: true")
     if exp.supervised and labelled_fraction(exp.eval, "finetune") >= 1 and "finetune" in exp.evaluations:
         raise ConfigError("with fine-tuning on every label, the supervised reference would be the random network's "
                           "own fine-tuning; set eval.finetune_fraction below 1 (e.g. 0.1) or supervised: false")
+    if "path" in exp.teacher:
+        raise ConfigError("experiment key 'teacher.path' is set by the grid (each student's baseline run); leave it out")
     parse_overrides([f"teacher.{k}={v}" for k, v in exp.teacher.items()])
+    if exp.teachers and exp.students:  # the students' teacher section, checked now with a stand-in path
+        config_from_dict(deep_merge(exp.run_values(), {"teacher": {**exp.teacher, "path": "baseline"}}))
     return exp
+
+
+def check_arch_names(exp: ExperimentConfig, known: Sequence[str]) -> None:
+    """Per-architecture keys of an experiment (widths.r3d) must name architectures in `known` (the
+    model registry's, passed in by the caller: the config knows no model)."""
+    for key in ("widths", "epochs_by_arch", "lr_by_arch"):
+        for arch in getattr(exp, key):
+            if arch in known:
+                continue
+            folded = {name.lower(): name for name in known}
+            close = ([folded[str(arch).lower()]] if str(arch).lower() in folded
+                     else difflib.get_close_matches(str(arch).lower(), list(known), n=1))
+            hint = f"did you mean '{close[0]}'?" if close else f"known architectures: {', '.join(known)}"
+            raise ConfigError(f"experiment key '{key}.{arch}' names no known architecture; {hint}")
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read an experiment config; an override names an experiment key (seeds=[0,1]) or a run
     config key that every run gets (train.epochs=5)."""
     values = read_yaml_mapping(path)
+    found = _keys_of_other_kind(values, RUN_ONLY_KEYS)
+    if found:
+        raise ConfigError(f"{path} is a run config (it has {found}), not an experiment config; train it with "
+                          f"`vidkd pretrain --config {path} --out DIR`, or put its sections under base: of an "
+                          "experiment config")
     types = field_types(ExperimentConfig)
     experiment_keys = set(types)
     # keys whose values are free mappings (base, widths, ...): any dotted key under them is theirs to check
@@ -461,9 +566,32 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
             _set_path(values, key, value)
         else:
             if key not in all_keys(Config):
-                raise unknown_key_error(key, all_keys(Config) + all_keys(ExperimentConfig))
+                raise _section_error(key, Config) or unknown_key_error(key, all_keys(Config) + all_keys(ExperimentConfig))
             _set_path(values, f"base.{key}", value)
     return experiment_from_dict(values)
+
+
+KD_WEIGHT_KEYS = ("alpha", "relational_weight", "feature_weight")  # teacher.* weights of the KD terms
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A config warning, logged once per process (configs are validated again on resume and in grids)."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+def check_warmup(warmup: int, epochs: int, epochs_key: str) -> None:
+    """Warm-up longer than the run is refused; as long as the run, it is warned about (a smoke run of
+    one epoch of a config with one warm-up epoch is meant)."""
+    if warmup > epochs:
+        raise ConfigError(f"train.warmup_epochs={warmup} is longer than the run ({epochs_key}={epochs}); "
+                          f"set train.warmup_epochs below {epochs} (0 = no warm-up)")
+    if 0 < warmup == epochs:
+        _warn_once(f"train.warmup_epochs={warmup} is the whole run ({epochs_key}={epochs}): the learning rate "
+                   f"only reaches train.lr at the last step; for a real run, set train.warmup_epochs below {epochs_key}")
 
 
 def _one_of(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
@@ -492,6 +620,10 @@ def validate(cfg: Config) -> None:
     _one_of("train.memory_format", cfg.train.memory_format, ("auto", "channels_last", "contiguous"))
     if len(cfg.data.resize) != 2:
         raise ConfigError("config key 'data.resize' needs two numbers [height, width]")
+    if min(cfg.data.resize) < 1:
+        raise ConfigError(f"config key 'data.resize' needs two sizes of at least 1 pixel; got {cfg.data.resize}")
+    if cfg.data.crop < 1:
+        raise ConfigError(f"config key 'data.crop' must be a size of at least 1 pixel; got {cfg.data.crop}")
     if cfg.data.crop > min(cfg.data.resize):
         raise ConfigError(f"data.crop {cfg.data.crop} is larger than data.resize {cfg.data.resize}")
     for key, value in (("data.clip_len", cfg.data.clip_len), ("data.tuple_len", cfg.data.tuple_len),
@@ -500,8 +632,35 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
     if cfg.train.val_tuples_per_video < 1:
         raise ConfigError("config key 'train.val_tuples_per_video' must be at least 1")
-    if cfg.model.width <= 0:
-        raise ConfigError(f"config key 'model.width' must be positive; got {cfg.model.width}")
+    for key, value in (("model.width", cfg.model.width), ("teacher.width", cfg.teacher.width)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"config key '{key}' must be a positive number (1.0 is the published network); "
+                              f"got {value}")
+    for key, value in (("data.interval", cfg.data.interval), ("train.seed", cfg.train.seed),
+                       ("train.plateau_patience", cfg.train.plateau_patience)):
+        if value < 0:
+            raise ConfigError(f"config key '{key}' must not be negative; got {value}")
+    for key in ("mean", "std"):
+        values = getattr(cfg.data, key)
+        if len(values) != 3:
+            raise ConfigError(f"config key 'data.{key}' needs 3 numbers, one per RGB channel (vidkd feeds 3-channel "
+                              f"clips, grayscale ones too); got {values}")
+    if any(not v > 0 for v in cfg.data.std):
+        raise ConfigError(f"config key 'data.std' divides the pixels: every value must be positive; got {cfg.data.std}")
+    for key, value in (("data.color_jitter", cfg.data.color_jitter), ("data.grayscale", cfg.data.grayscale),
+                       ("data.blur", cfg.data.blur)):
+        if not 0 <= value <= 1:
+            raise ConfigError(f"config key '{key}' is a probability: it must be in [0, 1]; got {value}")
+    for key, value in (("vcop.dropout", cfg.vcop.dropout), ("eval.finetune_dropout", cfg.eval.finetune_dropout)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"config key '{key}' is a dropout probability: it must be in [0, 1); got {value}")
+    for key, value in (("ssl.proj_dim", cfg.ssl.proj_dim), ("vcop.hidden", cfg.vcop.hidden)):
+        if value < 1:
+            raise ConfigError(f"config key '{key}' is a layer size: it must be at least 1; got {value}")
+    if not 0 < cfg.train.plateau_factor < 1:
+        raise ConfigError(f"config key 'train.plateau_factor' multiplies the learning rate on a plateau: it must be "
+                          f"in (0, 1); got {cfg.train.plateau_factor}")
+    check_warmup(cfg.train.warmup_epochs, cfg.train.epochs, "train.epochs")
     for key, value in (("train.lr", cfg.train.lr), ("eval.finetune_lr", cfg.eval.finetune_lr)):
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"config key '{key}' must be a positive number; got {value}")
@@ -510,10 +669,14 @@ def validate(cfg: Config) -> None:
                        ("train.grad_clip", cfg.train.grad_clip), ("train.warmup_epochs", cfg.train.warmup_epochs),
                        ("train.steps_per_epoch", cfg.train.steps_per_epoch), ("train.knn_every", cfg.train.knn_every),
                        ("data.num_workers", cfg.data.num_workers)):
-        if not math.isfinite(value) or value < 0:
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' needs a finite number, got {value}")
+        if value < 0:
             raise ConfigError(f"config key '{key}' must not be negative; got {value}")
     decays = cfg.eval.linear_weight_decay
-    if not decays or any(not math.isfinite(w) or w < 0 for w in decays):
+    if any(not math.isfinite(w) for w in decays):
+        raise ConfigError(f"config key 'eval.linear_weight_decay' needs a finite number, got {decays}")
+    if not decays or any(w < 0 for w in decays):
         raise ConfigError(f"config key 'eval.linear_weight_decay' needs one or more non-negative numbers; got {decays}")
     for key, value in (("eval.fraction", cfg.eval.fraction), ("eval.finetune_fraction", cfg.eval.finetune_fraction)):
         if value is not None and not 0 < value <= 1:
@@ -529,6 +692,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("ssl.pretext and ssl.contrastive are both 'none'; nothing to learn (turn one on)")
     if ssl.contrastive != "none" and cfg.method == "pcl" and cfg.data.tuple_len < 2:
         raise ConfigError("the contrastive term needs at least 2 clips per tuple; set data.tuple_len >= 2")
+    if not ssl.nce_weight >= 0:
+        raise ConfigError(f"config key 'ssl.nce_weight' must not be negative; got {ssl.nce_weight}")
     if ssl.nce_negatives < 1:
         raise ConfigError(f"config key 'ssl.nce_negatives' must be at least 1; got {ssl.nce_negatives}")
     if not ssl.nce_temperature > 0:
@@ -541,6 +706,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key 'teacher.{key}' must not be negative; got {getattr(teacher, key)}")
     if not teacher.relational_temperature > 0:
         raise ConfigError("config key 'teacher.relational_temperature' must be positive")
+    if teacher.path and not any(getattr(teacher, key) > 0 for key in KD_WEIGHT_KEYS):
+        raise ConfigError(f"a teacher is given but {', '.join(f'teacher.{k}' for k in KD_WEIGHT_KEYS)} are all 0: "
+                          "nothing to distil; set one above 0 (teacher.alpha=1 for logit KD) or drop the teacher")
     if teacher.path and teacher.alpha > 0 and cfg.method == "pcl" and ssl.pretext == "none":
         raise ConfigError("logit KD (teacher.alpha > 0) needs the student's pretext logits, but ssl.pretext is 'none'; "
                           "set teacher.alpha=0 and distil features (teacher.relational_weight=1)")
@@ -548,3 +716,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"VCOP orders data.tuple_len clips into tuple_len! classes; use 2..5, got {cfg.data.tuple_len}")
     if cfg.teacher.temperature <= 0:
         raise ConfigError(f"config key 'teacher.temperature' must be positive; got {cfg.teacher.temperature}")
+    _check_finite(cfg)  # last: the checks above name their own range for NaN where they have one
+
+
+def _check_finite(cfg: Any, prefix: str = "") -> None:
+    """NaN or infinity in any number of the config is refused, naming the key."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{prefix}{f.name}.")
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"config key '{prefix}{f.name}' needs a finite number, got {value!r}")

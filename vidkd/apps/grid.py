@@ -19,12 +19,13 @@ import yaml
 
 from vidkd import runs
 from vidkd.apps.pretrain import pretrain, read_run_config, resumable, resume, writing
-from vidkd.config import (Config, ExperimentConfig, config_differences, config_from_dict, deep_merge,
-                          labelled_fraction, load_experiment, recipe_of)
+from vidkd.config import (Config, ExperimentConfig, check_arch_names, config_differences, config_from_dict,
+                          deep_merge, labelled_fraction, recipe_of)
+from vidkd.config import load_experiment as read_experiment
 from vidkd.data.datasets import load_split
 from vidkd.errors import ConfigError, VidkdError
 from vidkd.eval.protocols import changed_settings, evaluate
-from vidkd.models import build_backbone
+from vidkd.models import build_backbone, list_backbones
 from vidkd.models.flops import count_flops
 from vidkd.synthetic import is_synthetic_dataset
 from vidkd.utils import dist as dist_utils
@@ -252,6 +253,13 @@ def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config,
         overrides += [f"data.{key}={json.dumps(value)}" for key, value in dataclasses.asdict(cfg.data).items()]
     evaluate(source, protocols=tuple(missing), overrides=overrides, out=out, data_root=cfg.data.root,
              layout=cfg.data.layout, split=cfg.data.split, progress=True)
+
+
+def load_experiment(config_path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """The experiment config, its per-architecture keys checked against the model registry."""
+    exp = read_experiment(config_path, overrides)
+    check_arch_names(exp, list_backbones())
+    return exp
 
 
 def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> Path:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,7 @@ class DataReport:
     errors: list[str] = field(default_factory=list)  # layout / split-file errors
     usable: int = 0
     total: int = 0
+    full: bool = False  # every frame decoded, not only the headers and the first and last frames
 
     @property
     def fatal(self) -> bool:
@@ -42,11 +45,13 @@ class DataReport:
 
 
 def check_dataset(root: str | Path, layout: str = "auto", split: int = 1, min_frames: int = 64,
-                  decode: bool = True, progress: bool = True) -> DataReport:
+                  decode: bool = True, progress: bool = True, full: bool = False,
+                  workers: int | None = None) -> DataReport:
     """Load both subsets of `split`, probe every video, and (with `decode`) decode its first and
-    last frame, which finds files that open but do not decode or end early."""
+    last frame, which finds files that open but do not decode or end early. `full` decodes every
+    frame, in `workers` processes (default: one per usable CPU), which also finds damage inside."""
     root = Path(root)
-    report = DataReport(root=root, layout=None, split=split, min_frames=min_frames)
+    report = DataReport(root=root, layout=None, split=split, min_frames=min_frames, full=full)
     try:
         report.layout = detect_layout(root) if layout == "auto" else layout
     except DatasetError as exc:
@@ -70,10 +75,11 @@ def check_dataset(root: str | Path, layout: str = "auto", split: int = 1, min_fr
     paths = sorted({r.path for subset_records in records.values() for r in subset_records})
     report.total = len(paths)
     infos = probe_videos(paths, cache_dir=default_cache_dir(root), progress=progress, desc="probing")
+    damage = _decode_every_frame([p for p in paths if not isinstance(infos[p], str)], workers, progress) if full else {}
     for path in tqdm(paths, desc="decoding", unit="video", disable=not progress or len(paths) < 200, leave=False):
         info = infos[path]
-        reason = info if isinstance(info, str) else None
-        if reason is None and decode:
+        reason = info if isinstance(info, str) else damage.get(path)
+        if reason is None and decode and not full:
             reason = _decode_ends(path, info)
         if reason is None and info.truncated:
             reason = f"damaged: cut short ({info.num_frames} of the {info.header_frames} frames its header announces)"
@@ -87,6 +93,37 @@ def check_dataset(root: str | Path, layout: str = "auto", split: int = 1, min_fr
             report.fps[round(info.fps, 2)] += 1
     report.usable = report.total - len(report.problems)
     return report
+
+
+def _first_damaged_frame(path: Path) -> str | None:
+    try:
+        with VideoReader(path, threads=False) as reader:
+            found = reader.first_damaged_frame()
+    except VideoDecodeError as exc:
+        text = str(exc)
+        return text.split(": ", 1)[1] if ": " in text else text
+    return None if found is None else f"damaged: from frame {found[0]}, {found[1]}"
+
+
+def _decode_every_frame(paths: list[Path], workers: int | None, progress: bool) -> dict[Path, str]:
+    """{path: why} of the videos whose frames do not all decode."""
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    found: dict[Path, str] = {}
+    with tqdm(total=len(paths), desc="decoding every frame", unit="video", disable=not progress) as bar:
+        if workers <= 1 or len(paths) < 2:
+            results = map(_first_damaged_frame, paths)
+            for path, reason in zip(paths, results):
+                if reason:
+                    found[path] = reason
+                bar.update()
+            return found
+        with ProcessPoolExecutor(min(workers, len(paths))) as pool:
+            futures = {pool.submit(_first_damaged_frame, path): path for path in paths}
+            for future in as_completed(futures):
+                if future.result():
+                    found[futures[future]] = future.result()
+                bar.update()
+    return found
 
 
 def _decode_ends(path: Path, info: VideoInfo) -> str | None:
@@ -133,6 +170,8 @@ def format_report(report: DataReport, max_problems: int = 200) -> str:
             lines.append(f"  ... and {len(report.problems) - max_problems} more")
     for error in report.errors:
         lines.append(f"error     {error}")
+    lines.append("check     " + ("full: every frame decoded" if report.full else
+                                 "headers and first and last frames (--full decodes every frame)"))
     if report.fatal:
         why = "fix the errors above" if report.errors else f"only {report.usable} of {report.total} videos usable"
         lines.append(f"result    NOT USABLE: {why} (see docs/data.md)")

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import re
+import signal
+import sys
 import tempfile
-from dataclasses import dataclass, field, replace
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
+from vidkd.data.textfiles import inside, read_lines
 from vidkd.data.video import VideoInfo, probe_video
 from vidkd.errors import DatasetError, VideoDecodeError
 
@@ -33,7 +40,7 @@ _GROUP_RE = re.compile(r"_(g\d+)_", re.IGNORECASE)
 CACHE_DIR_NAME = ".vidkd_cache"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VideoRecord:
     """One video of a split. `group` ties together clips of one recording (never split apart)."""
 
@@ -63,16 +70,45 @@ class VideoSplit:
         return len(self.class_names)
 
 
-def detect_layout(root: str | Path) -> str:
-    """'ucf101' (splits/classInd.txt), 'hmdb51' (splits/*_test_split*.txt) or 'folder' (ROOT/<Class>/videos)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset root {root} is not a directory; pass the folder that holds videos/ and splits/")
+def _parent_hint(root: Path) -> str | None:
+    """The error for a root that is the videos/ (or splits/) folder of a dataset one level up."""
+    if root.name not in ("videos", "splits"):
+        return None
+    splits = root.parent / "splits"
+    if (splits / "classInd.txt").is_file():
+        kind = "UCF101"
+    elif splits.is_dir() and any(splits.glob("*_test_split*.txt")):
+        kind = "HMDB51"
+    else:
+        return None
+    return (f"{root} is the {root.name}/ folder of the {kind} dataset at {root.parent}; pass {root.parent} "
+            f"as the dataset root (the folder that holds videos/ and splits/)")
+
+
+def _layout_on_disk(root: Path) -> str | None:
+    """'ucf101' or 'hmdb51' from the split files under ROOT/splits, else None."""
     splits = root / "splits"
     if (splits / "classInd.txt").is_file():
         return "ucf101"
     if splits.is_dir() and any(splits.glob("*_test_split*.txt")):
         return "hmdb51"
+    return None
+
+
+_LAYOUT_HINTS = {"ucf101": "UCF101 (splits/classInd.txt)", "hmdb51": "HMDB51 (splits/*_test_split*.txt)"}
+
+
+def detect_layout(root: str | Path) -> str:
+    """'ucf101' (splits/classInd.txt), 'hmdb51' (splits/*_test_split*.txt) or 'folder' (ROOT/<Class>/videos)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} is not a directory; pass the folder that holds videos/ and splits/")
+    hint = _parent_hint(root)
+    if hint:
+        raise DatasetError(hint)
+    layout = _layout_on_disk(root)
+    if layout:
+        return layout
     if any(_folder_videos(d) for d in _class_dirs(root)):
         return "folder"
     raise DatasetError(
@@ -85,6 +121,7 @@ def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: 
     """The records of `subset` ('train' or 'test') of official split `split` (1, 2 or 3).
 
     For the folder layout, `seed`, `split` and `test_fraction` define the group-aware hold-out.
+    Every path in a split file must stay inside ROOT/videos (DatasetError naming the line).
     """
     root = Path(root)
     if subset not in ("train", "test"):
@@ -95,6 +132,8 @@ def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: 
         layout = detect_layout(root)
     elif not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a directory")
+    elif layout in ("ucf101", "hmdb51") and _parent_hint(root):
+        raise DatasetError(_parent_hint(root))
     if layout == "ucf101":
         result = _load_ucf101(root, subset, split)
     elif layout == "hmdb51":
@@ -111,14 +150,17 @@ def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: 
 def group_of(name: str) -> str:
     """UCF-style group ('g08' in 'v_Run_g08_c01') or, without one, the file stem."""
     match = _GROUP_RE.search(name)
-    return match.group(1).lower() if match else Path(name).stem
+    return sys.intern(match.group(1).lower()) if match else _stem(name)  # 25 groups, not one string per video
+
+
+def _stem(name: str) -> str:
+    """Path(name).stem without building a Path (this runs once per video of a split)."""
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
-    if not path.is_file():
-        raise DatasetError(f"missing {what} {path}; get the official split files (see docs/data.md)")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+    return read_lines(path, what, hint="get the official split files (see docs/data.md)")
 
 
 def _check_missing(root: Path, subset: str, listed: int, missing: list[str]) -> None:
@@ -132,31 +174,77 @@ def _check_missing(root: Path, subset: str, listed: int, missing: list[str]) -> 
                 len(missing), listed, subset, root / "videos", missing[0])
 
 
+class _FileIndex:
+    """Which files exist under a folder, one directory listing per sub-folder instead of a stat per file.
+
+    A name the listing lacks is checked with a stat (a case-insensitive file system finds
+    'HandStandPushups/...' in 'HandstandPushups/'; the official UCF101 lists spell it so).
+    """
+
+    def __init__(self, base: Path):
+        self.base = os.fspath(base)
+        self._listings: dict[str, frozenset[str]] = {}
+
+    def path_if_file(self, rel: str) -> str | None:
+        """The full path of `rel` ('a/b/c.avi', normalised) when it is a file (symlinks followed)."""
+        folder, _, name = rel.rpartition("/")
+        names = self._listings.get(folder)
+        if names is None:
+            names = self._listings[folder] = self._list(os.path.join(self.base, folder) if folder else self.base)
+        full = f"{self.base}/{rel}"
+        if name in names or os.path.isfile(full):
+            return full
+        return None
+
+    @staticmethod
+    def _list(folder: str) -> frozenset[str]:
+        try:
+            with os.scandir(folder) as entries:
+                return frozenset(e.name for e in entries if e.is_file())
+        except OSError:
+            return frozenset()
+
+
 def _load_ucf101(root: Path, subset: str, split: int) -> VideoSplit:
     class_file = root / "splits" / "classInd.txt"
-    if not class_file.is_file() and any((root / "splits").glob("*_test_split*.txt")):
-        raise DatasetError(f"{root} has HMDB51 split files (splits/*_test_split*.txt) but no UCF101 classInd.txt; "
+    if not class_file.is_file() and _layout_on_disk(root) == "hmdb51":
+        raise DatasetError(f"{root} looks like HMDB51 (it has splits/*_test_split*.txt but no UCF101 classInd.txt); "
                            "set data.layout=hmdb51 (or auto)")
     index: dict[str, int] = {}
+    name_line: dict[str, int] = {}
+    number_line: dict[int, tuple[int, str]] = {}
     for n, line in _read_lines(class_file, "class index"):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise DatasetError(f"{class_file}:{n}: expected '<number> <ClassName>', got {line!r}")
-        index[parts[1]] = int(parts[0]) - 1
+        number, name = int(parts[0]), parts[1]
+        if name in name_line:
+            raise DatasetError(f"{class_file}:{n}: class {name!r} is listed twice (lines {name_line[name]} and {n}); "
+                               "each class must appear once")
+        if number in number_line:
+            first, other = number_line[number]
+            raise DatasetError(f"{class_file}:{n}: number {number} is given to both {other!r} (line {first}) "
+                               f"and {name!r}; each class needs its own number")
+        name_line[name], number_line[number] = n, (n, name)
+        index[name] = number - 1
     if sorted(index.values()) != list(range(len(index))):
         raise DatasetError(f"{class_file}: class numbers must run 1..{len(index)} without gaps or repeats")
     class_names = sorted(index, key=index.get)
 
     list_file = root / "splits" / f"{subset}list0{split}.txt"
+    videos = root / "videos"
+    files = _FileIndex(videos)
     records, missing = [], []
     lines = _read_lines(list_file, f"{subset} list")
     for n, line in lines:
         parts = line.split()
         where = f"{list_file}:{n}"
-        if len(parts) not in (1, 2) or "/" not in parts[0]:
+        if len(parts) not in (1, 2):
             raise DatasetError(f"{where}: expected 'Class/video.avi{' label' if subset == 'train' else ''}', got {line!r}")
-        rel = parts[0]
-        class_name = rel.split("/")[0]
+        rel = inside(parts[0], where, "ROOT/videos")
+        if "/" not in rel:
+            raise DatasetError(f"{where}: expected 'Class/video.avi{' label' if subset == 'train' else ''}', got {line!r}")
+        class_name = rel.split("/", 1)[0]
         if class_name not in index:
             raise DatasetError(f"{where}: class {class_name!r} is not in {class_file.name}")
         label = index[class_name]
@@ -166,11 +254,11 @@ def _load_ucf101(root: Path, subset: str, split: int) -> VideoSplit:
             if int(parts[1]) - 1 != label:
                 raise DatasetError(f"{where}: label {parts[1]} disagrees with folder {class_name!r} "
                                    f"(class {label + 1} in {class_file.name})")
-        path = root / "videos" / rel
-        if not path.is_file():
+        full = files.path_if_file(rel)
+        if full is None:
             missing.append(rel)
             continue
-        records.append(VideoRecord(path=path, label=label, group=group_of(path.name)))
+        records.append(VideoRecord(path=Path(full), label=label, group=group_of(rel.rpartition("/")[2])))
     _check_missing(root, subset, len(lines), missing)
     return VideoSplit(records, class_names, root, "ucf101", subset, split, missing)
 
@@ -179,10 +267,14 @@ def _load_hmdb51(root: Path, subset: str, split: int) -> VideoSplit:
     splits = root / "splits"
     files = sorted(splits.glob(f"*_test_split{split}.txt"))
     if not files:
+        if _layout_on_disk(root) == "ucf101":
+            raise DatasetError(f"{root} looks like UCF101 (it has splits/classInd.txt and no HMDB51 "
+                               f"*_test_split{split}.txt files); set data.layout=ucf101 (or auto)")
         raise DatasetError(f"no {splits}/*_test_split{split}.txt files; get the official HMDB51 splits (see docs/data.md)")
     suffix = f"_test_split{split}.txt"
     class_names = sorted(f.name[: -len(suffix)] for f in files)
     wanted = "1" if subset == "train" else "2"
+    videos = _FileIndex(root / "videos")
     records, missing, listed = [], [], 0
     for label, class_name in enumerate(class_names):
         split_file = splits / f"{class_name}{suffix}"
@@ -193,12 +285,13 @@ def _load_hmdb51(root: Path, subset: str, split: int) -> VideoSplit:
             if parts[1] != wanted:
                 continue
             listed += 1
-            path = root / "videos" / class_name / parts[0]
-            if not path.is_file():
-                missing.append(f"{class_name}/{parts[0]}")
+            name = inside(parts[0], f"{split_file}:{n}", f"ROOT/videos/{class_name}")
+            full = videos.path_if_file(f"{class_name}/{name}")
+            if full is None:
+                missing.append(f"{class_name}/{name}")
                 continue
             # HMDB51 has no actor groups; each video is its own group.
-            records.append(VideoRecord(path=path, label=label, group=Path(parts[0]).stem))
+            records.append(VideoRecord(path=Path(full), label=label, group=_stem(name.rpartition("/")[2])))
     _check_missing(root, subset, listed, missing)
     return VideoSplit(records, class_names, root, "hmdb51", subset, split, missing)
 
@@ -218,6 +311,10 @@ def _load_folder(root: Path, subset: str, split: int, seed: int, test_fraction: 
     classes = [(d.name, _folder_videos(d)) for d in _class_dirs(root)]
     classes = [(name, videos) for name, videos in classes if videos]
     if not classes:
+        layout = _layout_on_disk(root)
+        if layout:
+            raise DatasetError(f"{root} looks like {_LAYOUT_HINTS[layout]}, not a folder of classes; "
+                               f"set data.layout={layout} (or auto)")
         raise DatasetError(f"{root}: no class folders with videos ({', '.join(VIDEO_EXTENSIONS)})")
     class_names = [name for name, _ in classes]
     records = []
@@ -236,41 +333,149 @@ def _load_folder(root: Path, subset: str, split: int, seed: int, test_fraction: 
 
 
 # ---------------------------------------------------------------------------------------------
-# Probing many videos, with an optional on-disk cache keyed by path, size and mtime.
+# Probing many videos: in parallel processes the first time, from an on-disk cache afterwards.
 
 ProbeResult = VideoInfo | str  # a VideoInfo, or the reason the video cannot be used
 
+CACHE_FILE = "probes.json"
+CACHE_FORMAT = "vidkd probe cache"
+CACHE_VERSION = 2
+PARALLEL_MIN = 100  # fewer videos to probe than this: one process is quicker than starting a pool
+_CHUNK = 64  # videos per task sent to a probing process
+_SAVE_EVERY_S = 60.0  # a long first build writes what it has this often (an interrupted build keeps it)
+
+
+def default_workers() -> int:
+    """The CPUs this process may use (its affinity mask, which honours taskset and cgroup cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
 
 def probe_videos(paths: Iterable[Path], cache_dir: Path | None = None, progress: bool = True,
-                 desc: str = "probing videos") -> dict[Path, ProbeResult]:
+                 desc: str = "probing videos", workers: int | None = None) -> dict[Path, ProbeResult]:
     """`probe_video` for every path; failures come back as a reason string instead of raising.
 
-    With `cache_dir`, results are stored in `cache_dir/probes.json` (keyed by absolute path, size
-    and mtime), so the next run only opens new or changed files. An unwritable cache is ignored.
+    With `cache_dir`, results are kept in `cache_dir/probes.json`, keyed by the path (relative to
+    the cache folder's parent, so a dataset moved with its cache keeps it), file size and
+    modification time: the next run opens only new or changed files. Videos not in the cache are
+    probed by `workers` processes (default: the CPUs this process may use; 1 = in this process).
+    A cache that cannot be read is rebuilt, one that cannot be written is skipped (a log line each).
     """
     paths = list(paths)
-    cache = _load_cache(cache_dir)
+    cache = _ProbeCache(cache_dir)
+    entries = cache.entries
     results: dict[Path, ProbeResult] = {}
-    todo = []
+    shared: dict[tuple, VideoInfo] = {}  # equal probe results share one VideoInfo
+    todo: list[tuple[Path, str | None, int, int]] = []  # (path, cache key, size, mtime_ns)
     for path in paths:
-        key = _cache_key(path)
-        if key is not None and key in cache:
-            entry = cache[key]
-            results[path] = VideoInfo(**entry) if isinstance(entry, dict) else str(entry)
-        else:
-            todo.append((path, key))
-    bar = tqdm(todo, desc=desc, unit="video", disable=not progress or len(todo) < 200, leave=False)
-    for path, key in bar:
+        name = os.fspath(path)
         try:
-            result: ProbeResult = probe_video(path)
-        except VideoDecodeError as exc:
-            result = _reason(exc)
-        results[path] = result
-        if key is not None:
-            cache[key] = result.__dict__ if isinstance(result, VideoInfo) else result
-    if todo and cache_dir is not None:
-        _save_cache(cache_dir, cache)
-    return results
+            stat = os.stat(name)
+        except (OSError, ValueError):  # missing: probing says so; not cached
+            todo.append((path, None, 0, 0))
+            continue
+        key = cache.key(name)
+        entry = entries.get(key)
+        if entry is not None:
+            try:
+                if entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+                    results[path] = _from_entry(entry, shared)
+                    continue
+            except (TypeError, ValueError, KeyError, IndexError):  # a damaged entry: probe again
+                pass
+        todo.append((path, key, stat.st_size, stat.st_mtime_ns))
+    if not todo:
+        return results
+    workers = default_workers() if workers is None else max(1, int(workers))
+    bar = tqdm(total=len(todo), desc=desc, unit="video", disable=not progress or len(todo) < 200, leave=False)
+    last_save = time.monotonic()
+    try:
+        for i, result in _probe_all([os.fspath(t[0]) for t in todo], workers):
+            path, key, size, mtime = todo[i]
+            results[path] = result
+            if key is not None:
+                entries[key] = _to_entry(size, mtime, result)
+            bar.update(1)
+            if cache_dir is not None and time.monotonic() - last_save > _SAVE_EVERY_S:
+                cache.save()
+                last_save = time.monotonic()
+    finally:
+        bar.close()
+        if cache_dir is not None:
+            cache.save()  # also after Ctrl-C: the next run starts from what was probed
+    return {path: results[path] for path in paths}  # in the order given, whichever process finished first
+
+
+def _probe_one(name: str) -> ProbeResult:
+    try:
+        return probe_video(name)
+    except VideoDecodeError as exc:
+        return _reason(exc)
+
+
+def _probe_chunk(first: int, names: list[str]) -> list[tuple[int, ProbeResult]]:
+    return [(first + k, _probe_one(name)) for k, name in enumerate(names)]
+
+
+def _ignore_sigint() -> None:
+    """In a probing process: Ctrl-C is the parent's to handle (it stops the pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """fork on Linux (the workers only open video headers, as the DataLoader's workers do); spawn elsewhere."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def _probe_all(names: list[str], workers: int) -> Iterator[tuple[int, ProbeResult]]:
+    """(index, result) for every name, in any order; over `workers` processes when that pays."""
+    workers = min(workers, -(-len(names) // _CHUNK))
+    if workers <= 1 or len(names) < PARALLEL_MIN or multiprocessing.current_process().daemon:
+        for i, name in enumerate(names):
+            yield i, _probe_one(name)
+        return
+    done: set[int] = set()
+    pool = ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_ignore_sigint)
+    try:
+        futures = [pool.submit(_probe_chunk, first, names[first:first + _CHUNK])
+                   for first in range(0, len(names), _CHUNK)]
+        for future in as_completed(futures):
+            for i, result in future.result():
+                done.add(i)
+                yield i, result
+    except BrokenProcessPool:
+        # a probing process died (killed for memory, or FFmpeg crashed on a file): go on in this process
+        log.warning("a video-probing process died; probing the remaining %d videos in this process",
+                    len(names) - len(done))
+        for i, name in enumerate(names):
+            if i not in done:
+                yield i, _probe_one(name)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _to_entry(size: int, mtime_ns: int, result: ProbeResult) -> list:
+    if isinstance(result, VideoInfo):
+        return [size, mtime_ns, result.num_frames, result.height, result.width, result.fps, result.header_frames]
+    return [size, mtime_ns, str(result)]
+
+
+def _from_entry(entry: list, shared: dict[tuple, VideoInfo]) -> ProbeResult:
+    if len(entry) == 3 and isinstance(entry[2], str):
+        return entry[2]
+    if len(entry) != 7:
+        raise ValueError("not a probe entry")
+    fields = tuple(entry[2:])
+    info = shared.get(fields)
+    if info is None:
+        num_frames, height, width, fps, header_frames = fields
+        if not all(type(v) is int for v in (num_frames, height, width, header_frames)) or \
+                not isinstance(fps, (int, float)):
+            raise ValueError("not a probe entry")
+        info = shared[fields] = VideoInfo(num_frames, height, width, float(fps), header_frames)
+    return info
 
 
 def _reason(exc: VideoDecodeError) -> str:
@@ -283,35 +488,87 @@ def default_cache_dir(root: Path) -> Path:
     return Path(root) / CACHE_DIR_NAME
 
 
-def _cache_key(path: Path) -> str | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+class _ProbeCache:
+    """`cache_dir/probes.json`: {"format", "version", "entries": {key: [size, mtime_ns, ...result]}}.
 
+    Keys are paths relative to the cache folder's parent (the dataset root for the default cache)
+    when the video lies under it, else absolute; both lexical (no symlink resolution: a stat, not
+    a walk of every path component, per video).
+    """
 
-def _load_cache(cache_dir: Path | None) -> dict:
-    if cache_dir is None:
+    def __init__(self, cache_dir: Path | None):
+        self.cache_dir = cache_dir
+        self.entries: dict[str, list] = {}
+        self._base = self._abs_base = ""
+        if cache_dir is None:
+            return
+        base = os.fspath(Path(cache_dir).parent)
+        self._base = "" if base == "." else base.rstrip(os.sep) + os.sep
+        self._abs_base = os.path.abspath(base).rstrip(os.sep) + os.sep
+        self.entries = self._load(Path(cache_dir) / CACHE_FILE)
+
+    def key(self, name: str) -> str | None:
+        if self.cache_dir is None:
+            return None
+        if self._base and name.startswith(self._base) and ".." not in name:
+            return name[len(self._base):]
+        name = os.path.abspath(name)
+        return name[len(self._abs_base):] if name.startswith(self._abs_base) else name
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, list]:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            log.warning("probe cache %s cannot be read (%s); probing every video again", path, exc.strerror or exc)
+            return {}
+        try:
+            cache = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            log.warning("probe cache %s is damaged (%s); rebuilding it", path, exc.__class__.__name__)
+            return {}
+        if isinstance(cache, dict) and cache.get("format") == CACHE_FORMAT and cache.get("version") == CACHE_VERSION \
+                and isinstance(cache.get("entries"), dict):
+            return cache["entries"]
+        if isinstance(cache, dict) and ("format" in cache or "version" in cache or all("|" in k for k in cache)):
+            log.info("probe cache %s is from another vidkd version; rebuilding it", path)
+        else:
+            log.warning("probe cache %s is not a vidkd probe cache (a JSON %s); rebuilding it",
+                        path, type(cache).__name__)
         return {}
-    try:
-        return json.loads((cache_dir / "probes.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
-
-def _save_cache(cache_dir: Path, cache: dict) -> None:
-    """Write atomically (several ranks or workers may probe at once); skip if not writable."""
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(cache, f)
-        os.replace(tmp, cache_dir / "probes.json")
-    except OSError as exc:
-        log.debug("probe cache not written to %s: %s", cache_dir, exc)
+    def save(self) -> None:
+        """Write atomically (several ranks or workers may probe at once); skip if not writable."""
+        if self.cache_dir is None:
+            return
+        cache_dir = Path(self.cache_dir)
+        tmp = None
+        try:
+            text = json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": self.entries},
+                              separators=(",", ":"))
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".probes.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, cache_dir / CACHE_FILE)
+            tmp = None
+        except OSError as exc:
+            log.info("probe cache not written to %s: %s", cache_dir, exc.strerror or exc)
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
 
 
 def with_frame_counts(records: list[VideoRecord], infos: dict[Path, ProbeResult]) -> list[VideoRecord]:
     """Records whose probe succeeded, with `num_frames` filled in."""
-    return [replace(r, num_frames=infos[r.path].num_frames) for r in records if isinstance(infos[r.path], VideoInfo)]
+    out = []
+    for r in records:
+        info = infos[r.path]
+        if type(info) is not str:
+            out.append(VideoRecord(r.path, r.label, r.group, info.num_frames))
+    return out

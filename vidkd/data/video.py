@@ -264,6 +264,26 @@ class VideoReader:
             raise VideoDecodeError(f"{self.path}: decoding failed ({exc.__class__.__name__}: {exc})") from None
         return out
 
+    def first_damaged_frame(self) -> tuple[int, str] | None:
+        """Decode every frame (without colour conversion): the first frame that is missing or does not
+        decode, and why; None when every frame decodes. Damaged data inside a file often decodes
+        without an error but loses frames, which the timestamps show."""
+        expected = 0
+        try:
+            self._container.seek(self._start_pts, stream=self._stream, backward=True, any_frame=False)
+            for frame in self._container.decode(self._stream):
+                self.frames_decoded += 1
+                index = self._pts_to_index(frame.pts)
+                index = expected if index is None else index
+                if index > expected:
+                    return expected, f"frames {expected}..{index - 1} are missing (damaged data)"
+                expected = max(expected, index + 1)
+        except (av.FFmpegError, OSError) as exc:
+            return expected, f"does not decode ({getattr(exc, 'strerror', None) or exc.__class__.__name__})"
+        if self.num_frames - expected > END_TOLERANCE:
+            return expected, f"decoding stops after {expected} of the {self.num_frames} frames"
+        return None
+
     def _decode_from_start(self, wanted: list[int]) -> dict[int, np.ndarray]:
         """Slow path: decode from frame 0 and count frames instead of trusting timestamps."""
         wanted_set, last = set(wanted), wanted[-1]

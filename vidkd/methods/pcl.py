@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from vidkd.config import Config, SSLConfig
 from vidkd.data.vcp import VCP_CLASSES
+from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
                                   pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
@@ -34,6 +35,10 @@ class PCLModel(nn.Module):
         pretext_classes: K of the pretext head; 0 builds no pretext head (contrastive only).
         proj_dim: output size of the projection (feature_dim -> feature_dim -> proj_dim).
         use_projection: False builds no projection head (pretext only; `embeddings` is None).
+
+    With neither head it is a bare backbone in PCL's frame: what a backbone-only checkpoint
+    (torchvision, `backbone` format) loads as, e.g. a teacher for relational or feature KD.
+    Training such a model has nothing to learn; `from_config` (and config validation) refuse it.
     """
 
     def __init__(
@@ -47,8 +52,6 @@ class PCLModel(nn.Module):
         super().__init__()
         if use_projection and tuple_len < 2:
             raise ValueError("the contrastive term needs at least 2 clips per tuple")
-        if pretext_classes == 0 and not use_projection:
-            raise ValueError("PCL needs a pretext task or a contrastive term; both are off")
         feature_dim = int(backbone.feature_dim)
         self.tuple_len = tuple_len
         self.feature_dim = feature_dim
@@ -59,6 +62,8 @@ class PCLModel(nn.Module):
     @classmethod
     def from_config(cls, backbone: nn.Module, cfg: Config) -> PCLModel:
         """Build from a full `Config` (tuple length from `data`, heads from `ssl`)."""
+        if cfg.ssl.pretext == "none" and cfg.ssl.contrastive == "none":
+            raise ConfigError("ssl.pretext and ssl.contrastive are both 'none'; nothing to learn (turn one on)")
         return cls(
             backbone,
             tuple_len=cfg.data.tuple_len,
