@@ -533,3 +533,69 @@ def test_data_check_full_decodes_every_frame_and_names_the_first_that_fails(tmp_
     assert 0 < first < 90 and "5 of 6 videos usable" in full and "full: every frame decoded" in full
     code, message = run_cli(["data", "check", tmp_path, "--min-frames", "-5"], capsys)
     assert code == 2 and "--min-frames must be at least 1" in message
+
+
+def test_evaluating_with_another_architecture_names_the_one_the_checkpoint_holds(finished_run, capsys):
+    code, line = run_cli(["evaluate", finished_run, "--protocol", "knn", "--set", "model.arch=c3d"], capsys)
+    assert code == 2 and "holds a r3d network, not c3d" in line and "allow_partial" not in line, line
+
+
+def test_evaluation_warns_about_clips_it_cannot_give_or_the_network_never_saw(finished_run, tmp_path, capsys, caplog):
+    with caplog.at_level("WARNING", logger="vidkd"):
+        code, _ = run_cli(["evaluate", finished_run, "--protocol", "knn", "--out", tmp_path, "--set",
+                           "eval.num_clips=60", "data.clip_len=4"], capsys)
+    assert code == 0
+    assert "was trained on clips with data.clip_len=8 but is evaluated with 4" in caplog.text
+    assert "eval.num_clips=60 is more than the 45 distinct clip positions" in caplog.text
+
+
+def _nan_weights(run: Path) -> None:
+    from safetensors.torch import load_file, save_file
+    for which in (runs.LAST, runs.BEST):
+        path = runs.checkpoint_dir(run, which) / "model.safetensors"
+        state = load_file(str(path))
+        next(v for v in state.values() if v.is_floating_point())[:] = float("nan")
+        save_file(state, str(path))
+
+
+# (case, how to damage a copy of the finished run, the command on it, phrase of the one-line error)
+MISTAKES_ON_A_RUN = [
+    ("teacher is a video", None, lambda run, data: ["pretrain", *tiny_args(data), "--out", run.parent / "s", "--teacher",
+                                                    next((data / "videos").rglob("*.avi"))], "is a video, not a checkpoint"),
+    ("teacher is config.yaml", None, lambda run, data: ["pretrain", *tiny_args(data), "--out", run.parent / "s",
+                                                        "--teacher", runs.config_path(run)], "is a config file, not a checkpoint"),
+    ("teacher diverged", _nan_weights, lambda run, data: ["pretrain", *tiny_args(data), "--out", run.parent / "s",
+                                                          "--teacher", run], "has NaN or infinite weights"),
+    ("truncated best, intact last",
+     lambda run: write(runs.checkpoint_dir(run, runs.BEST) / "model.safetensors", b"\x00" * 100),
+     lambda run, data: ["evaluate", run, "--protocol", "knn"], "The run's last checkpoint is intact: pass"),
+    ("report before an epoch", lambda run: write(runs.metrics_path(run), '{"epoch": 0}\n'),
+     lambda run, data: ["report", run], "has not finished an epoch yet, so there is nothing to report"),
+    ("non-UTF-8 and NaN epochs in metrics.jsonl",
+     lambda run: write(runs.metrics_path(run), b'\xff\xfe\x00garbage\n{"epoch": NaN}\n'),
+     lambda run, data: ["report", run], "has not finished an epoch yet"),
+    ("export --out under a file", lambda run: write(run.parent / "afile", "x"),
+     lambda run, data: ["export", run, "--out", run.parent / "afile" / "x.onnx"], "names a file where a directory"),
+]
+
+
+@pytest.mark.parametrize("case,damage,command,phrase", MISTAKES_ON_A_RUN, ids=[c[0] for c in MISTAKES_ON_A_RUN])
+def test_mistakes_on_a_run_are_one_line_that_says_what_to_do(case, damage, command, phrase, finished_run, data_root,
+                                                             tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    if damage is not None:
+        damage(run)
+    code, line = run_cli(command(run, data_root), capsys)
+    assert code == 2 and phrase in line, line
+    assert not (tmp_path / "s").exists()  # a refused student leaves no directory behind
+
+
+def test_a_moved_dataset_on_resume_names_the_key_to_set(finished_run, data_root, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    config = yaml.safe_load(runs.config_path(run).read_text())
+    config["data"]["root"] = str(tmp_path / "gone")
+    runs.config_path(run).write_text(yaml.safe_dump(config))
+    code, line = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2"], capsys)
+    assert code == 2 and "if it moved, resume with --set data.root=" in line, line
+    code, _ = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2", f"data.root={data_root}"], capsys)
+    assert code == 0 and runs.saved_epoch(run) == 2

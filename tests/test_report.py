@@ -507,3 +507,16 @@ def test_time_table_of_a_rerun_describes_the_whole_experiment(tmp_path):
         md = (runs.report_dir(tmp_path) / "report.md").read_text()
         shares = [int(s) for s in re.findall(r"\| (\d+)% \|", md.split("## Where the time went")[1])]
         assert shares and max(shares) <= 100
+
+
+def test_a_run_with_binary_files_is_listed_as_damaged_and_the_rest_reported(tmp_path):
+    make_experiment(tmp_path)
+    damaged = tmp_path / "runs" / "baseline_c3d_s0"
+    (damaged / "config.yaml").write_bytes(b"\xff\xfe\x00\x81 binary")
+    runs.result_path(runs.eval_dir(damaged), "retrieval").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    (damaged / "metrics.jsonl").write_bytes(b'\xff\xff\n{"epoch": NaN}\n' + (damaged / "metrics.jsonl").read_bytes())
+    report.write_report(tmp_path)
+    md = (runs.report_dir(tmp_path) / "report.md").read_text()
+    assert "run `baseline_c3d_s0`: config.yaml is not valid YAML" in md
+    assert "run `baseline_c3d_s0`: cannot read retrieval.json" in md
+    assert "| R3D ×0.125 (random init) | 1 | 10.0 | 30.0 | — |" in md  # the rest is reported

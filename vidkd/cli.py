@@ -262,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     except VidkdError as exc:
         print(f"vidkd: error: {exc}", file=sys.stderr)
         return 2
+    except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:  # a path of the user's
+        print(f"vidkd: error: {exc.filename}: {exc.strerror}: a path names a file where a directory is needed, or the "
+              "other way round; choose another path (--out)", file=sys.stderr)
+        return 2
     except OSError as exc:  # the machine, not vidkd: disk full, read-only or missing directory, permissions
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"vidkd: error: {exc.strerror or exc}{where}; free disk space, check permissions or choose another "

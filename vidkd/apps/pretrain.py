@@ -175,6 +175,10 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> list[dict[str, 
     overrides = list(overrides or [])
     with writing(run_dir):
         values = read_run_config(run_dir)
+        root = deep_merge(values, parse_overrides(overrides)).get("data", {}).get("root")
+        if root and not Path(str(root)).is_dir():
+            raise ConfigError(f"the dataset of {run_dir} is no longer at {root}; if it moved, resume with "
+                              "--set data.root=WHERE_IT_IS_NOW")
         if not runs.has_trained(run_dir):
             cfg = config_from_dict(deep_merge(values, parse_overrides(overrides)))
             log.info("%s has no checkpoint yet; starting it from the beginning", run_dir)

@@ -398,6 +398,11 @@ class MultiClipDataset(_VideoDataset):
         self.num_clips = num_clips
         self.clip_len = clip_len
         self.transform = transform
+        shortest = min((r.num_frames for r in self.records if r.num_frames), default=None)
+        if shortest is not None and num_clips > max(1, shortest - clip_len + 1):
+            log.warning("eval.num_clips=%d is more than the %d distinct clip positions of the shortest video (%d "
+                        "frames, clips of %d): clips repeat; lower eval.num_clips", num_clips,
+                        max(1, shortest - clip_len + 1), shortest, clip_len)
 
     def _draw(self, index: int, rng: np.random.Generator) -> _Draw:
         record = self.records[index]

@@ -80,5 +80,10 @@ def load_teacher(teacher_cfg: TeacherConfig, student_meta: dict[str, Any],
     if getattr(model, "tuple_len", student_meta.get("tuple_len")) != student_meta.get("tuple_len"):
         raise CheckpointError(f"teacher {teacher_cfg.path} takes tuples of {model.tuple_len} clips, the student "
                               f"{student_meta.get('tuple_len')}; set data.tuple_len={model.tuple_len}")
+    diverged = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if diverged:
+        raise CheckpointError(f"teacher {teacher_cfg.path} has NaN or infinite weights ({diverged[0]}"
+                              f"{f' and {len(diverged) - 1} more' if len(diverged) > 1 else ''}): it diverged; use "
+                              "an earlier checkpoint of it, or train it again with a lower train.lr")
     freeze(model).to(device)
     return model, {"summary": report.summary, "report": report.to_dict(), **found}

@@ -130,6 +130,15 @@ def checkpoint_summary(info: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _warn_other_input(source: str | Path, info: dict[str, Any], cfg: Config) -> None:
+    """Evaluating on other clips than the network was trained on can be meant, but is rarely like for like."""
+    trained = (info.get("meta") or {}).get("input") or {}
+    for key in ("clip_len", "crop", "modality"):
+        if trained.get(key) is not None and trained[key] != getattr(cfg.data, key):
+            log.warning("%s was trained on clips with data.%s=%s but is evaluated with %s; drop the --set for a "
+                        "like-for-like evaluation", source, key, trained[key], getattr(cfg.data, key))
+
+
 def _recorded_config(path: Path) -> dict[str, Any] | None:
     """The config a vidkd checkpoint's meta.json records (None for a foreign state_dict)."""
     found = find_checkpoint(path if path.is_dir() else path.parent)
@@ -356,6 +365,7 @@ def evaluate(
 
     backbone, cfg, run_dir, info = load_source(source, overrides)
     own_root = cfg.data.root
+    _warn_other_input(source, info, cfg)
     if data_root is not None:
         cfg.data.root = str(data_root)
     if layout is not None:

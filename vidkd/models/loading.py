@@ -219,7 +219,14 @@ def read_weights(source: str | Path) -> WeightSource:
         else:
             raise CheckpointError(f"{path} is a directory with no vidkd checkpoint ({WEIGHTS_FILE}); give a run "
                                   "directory, a checkpoint directory (checkpoints/best) or a weights file")
-        return WeightSource(path, "vidkd", load_weights(path / WEIGHTS_FILE), read_meta(path))
+        try:
+            return WeightSource(path, "vidkd", load_weights(path / WEIGHTS_FILE), read_meta(path))
+        except CheckpointError as exc:
+            last = find_checkpoint(runs.checkpoint_dir(Path(source), runs.LAST))
+            if path.name == runs.BEST and last is not None:
+                raise CheckpointError(f"{exc}. The run's last checkpoint is intact: pass {last} instead "
+                                      f"(or resume the run to write a new best one)") from None
+            raise
     if path.suffix == ".safetensors":
         state = load_weights(path)
         sidecar = path.with_name(META_FILE)
@@ -248,6 +255,10 @@ def _classify(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) 
 def load_into(model: nn.Module, weights: WeightSource, arch: str, width: float, allow_partial: bool,
               only_backbone: bool = False) -> LoadReport:
     """Load mapped weights into `model` (a PCLModel, or a bare backbone with only_backbone)."""
+    recorded = weights.meta.get("arch")
+    if recorded and recorded != arch:
+        raise CheckpointError(f"{weights.path} holds a {recorded} network, not {arch}: drop the --set model.arch "
+                              f"(or teacher.arch), or set it to {recorded}")
     state = weights.state
     if only_backbone:
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}

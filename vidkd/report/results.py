@@ -207,7 +207,7 @@ def read_config(run_dir: Path, problems: list[str]) -> dict[str, Any]:
         return {}
     try:
         config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: bytes that are not UTF-8 text
         problems.append(f"{path.name} is not valid YAML")
         return {}
     return config if isinstance(config, dict) else {}
@@ -313,6 +313,9 @@ def load_experiment(directory: Path) -> Experiment:
         single = False
     elif runs.metrics_path(directory).is_file():
         plan, single = _single_run_plan(directory), True
+        if not any(m["epoch"] >= 1 for m in runs.read_metrics(directory)):
+            raise VidkdError(f"{directory} has not finished an epoch yet, so there is nothing to report; continue "
+                             f"it with `vidkd pretrain --resume {directory}` and report it afterwards")
     else:
         raise VidkdError(f"{directory} is not an experiment directory (no {runs.PLAN_FILE}) nor a run directory "
                          f"(no {runs.METRICS_FILE}); pass the --out directory of `vidkd experiment` or `vidkd pretrain`")

@@ -91,6 +91,13 @@ def safe_torch_load(path: Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"file not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # a torch file is a zip archive or (older) a pickle
+        kind = {".yaml": "a config file", ".yml": "a config file", ".json": "a JSON file", ".txt": "a text file",
+                ".avi": "a video", ".mp4": "a video", ".mkv": "a video", ".webm": "a video"}.get(path.suffix.lower())
+        raise CheckpointError(f"{path} is {kind or 'not a checkpoint'}{', not a checkpoint' if kind else ''}: pass a run "
+                              "directory (its best checkpoint is used), a checkpoint directory or a weights file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
