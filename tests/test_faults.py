@@ -599,3 +599,20 @@ def test_a_moved_dataset_on_resume_names_the_key_to_set(finished_run, data_root,
     assert code == 2 and "if it moved, resume with --set data.root=" in line, line
     code, _ = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2", f"data.root={data_root}"], capsys)
     assert code == 0 and runs.saved_epoch(run) == 2
+
+
+def test_a_moved_experiment_directory_continues_with_its_teachers_at_their_new_place(data_root, tmp_path, capsys):
+    small = ["baselines=[r3d]", "teachers=[r3d]", "students=[r3d]", "seeds=[0]", "evaluations=[]",
+             "random_init=false", "supervised=false", "widths={}", f"base.data.root={data_root}",
+             *tiny_settings_for_grid(), "train.epochs=1"]
+    assert main(["experiment", "--config", "demo_synthetic", "--out", str(tmp_path / "grid"), "--set", *small]) == 0
+    moved = tmp_path / "elsewhere" / "grid"
+    moved.parent.mkdir()
+    (tmp_path / "grid").rename(moved)
+    code, line = run_cli(["experiment", "--config", "demo_synthetic", "--out", moved, "--set", *small[:-1],
+                          "train.epochs=2"], capsys)
+    assert code == 0, line
+    student = runs.experiment_run_dir(moved, "kd_r3d_to_r3d_s0")
+    assert runs.saved_epoch(student) == 2
+    assert yaml.safe_load(runs.config_path(student).read_text())["teacher"]["path"] == str(
+        runs.experiment_run_dir(moved, "baseline_r3d_s0"))

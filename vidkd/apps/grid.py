@@ -18,7 +18,7 @@ from typing import Sequence
 import yaml
 
 from vidkd import runs
-from vidkd.apps.pretrain import pretrain, read_run_config, resumable, resume, writing
+from vidkd.apps.pretrain import moved_teacher, pretrain, read_run_config, resumable, resume, writing
 from vidkd.config import (Config, ExperimentConfig, check_arch_names, config_differences, config_from_dict,
                           deep_merge, labelled_fraction, recipe_of)
 from vidkd.config import load_experiment as read_experiment
@@ -189,8 +189,9 @@ def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str)
     if status == "partial":
         existing = config_from_dict(read_run_config(run_dir)).to_dict()
         differs = config_differences(existing, cfg.to_dict())
-        fixed = [k for k in differs if not resumable(k)]
-        if fixed:
+        fixed = [k for k in differs if not resumable(k) and not (
+            k == "teacher.path" and moved_teacher(_lookup(existing, k), _lookup(cfg.to_dict(), k)))]
+        if fixed:  # (checked for every run by _refuse_changed_runs before anything was written)
             raise ConfigError(f"{run_dir} was started with a different config ({', '.join(fixed[:4])}); "
                               "remove that run directory or use a new experiment --out")
         log.info("%s %s: resuming after epoch %d", position, run.name, epoch)
@@ -293,7 +294,7 @@ def _changed_settings(existing: dict, planned: dict, partial: bool) -> list[str]
             continue
         if key == "data.root" and not Path(str(old)).exists():
             continue  # the dataset moved
-        if key == "teacher.path" and old and new and Path(str(old)).name == Path(str(new)).name:
+        if key == "teacher.path" and moved_teacher(old, new):
             continue  # the same teacher run of a moved experiment directory
         changed.append(f"{key}: {old!r} -> {new!r}")
     return changed

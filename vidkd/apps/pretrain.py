@@ -129,14 +129,24 @@ def resumable(key: str) -> bool:
     return key in RESUMABLE_KEYS or key.startswith(RESUMABLE_SECTIONS)
 
 
+def moved_teacher(old: Any, new: Any) -> bool:
+    """`new` is where the teacher run `old` is now: the same run name, the old place gone (a moved
+    experiment directory), so the teacher is the same one."""
+    if not old or not new or Path(str(old)).name != Path(str(new)).name:
+        return False
+    return not Path(str(old)).exists() and Path(str(new)).exists()
+
+
 def check_resume_overrides(overrides: list[str], values: dict[str, Any] | None = None) -> None:
     """Refuse, before anything is written, an override a resumed run cannot honour (one that
-    repeats the run's own value, e.g. its teacher, is no change)."""
+    repeats the run's own value, e.g. its teacher, is no change; nor is its moved teacher)."""
     current = config_from_dict(values).to_dict() if values is not None else {}
     tree = parse_overrides(overrides)
     for key in _dotted_keys(tree):
         wanted, have = _get(tree, key), _get(current, key)
         if have is not None and wanted == have:
+            continue
+        if key == "teacher.path" and moved_teacher(have, wanted):
             continue
         if not resumable(key):
             raise ConfigError(f"{key} cannot change on a resumed run (its checkpoint was trained with the old value); "
@@ -230,7 +240,8 @@ def _check_config_matches_checkpoint(run_dir: Path, values: dict[str, Any]) -> N
         differs = config_differences(config_from_dict(recorded).to_dict(), config_from_dict(values).to_dict())
     except (ConfigError, TypeError, AttributeError):
         return  # no config in the checkpoint, or one of an older vidkd: config.yaml is all there is
-    fixed = [key for key in differs if not resumable(key)]
+    fixed = [key for key in differs if not resumable(key) and not (
+        key == "teacher.path" and moved_teacher(_get(recorded, key), _get(values, key)))]
     if fixed:
         shown = ", ".join(f"{key} ({_get(recorded, key)!r} in the checkpoint, {_get(values, key)!r} in "
                           f"{runs.CONFIG_FILE})" for key in fixed[:3])
