@@ -616,3 +616,10 @@ def test_a_moved_experiment_directory_continues_with_its_teachers_at_their_new_p
     assert runs.saved_epoch(student) == 2
     assert yaml.safe_load(runs.config_path(student).read_text())["teacher"]["path"] == str(
         runs.experiment_run_dir(moved, "baseline_r3d_s0"))
+
+
+def test_a_dry_run_over_a_missing_data_root_warns(tmp_path, capsys, caplog):
+    with caplog.at_level("WARNING", logger="vidkd"):
+        code, _ = run_cli(["experiment", "--config", "demo_synthetic", "--dry-run", "--set",
+                           f"base.data.root={tmp_path / 'nowhere'}"], capsys)
+    assert code == 0 and f"data.root {tmp_path / 'nowhere'} does not exist (yet)" in caplog.text

@@ -349,4 +349,9 @@ def plan_experiment(config_path: str | Path, out_dir: Path, overrides: list[str]
     for run in planned:
         cfg = run_config(exp, run, Path(out_dir))
         build_backbone(cfg.model.arch, width=cfg.model.width)
+    roots = sorted({run_config(exp, run, Path(out_dir)).data.root for run in planned})
+    for root in roots:
+        if not Path(root).is_dir():  # can be meant (the demo writes its dataset first), so a warning
+            log.warning("data.root %s does not exist (yet): the estimates below are without its videos, and the "
+                        "experiment itself will not start without it (set base.data.root)", root)
     return format_plan(exp, planned, Path(out_dir))
