@@ -72,10 +72,12 @@ def write_ucf_layout(root: Path, classes: dict[str, int], groups: int = 2, clips
 
 
 @pytest.fixture
-def single_thread():
-    """Tiny tensors on a shared CPU: torch's intra-op threads cost far more than they save."""
+def single_thread(monkeypatch):
+    """Tiny tensors on a shared CPU: torch's intra-op threads cost far more than they save.
+    OMP_NUM_THREADS=1 too, so `configure_threads` (the CLI in-process, child processes) keeps the one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(threads)
 

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from vidkd import runs
 from vidkd.apps.adapt import adapt_teacher
 from vidkd.apps.demo import run_demo
 from vidkd.apps.export import export_onnx
@@ -21,7 +22,7 @@ from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, evaluate, format_results
 from vidkd.report import write_report
 from vidkd.synthetic import DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, format_summary, write_synthetic_dataset
-from vidkd.utils.runtime import keep_freed_memory
+from vidkd.utils.runtime import configure_threads, keep_freed_memory
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -76,13 +77,24 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise VidkdError(f"--resume continues {args.resume} with its own config and directory, so "
                              f"{' and '.join(extra)} would be ignored: drop it, or start a new run with --out "
                              "(without --resume)")
+        _say_threads(runs.config_path(Path(args.resume)), overrides)
         resume(Path(args.resume), overrides=overrides)
         return 0
     if not args.out:
         raise VidkdError("pretrain needs --out RUN_DIR (or --resume RUN_DIR)")
     cfg = load_config(args.config, overrides)
+    print(configure_threads(cfg.data.num_workers).describe(), file=sys.stderr)
     pretrain(cfg, Path(args.out))
     return 0
+
+
+def _say_threads(config: Path, overrides: list[str]) -> None:
+    """One line at the start of training: how many CPUs, threads and data workers it uses."""
+    try:
+        workers = load_config(config, overrides).data.num_workers
+    except VidkdError:
+        return  # the command itself says what is wrong with the config
+    print(configure_threads(workers).describe(), file=sys.stderr)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -257,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     keep_freed_memory()  # fewer page faults per training step (docs/benchmarks.md)
+    configure_threads()  # torch threads = the CPUs this process may use (affinity mask, cgroup quota)
     try:
         return int(args.func(args) or 0)
     except VidkdError as exc:
