@@ -329,3 +329,29 @@ def test_a_batch_made_together_is_its_items_made_one_by_one(ucf, pretext, shared
                 assert torch.equal(item[key], value) if torch.is_tensor(value) else item[key] == value
     labels = {item["pretext_label"] for item in tuples.__getitems__(list(range(8)))}
     assert len(labels) >= 2  # the batch mixes transformations (or orders)
+
+
+@pytest.mark.parametrize("pretext,workers", [("vcp", 0), ("vcp", 2), ("order", 0)])
+def test_augmentation_deferred_to_the_model_device_gives_the_same_clips(ucf, pretext, workers):
+    """`data.transform_device: model`: the workers decode and crop (uint8), the rest runs on the batch;
+    on the CPU the clips are bit for bit those of the workers' full transform, remote clips included."""
+    augment = dict(resize=(40, 44), crop=32, color_jitter=0.8, grayscale=0.3, blur=0.5, modality="residual",
+                   jitter_order="random")
+    spec = TupleSpec(clip_len=8, interval=4)
+    split = load_split(ucf, "train")
+    on_workers = TupleDataset(split, spec, ClipTransform(**augment), pretext=pretext, seed=5, progress=False)
+    deferred = TupleDataset(split, spec, ClipTransform(**augment), pretext=pretext, seed=5, progress=False,
+                            deferred=True)
+    for dataset in (on_workers, deferred):
+        dataset.set_epoch(2)
+    expected = list(DataLoader(on_workers, batch_size=4, num_workers=0, collate_fn=on_workers.collate))
+    got = list(DataLoader(deferred, batch_size=4, num_workers=workers, collate_fn=deferred.collate))
+    assert got[0]["crops"].dtype == torch.uint8 and got[0]["crops"].shape[1:] == (8, 32, 32, 3)
+    labels = []
+    for want, batch in zip(expected, got):
+        assert torch.equal(batch["pretext_label"], want["pretext_label"]) and torch.equal(batch["index"], want["index"])
+        clips = loaders.batch_clips(batch, "cpu")
+        assert torch.equal(clips, want["clips"]) and torch.equal(batch["clips"], clips)  # finished once, kept
+        labels += batch["pretext_label"].tolist()
+    if pretext == "vcp":
+        assert 4 in labels and len(set(labels)) > 2  # remote clips and other VCP labels went through it

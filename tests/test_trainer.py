@@ -212,3 +212,16 @@ def test_the_memory_format_changes_the_layout_not_the_training(data_root, tmp_pa
         assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-2, atol=1e-3), key
     assert read_metrics(tmp_path / "auto")[-1]["train_loss"] == pytest.approx(
         read_metrics(tmp_path / "contiguous")[-1]["train_loss"], rel=1e-5)  # the same forward pass
+
+
+def test_augmenting_on_the_model_device_trains_the_same_weights(tmp_path):
+    """`data.transform_device: model` (the GPU default) on the CPU: the same run, bit for bit."""
+    torch.set_num_threads(1)
+    data = make_tiny_dataset(tmp_path / "data")
+    for where in ("cpu", "model"):
+        pretrain(tiny_config(data, "train.epochs=1", "train.knn_every=0", "data.blur=0.5",
+                             f"data.transform_device={where}"), tmp_path / where)
+    weights = [load_weights(tmp_path / w / "checkpoints" / "last" / "model.safetensors") for w in ("cpu", "model")]
+    assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    losses = [read_metrics(tmp_path / w)[-1]["train_loss"] for w in ("cpu", "model")]
+    assert losses[0] == losses[1]

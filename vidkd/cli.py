@@ -83,18 +83,19 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if not args.out:
         raise VidkdError("pretrain needs --out RUN_DIR (or --resume RUN_DIR)")
     cfg = load_config(args.config, overrides)
-    print(configure_threads(cfg.data.num_workers).describe(), file=sys.stderr)
+    _say_threads(args.config, overrides)
     pretrain(cfg, Path(args.out))
     return 0
 
 
-def _say_threads(config: Path, overrides: list[str]) -> None:
+def _say_threads(config: Path | str | None, overrides: list[str]) -> None:
     """One line at the start of training: how many CPUs, threads and data workers it uses."""
     try:
         workers = load_config(config, overrides).data.num_workers
     except VidkdError:
         return  # the command itself says what is wrong with the config
-    print(configure_threads(workers).describe(), file=sys.stderr)
+    # logged, not printed: a run refused right after must still be one line of error
+    logging.getLogger("vidkd.cli").info(configure_threads(workers).describe().removeprefix("vidkd: "))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

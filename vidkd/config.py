@@ -47,6 +47,9 @@ class DataConfig:
     shared_augmentation: bool = False  # one crop/flip/colour draw per tuple instead of per clip
     num_workers: int = 2
     preload: bool = False  # decode the videos once per process into memory (resized, uint8) when they fit
+    # where training clips are augmented: cpu (in the DataLoader workers) | model (batched on the device
+    # the model trains on; the workers only decode and crop) | auto (model on a GPU, else cpu)
+    transform_device: str = "auto"
 
 
 @dataclass
@@ -604,6 +607,7 @@ def validate(cfg: Config) -> None:
     _one_of("data.split", cfg.data.split, (1, 2, 3))
     _one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
     _one_of("data.jitter_order", cfg.data.jitter_order, ("fixed", "random"))
+    _one_of("data.transform_device", cfg.data.transform_device, ("auto", "cpu", "model"))
     _one_of("data.tuple_starts", cfg.data.tuple_starts, ("vidkd", "reference"))
     _one_of("ssl.quadrant_order", cfg.ssl.quadrant_order, ("random", "reference"))
     _one_of("ssl.remote_rule", cfg.ssl.remote_rule, ("vidkd", "reference"))

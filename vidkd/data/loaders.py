@@ -21,6 +21,7 @@ still differ.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
 from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, probe_videos, with_frame_counts
@@ -273,7 +274,7 @@ class TupleDataset(_VideoDataset):
     def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: str = "vcp",
                  seed: int = 0, fixed: bool = False, cache: bool = True, progress: bool = True,
                  decode_threads: bool = False, shared_augmentation: bool = False, quadrant_order: str = "random",
-                 remote_rule: str = "vidkd"):
+                 remote_rule: str = "vidkd", deferred: bool = False):
         super().__init__(split, min_tuple_frames(spec), seed=seed, fixed=fixed, cache=cache, progress=progress)
         if remote_rule not in ("vidkd", "reference"):
             raise ValueError(f"remote_rule must be 'vidkd' or 'reference', got {remote_rule!r}")
@@ -287,6 +288,8 @@ class TupleDataset(_VideoDataset):
             raise ValueError(f"pretext must be one of {', '.join(PRETEXTS)}; got {pretext!r}")
         self.pretext = pretext
         self.orders = clip_orders(spec.tuple_len)
+        # items hold uint8 crops and `collate` the rest of the work, which `batch_clips` does on the device
+        self.deferred = deferred
         # FFmpeg threading buys nothing measurable for 320x240 frames (docs/benchmarks.md), and
         # DataLoader workers already run in parallel: off by default.
         self.decode_threads = decode_threads
@@ -334,31 +337,84 @@ class TupleDataset(_VideoDataset):
         return draw
 
     def _make_items(self, draws: list[_Draw]) -> list[dict]:
-        n = self.spec.tuple_len
-        middle = n // 2
-        with_remote = [d for d in draws if len(d.frames) > n]
-        # all tuples' clips in order, then the remote clips
-        frames = [f for d in draws for f in d.frames[:n]] + [d.frames[n] for d in with_remote]
-        params = [p for d in draws for p in d.params[:n]] + [d.params[n] for d in with_remote]
-        # no autograd bookkeeping for the many small tensor ops; the modality step below, outside the
-        # mode, gives the caller ordinary tensors
+        if self.deferred:  # decode and crop only: the rest is done batched on the model's device
+            return [{"crops": self.transform.crop_many(d.frames, d.params), "draw": dataclasses.replace(d, frames=[]),
+                     "pretext_label": d.pretext_label, "label": d.label, "index": d.index} for d in draws]
+        pending = PendingTuples.of(self.transform, self.spec.tuple_len, self.pretext, draws)
+        frames = [f for d in draws for f in d.frames[:pending.tuple_len]] + \
+            [d.frames[pending.tuple_len] for d in draws if len(d.frames) > pending.tuple_len]
+        # no autograd bookkeeping for the many small tensor ops; the modality step, outside the mode,
+        # gives the caller ordinary tensors
         with torch.inference_mode():
-            x = self.transform.apply_many(frames, params, modality=False)
-            remote = len(draws) * n
-            for b, d in enumerate(draws):
-                if d.vcp is not None:
-                    has_remote = len(d.frames) > n
-                    x[b * n + middle] = d.vcp.apply(x[b * n + middle], remote=x[remote] if has_remote else None)
-                    remote += has_remote
-            x = x[:len(draws) * n]
-        if self.pretext == "order":
-            x = x[[b * n + i for b, d in enumerate(draws) for i in d.order]]
+            x = pending.arrange(self.transform.apply_many(frames, pending.params, modality=False))
+        clips = pending.to_modality(x)
+        return [{"clips": clips[b], "pretext_label": d.pretext_label, "label": d.label, "index": d.index}
+                for b, d in enumerate(draws)]
+
+    def collate(self, items: list[dict]) -> dict:
+        """The DataLoader's batch: default collation, or, for deferred items, their crops in the order
+        `PendingTuples` finishes them (every tuple's clips, then the remote clips) and the work left."""
+        if "crops" not in items[0]:
+            return default_collate(items)
+        n = self.spec.tuple_len
+        draws = [item["draw"] for item in items]
+        crops = [item["crops"][:n] for item in items] + [item["crops"][n:] for item in items if len(item["crops"]) > n]
+        return {"crops": torch.cat(crops), "pending": PendingTuples.of(self.transform, n, self.pretext, draws),
+                **{key: torch.tensor([item[key] for item in items]) for key in ("pretext_label", "label", "index")}}
+
+
+@dataclass
+class PendingTuples:
+    """What turns a batch of tuples' crops into its clips: the augmentation past the crop, VCP, VCOP's
+    order and the input modality. Picklable, so a DataLoader worker can hand it to the training loop."""
+
+    transform: ClipTransform
+    tuple_len: int
+    params: list[ClipParams]  # every tuple's clips in order, then the remote clips
+    vcps: list[VcpDraw | None]
+    remotes: list[bool]
+    orders: list[tuple[int, ...]] | None  # VCOP: the order each tuple's clips are shown in
+
+    @classmethod
+    def of(cls, transform: ClipTransform, tuple_len: int, pretext: str, draws: list[_Draw]) -> PendingTuples:
+        remotes = [len(d.params) > tuple_len for d in draws]  # a remote clip comes last
+        params = [p for d in draws for p in d.params[:tuple_len]] + \
+            [d.params[tuple_len] for d, remote in zip(draws, remotes) if remote]
+        return cls(transform, tuple_len, params, [d.vcp for d in draws], remotes,
+                   [d.order for d in draws] if pretext == "order" else None)
+
+    def finish(self, crops: torch.Tensor) -> torch.Tensor:
+        """(B, tuple_len, C, T, H, W) clips from `collate`'s crops, on the crops' device."""
+        with torch.no_grad():
+            return self.to_modality(self.arrange(self.transform.finish_many(crops, self.params, modality=False)))
+
+    def arrange(self, x: torch.Tensor) -> torch.Tensor:
+        """Augmented clips (every tuple's, then the remote ones) -> the tuples' clips: VCP applied to
+        each middle clip (a remote clip replaces it), in VCOP's order."""
+        n, middle = self.tuple_len, self.tuple_len // 2
+        remote = len(self.vcps) * n
+        for b, (vcp, has_remote) in enumerate(zip(self.vcps, self.remotes)):
+            if vcp is not None:
+                x[b * n + middle] = vcp.apply(x[b * n + middle], remote=x[remote] if has_remote else None)
+                remote += has_remote
+        x = x[:len(self.vcps) * n]
+        if self.orders is not None:
+            x = x[[b * n + i for b, order in enumerate(self.orders) for i in order]]
+        return x
+
+    def to_modality(self, x: torch.Tensor) -> torch.Tensor:
         clips = self.transform.to_modality(x)
         if clips.is_inference():  # rgb: no modality step made a new tensor
             clips = clips.clone()
-        clips = clips.view(len(draws), n, *clips.shape[1:])
-        return [{"clips": clips[b], "pretext_label": d.pretext_label, "label": d.label, "index": d.index}
-                for b, d in enumerate(draws)]
+        return clips.view(len(self.vcps), self.tuple_len, *clips.shape[1:])
+
+
+def batch_clips(batch: dict, device: torch.device | str) -> torch.Tensor:
+    """A batch's clips on `device`; a batch whose augmentation was deferred (`data.transform_device:
+    model`) is finished there, once (the clips replace its crops in the batch)."""
+    if "clips" not in batch:
+        batch["clips"] = batch.pop("pending").finish(batch.pop("crops").to(device, non_blocking=True))
+    return batch["clips"].to(device, non_blocking=True)
 
 
 class ClipDataset(_VideoDataset):

@@ -129,6 +129,24 @@ class ClipTransform:
         planar = torch.empty((len(crops), 3, *crops[0].shape[:3]), dtype=crops[0].dtype)
         for clip, crop in zip(planar, crops):
             clip.copy_(crop.permute(3, 0, 1, 2))
+        return self._finish(planar, params, modality)
+
+    def crop_many(self, frames: Sequence[np.ndarray | torch.Tensor], params: Sequence[ClipParams]) -> torch.Tensor:
+        """The part of `apply_many` that stays with the data workers when augmentation runs on the
+        model's device: resize, crop and flip, as (K, T, crop, crop, 3) in the frames' dtype."""
+        if len(frames) != len(params) or not frames:
+            raise ValueError(f"need one ClipParams per clip, got {len(params)} for {len(frames)} clips")
+        return torch.stack([self._crop(f, p) for f, p in zip(frames, params)])
+
+    def finish_many(self, crops: torch.Tensor, params: Sequence[ClipParams], modality: bool = True) -> torch.Tensor:
+        """The rest of `apply_many`, on whatever device `crops` (from `crop_many`) is on: the same
+        clips, bit for bit on the CPU, within float rounding elsewhere."""
+        if len(crops) != len(params):
+            raise ValueError(f"need one ClipParams per clip, got {len(params)} for {len(crops)} clips")
+        return self._finish(crops.permute(0, 4, 1, 2, 3).contiguous(), params, modality)
+
+    def _finish(self, planar: torch.Tensor, params: Sequence[ClipParams], modality: bool) -> torch.Tensor:
+        """(K, 3, T, H, W) crops in [0, 255] -> the augmented, normalised float clips."""
         if planar.dtype == torch.uint8:
             x = torch.div(planar, 255.0)
         else:
@@ -139,7 +157,7 @@ class ClipTransform:
                 clip.copy_(_luma(clip))  # broadcast over the three channels
             if p.blur_sigma is not None:
                 clip.copy_(gaussian_blur(clip, p.blur_sigma))
-        x.sub_(self.mean).div_(self.std)
+        x.sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
         return self.to_modality(x) if modality else x
 
     def _crop(self, frames: np.ndarray | torch.Tensor, params: ClipParams) -> torch.Tensor:
@@ -177,7 +195,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur every (H, W) plane of a 4-D tensor, (T, C, H, W) or (C, T, H, W) alike, with a separable
     Gaussian of standard deviation `sigma` (kernel radius ceil(3 sigma), edges replicated)."""
     radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
     channels = x.shape[1]
@@ -211,7 +229,7 @@ def _color_jitter(x: torch.Tensor, params: Sequence[ClipParams]) -> None:
     draws = [p.jitter or (1.0, 1.0, 1.0, 0.0) for p in params]  # brightness, contrast, saturation, hue
     # per clip, rounded to float32 as a Python scalar operand would be: brightness, contrast, 1 - saturation
     brightness, contrast, grey_weight = torch.tensor(
-        [[d[0] for d in draws], [d[1] for d in draws], [1.0 - d[2] for d in draws]]).view(3, -1, 1, 1, 1, 1)
+        [[d[0] for d in draws], [d[1] for d in draws], [1.0 - d[2] for d in draws]]).view(3, -1, 1, 1, 1, 1).to(x.device)
     for step in orders.pop():
         if step == 0:
             x.mul_(brightness)
@@ -219,7 +237,7 @@ def _color_jitter(x: torch.Tensor, params: Sequence[ClipParams]) -> None:
             means = x.mean(dim=(2, 3, 4)).tolist()
             pivots = [sum(w * m for w, m in zip(LUMA, clip_means)) for clip_means in means]  # = mean of the luma plane
             offsets = [(1.0 - d[1]) * v if p.jitter else 0.0 for d, v, p in zip(draws, pivots, params)]
-            x.mul_(contrast).add_(torch.tensor(offsets).view(-1, 1, 1, 1, 1))
+            x.mul_(contrast).add_(torch.tensor(offsets).view(-1, 1, 1, 1, 1).to(x.device))
         elif step == 2:
             x.lerp_(_luma(x), grey_weight)  # saturation * x + (1 - saturation) * grey
         elif any(d[3] != 0.0 for d in draws):
@@ -238,6 +256,7 @@ def _rotate_hue(x: torch.Tensor, turns: Sequence[float]) -> None:
         rotations.append([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
     matrices = _YIQ_TO_RGB @ torch.tensor(rotations) @ _RGB_TO_YIQ
     matrices[torch.tensor([turn == 0.0 for turn in turns])] = torch.eye(3)
+    matrices = matrices.to(x.device)
     planes = x.view(len(x), 3, -1)
     planes.copy_(matrices @ planes)
 

@@ -174,7 +174,7 @@ class Trainer:
                                      shuffle=shuffle, seed=self.train.seed, drop_last=drop_last)
         return DataLoader(dataset, batch_size=self.train.batch_size, sampler=sampler,
                           num_workers=self.num_workers if workers is None else workers, drop_last=drop_last,
-                          pin_memory=self.device.type == "cuda")
+                          pin_memory=self.device.type == "cuda", collate_fn=getattr(dataset, "collate", None))
 
     # collectives only when this trainer is part of a multi-process run
     def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:

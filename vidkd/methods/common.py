@@ -18,6 +18,7 @@ from vidkd.data.sampling import TupleSpec
 from vidkd.data.transforms import transforms_from_config
 from vidkd.models import build_backbone
 from vidkd.models.loading import load_into, read_weights
+from vidkd.utils.runtime import resolve_device
 
 log = logging.getLogger("vidkd.methods")
 
@@ -62,7 +63,7 @@ def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleD
     train_tf, eval_tf = transforms_from_config(cfg.data)
     vcp = dict(quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule)
     train = TupleDataset(splits.train, spec, train_tf, pretext=pretext, seed=cfg.train.seed,
-                         shared_augmentation=cfg.data.shared_augmentation, **vcp)
+                         shared_augmentation=cfg.data.shared_augmentation, deferred=augments_on_model(cfg), **vcp)
     if cfg.data.preload:
         train.preload(train_tf.resize)
     # fixed tuples (same clips and transformations every epoch), several per video if asked
@@ -75,6 +76,12 @@ def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleD
             val_set.preload(val_tf.resize, progress=False)
     val: Dataset = val_sets[0] if len(val_sets) == 1 else ConcatDataset(val_sets)
     return train, val
+
+
+def augments_on_model(cfg: Config) -> bool:
+    """`data.transform_device`: whether training clips are augmented on the model's device (auto: on a GPU)."""
+    where = cfg.data.transform_device
+    return where == "model" or (where == "auto" and resolve_device(cfg.train.device).type == "cuda")
 
 
 def in_memory(dataset: Dataset, clips_per_item: int, cfg: Config) -> Dataset:

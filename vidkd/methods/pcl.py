@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vidkd.config import Config, SSLConfig
+from vidkd.data.loaders import batch_clips
 from vidkd.data.vcp import VCP_CLASSES
 from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
@@ -203,7 +204,7 @@ class PCL(Method):
             self.model.backbone.eval()  # frozen BatchNorm statistics too
 
     def inputs(self, batch: dict[str, Any]) -> torch.Tensor:
-        return batch["clips"].to(self.device, non_blocking=True)
+        return batch_clips(batch, self.device)
 
     def loss(self, output: ModelOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         labels = batch["pretext_label"].to(self.device, non_blocking=True)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vidkd.config import Config
+from vidkd.data.loaders import batch_clips
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
                                   pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
@@ -79,7 +80,7 @@ class VCOP(Method):
         return self.val_set
 
     def inputs(self, batch: dict[str, Any]) -> torch.Tensor:
-        return batch["clips"].to(self.device, non_blocking=True)
+        return batch_clips(batch, self.device)
 
     def loss(self, output: ModelOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         labels = batch["pretext_label"].to(self.device, non_blocking=True)
