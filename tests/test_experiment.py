@@ -122,9 +122,14 @@ def test_a_grid_on_a_labelled_fraction_or_another_split_reports_its_results(tmp_
 
 def test_the_paper_grid_dry_run_names_recipe_and_protocol_per_run(tmp_path):
     text = plan_experiment("paper_ucf101", tmp_path / "paper")
-    rows = [line.split() for line in text.splitlines() if line.startswith(("baseline_", "kd_"))]
+    rows = [line.split() for line in text.splitlines() if line.startswith(("baseline_", "kd_")) and ":" not in line]
     assert len(rows) == 12
-    assert all(row[1] == "pcl-reference" and row[2] == "pcl" for row in rows)
+    # the KD paper's 100 epochs are the one difference from the reference presets, and the plan says so
+    assert all(row[1] == "pcl-ref+1" and row[2] == "pcl" for row in rows)
+    notes = [line for line in text.splitlines() if "differ from the reference preset" in line]
+    assert len(notes) == 3 and all(note.endswith("in train.epochs 100 (reference 200)") for note in notes)
+    other_seed = plan_experiment("paper_ucf101", tmp_path / "paper", ["seeds=[0]", "train.epochs=200"])
+    assert "differ from the reference preset pcl_r3d_ucf101 in train.seed 0 (reference 632)" in other_seed
     text = plan_experiment("demo_synthetic", tmp_path / "demo")
     rows = [line.split() for line in text.splitlines() if line.startswith(("baseline_", "kd_"))]
     assert rows and all(row[1] == "pcl-vidkd" and row[2] == "vidkd" for row in rows)

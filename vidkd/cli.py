@@ -13,7 +13,7 @@ from vidkd.apps.demo import run_demo
 from vidkd.apps.export import export_onnx
 from vidkd.apps.grid import plan_experiment, run_experiment
 from vidkd.apps.pretrain import pretrain, resume
-from vidkd.config import load_config
+from vidkd.config import EVAL_PROTOCOLS, load_config
 from vidkd.data.check import check_dataset, format_report
 from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, prepare_dataset
 from vidkd.data.prepare import format_summary as format_prepare_summary
@@ -105,9 +105,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(format_results({record["protocol"]: record}, header=not shown, written=False), flush=True)
         shown.append(record)
 
+    overrides = _overrides(args) + ([f"eval.protocol={args.recipe}"] if args.recipe else [])
     results = evaluate(
         args.source, protocols=args.protocol or ("retrieval", "knn"), data_root=args.data, layout=args.layout,
-        split=args.split, fraction=args.fraction, epochs=args.epochs, overrides=_overrides(args), out=args.out,
+        split=args.split, fraction=args.fraction, epochs=args.epochs, overrides=overrides, out=args.out,
         on_result=show,
     )
     paths = [r["path"] for r in results.values() if "path" in r]
@@ -212,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="run directory, checkpoint, or 'random:ARCH' for random initialisation")
     p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
                    help="repeatable; default: retrieval and knn")
+    p.add_argument("--recipe", choices=list(EVAL_PROTOCOLS), help="how each protocol is run: vidkd (the eval.* "
+                   "settings) or pcl (the reference PCL code's retrieval and fine-tuning, every setting fixed; "
+                   "docs/evaluation.md); shorthand for --set eval.protocol=RECIPE")
     p.add_argument("--data", help="dataset root (default: the run's data.root)")
     p.add_argument("--layout", default=None, choices=["auto", "ucf101", "hmdb51", "folder"])
     p.add_argument("--split", type=int, default=None, choices=[1, 2, 3])

@@ -50,6 +50,11 @@ class DataConfig:
     # where training clips are augmented: cpu (in the DataLoader workers) | model (batched on the device
     # the model trains on; the workers only decode and crop) | auto (model on a GPU, else cpu)
     transform_device: str = "auto"
+    resize_antialias: bool = False  # resize frames as PIL does (antialiased bilinear; the reference's JPEG frames)
+    # colour jitter: "clip" (vidkd: one pivot per clip, hue rotated in YIQ, float values) | "pil" (the
+    # reference's torchvision-on-PIL: each frame's own contrast pivot, hue shifted in HSV, uint8 after each step)
+    jitter_style: str = "clip"
+    min_video_frames: int = 0  # leave out shorter videos (the reference's lists: 64); 0 = what a tuple needs
 
 
 @dataclass
@@ -57,6 +62,10 @@ class ModelConfig:
     arch: str = "r3d"  # c3d | r3d | r21d | r3d_18 | mc3_18 | r2plus1d_18
     width: float = 1.0  # channel multiplier; 1.0 is the published network
     sync_bn: bool = False
+    # BatchNorm statistics of a tuple's clips: "joint" (vidkd: one backbone call over all B x tuple_len clips)
+    # | "per_position" (the reference PCL/VCOP: one call per tuple position, statistics per position)
+    batchnorm: str = "joint"
+    weight_init: str = "kaiming"  # kaiming (fan_out, zero conv bias, as torchvision) | torch_default (the reference)
     init: str | None = None  # initialise the backbone from these weights (run dir, checkpoint, state_dict)
     init_allow_partial: bool = False
     freeze_backbone: bool = False  # train only the heads (adapt-teacher)
@@ -124,6 +133,8 @@ class TrainConfig:
     knn_every: int = 1  # epochs between kNN probes; 0 = off
     val_tuples_per_video: int = 1  # fixed validation tuples per test video (more = a less noisy curve)
     val_augmented: bool = False  # validation tuples get the training augmentation (drawn once per tuple), as PCL
+    tf32: bool = True  # CUDA convolutions and matmuls in TF32 (torch's default for convolutions); false = true fp32
+    drop_last: bool = True  # leave out a last incomplete batch (the reference keeps it)
 
 
 @dataclass
@@ -608,6 +619,9 @@ def validate(cfg: Config) -> None:
     _one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
     _one_of("data.jitter_order", cfg.data.jitter_order, ("fixed", "random"))
     _one_of("data.transform_device", cfg.data.transform_device, ("auto", "cpu", "model"))
+    _one_of("data.jitter_style", cfg.data.jitter_style, ("clip", "pil"))
+    _one_of("model.batchnorm", cfg.model.batchnorm, ("joint", "per_position"))
+    _one_of("model.weight_init", cfg.model.weight_init, ("kaiming", "torch_default"))
     _one_of("data.tuple_starts", cfg.data.tuple_starts, ("vidkd", "reference"))
     _one_of("ssl.quadrant_order", cfg.ssl.quadrant_order, ("random", "reference"))
     _one_of("ssl.remote_rule", cfg.ssl.remote_rule, ("vidkd", "reference"))
@@ -641,7 +655,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}' must be a positive number (1.0 is the published network); "
                               f"got {value}")
     for key, value in (("data.interval", cfg.data.interval), ("train.seed", cfg.train.seed),
-                       ("train.plateau_patience", cfg.train.plateau_patience)):
+                       ("train.plateau_patience", cfg.train.plateau_patience),
+                       ("data.min_video_frames", cfg.data.min_video_frames)):
         if value < 0:
             raise ConfigError(f"config key '{key}' must not be negative; got {value}")
     for key in ("mean", "std"):

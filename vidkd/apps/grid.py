@@ -21,6 +21,8 @@ from vidkd import runs
 from vidkd.apps.pretrain import moved_teacher, pretrain, read_run_config, resumable, resume, writing
 from vidkd.config import (Config, ExperimentConfig, check_arch_names, config_differences, config_from_dict,
                           deep_merge, labelled_fraction, recipe_of)
+from vidkd.config import list_presets
+from vidkd.config import load_config as read_config
 from vidkd.config import load_experiment as read_experiment
 from vidkd.data.datasets import load_split
 from vidkd.errors import ConfigError, VidkdError
@@ -141,12 +143,33 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
 
 
 def training_recipe(cfg: Config) -> str:
-    """'pcl-reference' when every PCL option follows the reference code, else 'vidkd' (docs/method.md)."""
+    """'pcl-reference' when every PCL option follows the reference code, else 'vidkd' (docs/method.md);
+    a reference recipe that differs from its preset in some setting is 'pcl-ref+N' (`recipe_differences`)."""
     reference = (cfg.method == "pcl" and cfg.data.tuple_starts == "reference" and cfg.ssl.quadrant_order == "reference"
                  and cfg.ssl.remote_rule == "reference" and cfg.data.modality == "residual" and cfg.data.blur > 0
                  and cfg.data.jitter_order == "random" and cfg.train.best_by == "loss"
                  and cfg.ssl.bank_init == "reference" and cfg.train.val_augmented)
-    return "pcl-reference" if reference else f"{cfg.method}-vidkd"
+    if not reference:
+        return f"{cfg.method}-vidkd"
+    differences = recipe_differences(cfg)[1]
+    return f"pcl-ref+{len(differences)}" if differences else "pcl-reference"
+
+
+# settings that say where and how fast a run works, or what it is taught by: not the recipe
+_NOT_RECIPE = ("name", "data.root", "data.layout", "data.num_workers", "data.preload", "data.transform_device",
+               "train.device", "train.knn_every", "train.knn_k", "train.compile", "train.memory_format", "eval.",
+               "teacher.", "model.init", "model.sync_bn")
+
+
+def recipe_differences(cfg: Config) -> tuple[str | None, list[str]]:
+    """The reference preset of `cfg`'s method and architecture (pcl_r3d_ucf101, ...) and every setting
+    in which `cfg` differs from it, as 'key value (reference value)'; (None, []) without a preset."""
+    preset = f"{cfg.method}_{cfg.model.arch}_ucf101"
+    if preset not in list_presets():
+        return None, []
+    reference, values = read_config(preset).to_dict(), cfg.to_dict()
+    keys = [k for k in config_differences(reference, values) if not k.startswith(_NOT_RECIPE)]
+    return preset, [f"{k} {_lookup(values, k)} (reference {_lookup(reference, k)})" for k in keys]
 
 
 def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> str:
@@ -168,9 +191,22 @@ def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
         total += cost["tflops"] if status != "done" else 0
         lines.append(f"{run.name:32s} {training_recipe(cfg):14s} {cfg.eval.protocol:8s} {run.arch:6s} "
                      f"{run.teacher_arch or '-':8s} {shown:14s} {cost['tflops']:9.1f} {eta:>10s}")
+    lines += _recipe_notes(exp, planned, out_dir)
     lines.append(f"remaining training compute: {total:.1f} TFLOP "
                  "(about 1 h per 100 TFLOP at a sustained 30 TFLOP/s GPU; CPU estimates come from finished runs)")
     return "\n".join(lines)
+
+
+def _recipe_notes(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> list[str]:
+    """One line per reference-recipe run group that differs from its preset, naming every difference."""
+    by_difference: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for run in planned:
+        cfg = run_config(exp, run, out_dir)
+        preset, differences = recipe_differences(cfg)
+        if preset and differences and training_recipe(cfg) != f"{cfg.method}-vidkd":
+            by_difference.setdefault((preset, tuple(differences)), []).append(run.name)
+    return [f"{', '.join(names)}: differ from the reference preset {preset} in {'; '.join(differences)}"
+            for (preset, differences), names in by_difference.items()]
 
 
 def _lookup(values: dict, dotted: str):

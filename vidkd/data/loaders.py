@@ -274,8 +274,10 @@ class TupleDataset(_VideoDataset):
     def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: str = "vcp",
                  seed: int = 0, fixed: bool = False, cache: bool = True, progress: bool = True,
                  decode_threads: bool = False, shared_augmentation: bool = False, quadrant_order: str = "random",
-                 remote_rule: str = "vidkd", deferred: bool = False):
-        super().__init__(split, min_tuple_frames(spec), seed=seed, fixed=fixed, cache=cache, progress=progress)
+                 remote_rule: str = "vidkd", deferred: bool = False, min_frames: int = 0):
+        # `min_frames` leaves out videos a tuple could still use (the reference lists keep >= 64 frames)
+        super().__init__(split, max(min_tuple_frames(spec), min_frames), seed=seed, fixed=fixed, cache=cache,
+                         progress=progress)
         if remote_rule not in ("vidkd", "reference"):
             raise ValueError(f"remote_rule must be 'vidkd' or 'reference', got {remote_rule!r}")
         self.quadrant_order = quadrant_order  # VCP label 2: "random" or PCL's fixed "reference" order

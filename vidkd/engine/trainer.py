@@ -29,7 +29,8 @@ from vidkd.errors import CheckpointError, TrainingError
 from vidkd.methods.base import Method
 from vidkd.utils import checkpoint as ckpt
 from vidkd.utils import dist as dist_utils
-from vidkd.utils.runtime import AMP_DTYPES, autocast_context, resolve_device, resolve_memory_format, seed_everything
+from vidkd.utils.runtime import (AMP_DTYPES, autocast_context, resolve_device, resolve_memory_format, seed_everything,
+                                 set_tf32)
 from vidkd.utils.syncbn import convert_sync_batchnorm
 
 log = logging.getLogger("vidkd.train")
@@ -76,6 +77,8 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.writes = self.is_main and self.run_dir is not None
         self.device = resolve_device(train.device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            set_tf32(train.tf32)
         seed_everything(train.seed)
         self._log_handler: logging.Handler | None = None
         if self.writes:
@@ -147,7 +150,8 @@ class Trainer:
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, fused=fused)
 
     def _steps_per_epoch(self) -> int:
-        full = len(self.train_set) // (self.train.batch_size * self.dist.world_size)
+        per_step = self.train.batch_size * self.dist.world_size
+        full = len(self.train_set) // per_step if self.train.drop_last else math.ceil(len(self.train_set) / per_step)
         limit = self.train.steps_per_epoch
         return min(full, limit) if limit > 0 else full
 
@@ -260,7 +264,7 @@ class Trainer:
         self.method.train_mode()
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(epoch)
-        loader = self._loader(self.train_set, shuffle=True, drop_last=True)
+        loader = self._loader(self.train_set, shuffle=True, drop_last=self.train.drop_last)
         loader.sampler.set_epoch(epoch)
         totals: dict[str, torch.Tensor] = {}
         clips_seen = 0

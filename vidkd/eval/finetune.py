@@ -107,6 +107,7 @@ def finetune(
     min_lr: float = 0.0,
     val_videos: int = 0,
     preload: bool = False,
+    drop_last: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune `backbone` (in place) plus a new linear classifier; return the test accuracies.
 
@@ -143,7 +144,7 @@ def finetune(
                            weight_decay=weight_decay, scheduler=scheduler, plateau_patience=plateau_patience,
                            plateau_factor=plateau_factor, min_lr=min_lr,
                            best_by="loss" if val_set is not None else "accuracy", amp=amp, seed=seed,
-                           device=device.type, knn_every=0)
+                           device=device.type, knn_every=0, drop_last=drop_last)
     # only this process fine-tunes, even inside a torchrun job (evaluations run on rank 0)
     trainer = Trainer(method, schedule, run_dir=None, num_workers=num_workers, progress=progress,
                       keep_best=val_set is not None, distributed=False)

@@ -298,9 +298,13 @@ def pcl_finetuning(ctx: EvaluationContext) -> ProtocolResult:
         num_test_clips=PCL_NUM_CLIPS, momentum=PCL_FINETUNE_MOMENTUM, weight_decay=PCL_FINETUNE_WEIGHT_DECAY,
         dropout=0.0, device=ctx.device, num_workers=cfg.data.num_workers, amp="none", progress=ctx.progress,
         scheduler="plateau", plateau_patience=PCL_PLATEAU_PATIENCE, plateau_factor=PCL_PLATEAU_FACTOR,
-        min_lr=PCL_MIN_LR, val_videos=val_videos, preload=cfg.data.preload)
+        min_lr=PCL_MIN_LR, val_videos=val_videos, preload=cfg.data.preload, drop_last=False)
+    reference = "ft_classify.py"
+    if cfg.model.arch not in ("r3d", "r3d_18"):  # PCL's script builds only R3D; VCOP's differs (constant lr, 150 epochs)
+        reference = f"ft_classify.py's R3D recipe applied to {cfg.model.arch} (PCL has no script for it)"
+        log.info("PCL's ft_classify.py builds only R3D: %s is fine-tuned with the same recipe", cfg.model.arch)
     settings = {
-        "recipe": "pcl", "reference": "ft_classify.py", "epochs": epochs, "lr": PCL_FINETUNE_LR,
+        "recipe": "pcl", "reference": reference, "drop_last": False, "epochs": epochs, "lr": PCL_FINETUNE_LR,
         "param_group_lrs": metrics.pop("param_group_lrs"), "backbone_lr_scale": 1.0,
         "batch_size": metrics["batch_size"], "momentum": PCL_FINETUNE_MOMENTUM,
         "weight_decay": PCL_FINETUNE_WEIGHT_DECAY, "dropout": 0.0, "schedule": "plateau",

@@ -27,8 +27,8 @@ VALIDATION_SEED_STRIDE = 7919  # a prime: the r-th set of validation tuples per 
 
 
 def backbone_from_config(cfg: Config) -> nn.Module:
-    """`model.arch` at `model.width`, initialised from `model.init` and frozen if asked."""
-    backbone = build_backbone(cfg.model.arch, width=cfg.model.width)
+    """`model.arch` at `model.width` (`model.weight_init`), initialised from `model.init` and frozen if asked."""
+    backbone = build_backbone(cfg.model.arch, width=cfg.model.width, weight_init=cfg.model.weight_init)
     if cfg.model.init:
         report = load_into(backbone, read_weights(cfg.model.init), cfg.model.arch, cfg.model.width,
                            allow_partial=cfg.model.init_allow_partial, only_backbone=True)
@@ -61,15 +61,16 @@ def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleD
     """(training tuples, fixed validation tuples on the test split) for pretext 'vcp' | 'order' | 'none'."""
     spec = tuple_spec(cfg)
     train_tf, eval_tf = transforms_from_config(cfg.data)
-    vcp = dict(quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule)
+    options = dict(quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule,
+                   min_frames=cfg.data.min_video_frames)
     train = TupleDataset(splits.train, spec, train_tf, pretext=pretext, seed=cfg.train.seed,
-                         shared_augmentation=cfg.data.shared_augmentation, deferred=augments_on_model(cfg), **vcp)
+                         shared_augmentation=cfg.data.shared_augmentation, deferred=augments_on_model(cfg), **options)
     if cfg.data.preload:
         train.preload(train_tf.resize)
     # fixed tuples (same clips and transformations every epoch), several per video if asked
     val_tf = train_tf if cfg.train.val_augmented else eval_tf  # fixed=True: the same draw every epoch
     val_sets = [TupleDataset(splits.test, spec, val_tf, pretext=pretext,
-                             seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False, **vcp)
+                             seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False, **options)
                 for r in range(cfg.train.val_tuples_per_video)]
     if cfg.data.preload:  # the test videos: shared with the other validation draws and the evaluations
         for val_set in val_sets:

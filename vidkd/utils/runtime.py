@@ -216,3 +216,10 @@ def configure_threads(workers: int = 0, *, root: Path | str = CGROUP_ROOT,
         torch.set_num_threads(cpus)
     return ThreadPlan(cpus=cpus, intra_op=torch.get_num_threads(), workers=workers,
                       affinity=_affinity_cpus(), quota=cgroup_cpu_quota(root, proc_cgroup), from_env=from_env)
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA convolutions and matmuls (torch allows it for convolutions by default, so a run
+    that says fp32 is only fp32 with this off)."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+
