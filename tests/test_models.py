@@ -362,3 +362,55 @@ def test_r3d_costs_about_40_gflop_per_clip_and_counting_leaves_the_model_alone()
     # a quarter width costs about 1/16
     quarter = count_flops(build_backbone("r3d", width=0.25), (3, 16, 112, 112))
     assert flops / 20 < quarter < flops / 10
+
+
+# --- weight_init: kaiming (vidkd's default) | torch_default (the reference's) ------------------------------
+
+
+def _build(name: str, seed: int = 0, **kw) -> VideoBackbone:
+    torch.manual_seed(seed)
+    return build_backbone(name, width=0.125, **({"num_classes": 10} if name in TORCHVISION else {}), **kw)
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    a, b = a.state_dict(), b.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_torch_default_init_is_the_raw_layers_and_kaiming_is_unchanged(name, monkeypatch):
+    kaiming, default = _build(name), _build(name, weight_init="torch_default")
+    assert _same(_build(name, weight_init="kaiming"), kaiming)
+    with monkeypatch.context() as patch:  # the layers as their constructors made them, same seed
+        patch.setattr(VideoBackbone, "init_weights", lambda self: None)
+        raw = _build(name)
+    assert _same(default, raw)
+    # kaiming = those raw layers, then init_weights: the same RNG stream, consumed in the same order
+    VideoBackbone.init_weights(raw)
+    assert _same(raw, kaiming)
+
+    for module in default.modules():
+        if isinstance(module, nn.Conv3d):  # PyTorch: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); Kaiming would be normal
+            assert module.weight.abs().max() <= 1 / math.sqrt(module.weight[0].numel()) + 1e-7
+            if module.bias is not None:
+                assert module.bias.abs().min() > 0
+    if name in TORCHVISION:  # torchvision's (and vidkd's kaiming) fc is N(0, 0.01) with a zero bias
+        assert default.fc.bias.abs().min() > 0 and not kaiming.fc.bias.any()
+
+
+def test_kaiming_init_is_fan_out_normal_with_zero_bias():
+    torch.manual_seed(0)
+    conv = build_backbone("c3d", width=1.0).conv3a  # 128 -> 256, 3x3x3
+    fan_out = conv.out_channels * 27
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2.0 / fan_out), rel=0.02)
+    assert not conv.bias.any()
+
+
+def test_weight_init_is_checked_and_init_weights_still_works_afterwards():
+    with pytest.raises(ConfigError, match="weight_init"):
+        build_backbone("r3d", width=0.125, weight_init="xavier")
+    net = build_backbone("c3d", width=0.125, weight_init="torch_default")
+    assert net.conv1.bias.abs().min() > 0
+    net.init_weights()  # outside build_backbone the method re-initialises as before
+    assert not net.conv1.bias.any()
+    assert not build_backbone("c3d", width=0.125).conv1.bias.any()

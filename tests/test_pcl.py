@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -10,7 +12,8 @@ import torch.nn.functional as F
 from vidkd.config import Config, SSLConfig
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 from vidkd.methods.base import ModelOutput as PCLOutput
-from vidkd.methods.pcl import PCLLoss, PCLModel
+from vidkd.methods.pcl import PCLLoss, PCLModel, pcl_model
+from vidkd.models import VideoBackbone, build_backbone
 
 
 class TinyBackbone(nn.Module):
@@ -136,3 +139,86 @@ def test_training_step_reaches_every_part():
     loss.backward()
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+# --- model.batchnorm: joint | per_position ----------------------------------------------------------------
+
+
+def _bn_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in module.named_buffers()}
+
+
+def test_per_position_batchnorm_is_a_loop_over_positions_as_the_reference():
+    """Train mode: one backbone call per tuple position (as the reference PCLNet/VCPN), so each position is
+    normalised with its own batch statistics and the running statistics move tuple_len times per step."""
+    torch.manual_seed(0)
+    model = PCLModel(build_backbone("r3d", width=0.125), tuple_len=3, pretext_classes=5, proj_dim=6,
+                     batchnorm="per_position").train()
+    reference = copy.deepcopy(model)
+    joint = copy.deepcopy(model)
+    joint.batchnorm = "joint"
+    clips = torch.randn(4, 3, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    seen = []  # bn1's input per call: the running mean after the forward is momentum applied 3 times
+    model.backbone.bn1.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+
+    out = model(clips)
+    features = torch.stack([reference.backbone(clips[:, i]) for i in range(3)], dim=1)
+    assert torch.equal(out.features, features)
+    torch.testing.assert_close(out.pretext_logits, reference.pretext_head(features), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.embeddings[:, 0], reference.projection(features[:, 0]), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.embeddings[:, 1], reference.projection(features[:, 2]), rtol=0, atol=1e-6)
+    after, looped = _bn_buffers(model.backbone), _bn_buffers(reference.backbone)
+    assert after.keys() == looped.keys() and all(torch.equal(after[k], looped[k]) for k in after)
+    assert int(model.backbone.bn1.num_batches_tracked) == 3
+    assert len(seen) == 3 and all(x.shape[0] == 4 for x in seen)
+    expected = torch.zeros_like(model.backbone.bn1.running_mean)
+    for x in seen:  # running = (1 - m) * running + m * batch mean, m = 0.1, once per position
+        expected = 0.9 * expected + 0.1 * x.mean(dim=(0, 2, 3, 4))
+    torch.testing.assert_close(model.backbone.bn1.running_mean, expected, rtol=0, atol=1e-6)
+
+    joint_out = joint(clips)  # one call over all 12 clips: other statistics, one running update
+    assert not torch.allclose(joint_out.features, out.features, atol=1e-4)
+    assert int(joint.backbone.bn1.num_batches_tracked) == 1
+
+    # eval mode (validation, a loaded teacher): running statistics, so both give the same output
+    joint.load_state_dict(model.state_dict())
+    model.eval(), joint.eval()
+    with torch.no_grad():
+        a, b = model(clips), joint(clips)
+    for x, y in zip((a.features, a.pretext_logits, a.embeddings), (b.features, b.pretext_logits, b.embeddings)):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
+
+
+def test_batchnorm_mode_comes_from_the_config_and_is_checked():
+    cfg = Config()
+    assert PCLModel.from_config(TinyBackbone(8), cfg).batchnorm == "joint"
+    cfg.model.batchnorm = "per_position"
+    backbone = TinyBackbone(8)
+    model = PCLModel.from_config(backbone, cfg)
+    assert model.batchnorm == "per_position"
+    model(_clips())
+    assert backbone.calls == 3
+    cfg.model.width = 0.125
+    assert pcl_model(cfg).batchnorm == "per_position"
+    with pytest.raises(ValueError, match="batchnorm"):
+        PCLModel(TinyBackbone(8), batchnorm="per_clip")
+
+
+# --- model.weight_init: kaiming | torch_default -----------------------------------------------------------
+
+
+def test_torch_default_init_leaves_backbone_and_heads_as_pytorch_builds_them(monkeypatch):
+    cfg = Config()
+    cfg.model.arch, cfg.model.width = "c3d", 0.125
+    torch.manual_seed(0)
+    kaiming = pcl_model(cfg).state_dict()
+    cfg.model.weight_init = "torch_default"
+    torch.manual_seed(0)
+    default = pcl_model(cfg).state_dict()
+    with monkeypatch.context() as patch:  # the same model with vidkd's re-initialisation patched out
+        patch.setattr(VideoBackbone, "init_weights", lambda self: None)
+        torch.manual_seed(0)
+        raw = pcl_model(Config(model=cfg.model)).state_dict()
+    assert default.keys() == raw.keys() and all(torch.equal(default[k], raw[k]) for k in raw)
+    assert not torch.equal(default["backbone.conv1.weight"], kaiming["backbone.conv1.weight"])
+    assert default["backbone.conv1.bias"].abs().min() > 0 and not kaiming["backbone.conv1.bias"].any()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tiny_runs import make_tiny_dataset, tiny_config
 from vidkd.apps.pretrain import pretrain
 from vidkd.errors import CheckpointError
 from vidkd.methods import method_of
+from vidkd.methods import vcop as vcop_module
 from vidkd.methods.loading import load_model
 from vidkd.methods.vcop import OrderHead, VCOPModel
 from vidkd.models import build_backbone
@@ -99,3 +101,40 @@ def test_vcop_learns_the_order_when_time_is_visible():
     with torch.no_grad():
         accuracy = (model(clips).pretext_logits.argmax(1) == labels).float().mean().item()
     assert accuracy > 0.6  # chance is 1/6
+
+
+def test_per_position_batchnorm_is_a_loop_over_positions_as_the_reference_vcopn():
+    """model.batchnorm=per_position: VCOPN's `for i in range(tuple_len): f.append(base_network(tuple[:, i]))`."""
+    torch.manual_seed(0)
+    model = VCOPModel(build_backbone("r3d", width=0.125), tuple_len=3, hidden=16, dropout=0.0,
+                      batchnorm="per_position").train()
+    reference, joint = copy.deepcopy(model), copy.deepcopy(model)
+    joint.batchnorm = "joint"
+    clips = torch.randn(4, 3, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    out = model(clips)
+    features = torch.stack([reference.backbone(clips[:, i]) for i in range(3)], dim=1)
+    assert torch.equal(out.features, features)
+    torch.testing.assert_close(out.pretext_logits, reference.order_head(features), rtol=0, atol=1e-6)
+    after, looped = dict(model.backbone.named_buffers()), dict(reference.backbone.named_buffers())
+    assert all(torch.equal(after[k], looped[k]) for k in looped)
+    assert int(model.backbone.bn1.num_batches_tracked) == 3  # momentum applied once per position
+
+    assert not torch.allclose(joint(clips).features, out.features, atol=1e-4)
+    assert int(joint.backbone.bn1.num_batches_tracked) == 1
+    joint.load_state_dict(model.state_dict())
+    model.eval(), joint.eval()
+    with torch.no_grad():
+        a, b = model(clips), joint(clips)
+    torch.testing.assert_close(a.features, b.features, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.pretext_logits, b.pretext_logits, rtol=0, atol=1e-6)
+
+
+def test_vcop_method_takes_batchnorm_and_weight_init_from_the_config(monkeypatch):
+    monkeypatch.setattr(vcop_module, "tuple_datasets", lambda cfg, splits, pretext: ([], []))
+    cfg = tiny_config(Path("unused"), "method=vcop", "model.batchnorm=per_position", "model.arch=c3d",
+                      "model.weight_init=torch_default")
+    model = vcop_module.VCOP(cfg, splits=None).model
+    assert model.batchnorm == "per_position"
+    assert model.backbone.conv1.bias.abs().min() > 0  # PyTorch's default conv bias, not vidkd's zeros
+    with pytest.raises(ValueError, match="batchnorm"):
+        VCOPModel(build_backbone("r3d", width=0.125), batchnorm="per_clip")

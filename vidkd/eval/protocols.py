@@ -155,7 +155,7 @@ def load_source(source: str | Path, overrides: list[str] | None) -> tuple[nn.Mod
             raise ConfigError("random source needs an architecture, for example random:r3d")
         cfg = load_config(None, list(overrides or []) + [f"model.arch={arch}"])
         seed_everything(cfg.train.seed)  # the same seed gives the same random network
-        backbone = build_backbone(arch, width=cfg.model.width, in_channels=3)
+        backbone = build_backbone(arch, width=cfg.model.width, in_channels=3, weight_init=cfg.model.weight_init)
         return backbone, cfg, None, {"arch": arch, "width": cfg.model.width, "init": "random", "seed": cfg.train.seed}
 
     path = Path(text)

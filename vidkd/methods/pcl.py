@@ -26,6 +26,8 @@ from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, in
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 from vidkd.models.heads import PretextHead, ProjectionHead
 
+BATCHNORM_MODES = ("joint", "per_position")  # `model.batchnorm`
+
 
 class PCLModel(nn.Module):
     """Backbone + pretext head + projection head.
@@ -36,6 +38,12 @@ class PCLModel(nn.Module):
         pretext_classes: K of the pretext head; 0 builds no pretext head (contrastive only).
         proj_dim: output size of the projection (feature_dim -> feature_dim -> proj_dim).
         use_projection: False builds no projection head (pretext only; `embeddings` is None).
+        batchnorm: "joint" runs the backbone once over all B * tuple_len clips (BatchNorm statistics
+            over the whole batch); "per_position" runs it once per tuple position on that position's B
+            clips, as the reference PCLNet/VCPN: in train mode each position is normalised with its own
+            batch statistics and the running statistics update tuple_len times per step. In eval mode
+            the two give the same output (to float rounding). Not in the checkpoint meta: it changes no
+            tensor, and a loaded model (a teacher, an evaluation) runs in eval mode.
 
     With neither head it is a bare backbone in PCL's frame: what a backbone-only checkpoint
     (torchvision, `backbone` format) loads as, e.g. a teacher for relational or feature KD.
@@ -49,12 +57,14 @@ class PCLModel(nn.Module):
         pretext_classes: int = 5,
         proj_dim: int = 128,
         use_projection: bool = True,
+        batchnorm: str = "joint",
     ) -> None:
         super().__init__()
         if use_projection and tuple_len < 2:
             raise ValueError("the contrastive term needs at least 2 clips per tuple")
         feature_dim = int(backbone.feature_dim)
         self.tuple_len = tuple_len
+        self.batchnorm = check_batchnorm(batchnorm)
         self.feature_dim = feature_dim
         self.backbone = backbone
         self.pretext_head = PretextHead(feature_dim, tuple_len, pretext_classes) if pretext_classes > 0 else None
@@ -71,6 +81,7 @@ class PCLModel(nn.Module):
             pretext_classes=VCP_CLASSES if cfg.ssl.pretext != "none" else 0,
             proj_dim=cfg.ssl.proj_dim,
             use_projection=cfg.ssl.contrastive != "none",
+            batchnorm=cfg.model.batchnorm,
         )
 
     @classmethod
@@ -89,14 +100,31 @@ class PCLModel(nn.Module):
         if clips.dim() != 6 or clips.shape[1] != self.tuple_len:
             raise ValueError(f"expected clips of shape (B, {self.tuple_len}, C, T, H, W), got {tuple(clips.shape)}")
         batch = clips.shape[0]
-        # One backbone pass over all clips of all tuples (BatchNorm sees the whole batch).
-        features = self.backbone(clips.flatten(0, 1)).view(batch, self.tuple_len, -1)
+        features = tuple_features(self.backbone, clips, self.batchnorm)
         logits = self.pretext_head(features) if self.pretext_head is not None else None
         embeddings = None
         if self.projection is not None:
             pair = features[:, [0, self.tuple_len - 1]]  # the two untransformed clips
             embeddings = self.projection(pair.flatten(0, 1)).view(batch, 2, -1)
         return ModelOutput(pretext_logits=logits, features=features, embeddings=embeddings)
+
+
+def check_batchnorm(batchnorm: str) -> str:
+    if batchnorm not in BATCHNORM_MODES:
+        raise ValueError(f"batchnorm must be one of {', '.join(BATCHNORM_MODES)}; got {batchnorm!r}")
+    return batchnorm
+
+
+def tuple_features(backbone: nn.Module, clips: torch.Tensor, batchnorm: str = "joint") -> torch.Tensor:
+    """Pooled features (B, tuple_len, d) of clips (B, tuple_len, C, T, H, W).
+
+    "joint": one backbone pass over all B * tuple_len clips (BatchNorm sees the whole batch);
+    "per_position": one pass per tuple position over its B clips, as the reference PCL/VCOP code.
+    """
+    batch, tuple_len = clips.shape[:2]
+    if batchnorm == "per_position":
+        return torch.stack([backbone(clips[:, i]) for i in range(tuple_len)], dim=1)
+    return backbone(clips.flatten(0, 1)).view(batch, tuple_len, -1)
 
 
 class PCLLoss(nn.Module):

@@ -23,6 +23,7 @@ from vidkd.data.loaders import batch_clips
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
                                   pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
+from vidkd.methods.pcl import check_batchnorm, tuple_features
 
 
 class OrderHead(nn.Module):
@@ -43,9 +44,14 @@ class OrderHead(nn.Module):
 
 
 class VCOPModel(nn.Module):
-    def __init__(self, backbone: nn.Module, tuple_len: int = 3, hidden: int = 512, dropout: float = 0.5) -> None:
+    """Backbone + order head. `batchnorm`: "joint" (one backbone pass over all B * tuple_len clips) or
+    "per_position" (one pass per tuple position, as the reference VCOPN; see `PCLModel`)."""
+
+    def __init__(self, backbone: nn.Module, tuple_len: int = 3, hidden: int = 512, dropout: float = 0.5,
+                 batchnorm: str = "joint") -> None:
         super().__init__()
         self.tuple_len = tuple_len
+        self.batchnorm = check_batchnorm(batchnorm)
         self.backbone = backbone
         self.order_head = OrderHead(int(backbone.feature_dim), tuple_len, hidden, dropout)
 
@@ -58,8 +64,7 @@ class VCOPModel(nn.Module):
         """clips (B, tuple_len, C, T, H, W) in the shuffled order -> ModelOutput."""
         if clips.dim() != 6 or clips.shape[1] != self.tuple_len:
             raise ValueError(f"expected clips of shape (B, {self.tuple_len}, C, T, H, W), got {tuple(clips.shape)}")
-        batch = clips.shape[0]
-        features = self.backbone(clips.flatten(0, 1)).view(batch, self.tuple_len, -1)
+        features = tuple_features(self.backbone, clips, self.batchnorm)
         return ModelOutput(pretext_logits=self.order_head(features), features=features, embeddings=None)
 
 
@@ -69,7 +74,8 @@ class VCOP(Method):
     def __init__(self, cfg: Config, splits: RunSplits) -> None:
         self.cfg = cfg
         self.train_set, self.val_set = tuple_datasets(cfg, splits, pretext="order")
-        self.model = VCOPModel(backbone_from_config(cfg), cfg.data.tuple_len, cfg.vcop.hidden, cfg.vcop.dropout)
+        self.model = VCOPModel(backbone_from_config(cfg), cfg.data.tuple_len, cfg.vcop.hidden, cfg.vcop.dropout,
+                               batchnorm=cfg.model.batchnorm)
         self.num_orders = math.factorial(cfg.data.tuple_len)
 
     def train_dataset(self) -> Dataset:

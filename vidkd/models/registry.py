@@ -11,6 +11,7 @@ and pools it globally. Registering one is a decorator line on its builder:
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from typing import Any, Callable, TypeVar
 
@@ -23,6 +24,11 @@ BackboneBuilder = Callable[..., "VideoBackbone"]
 _Builder = TypeVar("_Builder", bound=Callable[..., Any])
 
 _BACKBONES: dict[str, BackboneBuilder] = {}
+
+WEIGHT_INITS = ("kaiming", "torch_default")
+# set by `build_backbone(..., weight_init="torch_default")` while the builder runs: `init_weights` then
+# leaves every layer as its constructor made it
+_SKIP_INIT: contextvars.ContextVar[bool] = contextvars.ContextVar("vidkd_skip_backbone_init", default=False)
 
 
 def register_backbone(name: str) -> Callable[[_Builder], _Builder]:
@@ -46,18 +52,25 @@ def list_backbones() -> list[str]:
     return sorted(_BACKBONES)
 
 
-def build_backbone(name: str, width: float = 1.0, in_channels: int = 3, **kw: Any) -> "VideoBackbone":
+def build_backbone(
+    name: str, width: float = 1.0, in_channels: int = 3, weight_init: str = "kaiming", **kw: Any
+) -> "VideoBackbone":
     """Build the backbone registered as `name`.
 
     Args:
         name: one of `list_backbones()` (c3d, r3d, r21d, r3d_18, mc3_18, r2plus1d_18).
         width: channel multiplier; every channel count c becomes max(8, round(c * width)).
         in_channels: input channels (3 for RGB and for the RGB frame-difference "residual").
+        weight_init: "kaiming" (`VideoBackbone.init_weights`, what the builders run) or
+            "torch_default" (that re-initialisation skipped: every layer keeps PyTorch's own
+            initialisation, as the reference PCL/VCOP networks, which never call theirs).
         **kw: options of that backbone (e.g. `num_classes` for the torchvision-style ones).
 
     Raises:
-        ConfigError: unknown name, unknown option, or a non-positive width / channel count.
+        ConfigError: unknown name, unknown option or weight_init, or a non-positive width / channel count.
     """
+    if weight_init not in WEIGHT_INITS:
+        raise ConfigError(f"unknown weight_init {weight_init!r}; choose one of: {', '.join(WEIGHT_INITS)}")
     if name not in _BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(list_backbones())}")
     if not width > 0:
@@ -72,7 +85,11 @@ def build_backbone(name: str, width: float = 1.0, in_channels: int = 3, **kw: An
         raise ConfigError(
             f"backbone {name!r} has no option {', '.join(map(repr, unknown))}; its options: {accepted}"
         )
-    return builder(width=float(width), in_channels=int(in_channels), **kw)
+    token = _SKIP_INIT.set(weight_init == "torch_default")
+    try:
+        return builder(width=float(width), in_channels=int(in_channels), **kw)
+    finally:
+        _SKIP_INIT.reset(token)
 
 
 def scale_channels(channels: int, width: float) -> int:
@@ -110,7 +127,15 @@ class VideoBackbone(nn.Module):
         return pooled
 
     def init_weights(self) -> None:
-        """Kaiming-normal convs (fan_out, as torchvision), BN weight 1 / bias 0, linear N(0, 0.01)."""
+        """torchvision's VideoResNet initialisation: every Conv3d weight Kaiming-normal (fan_out, ReLU gain:
+        N(0, 2 / (out_channels * kernel volume))) and its bias 0; BatchNorm weight 1 / bias 0; Linear
+        (the torchvision nets' `fc`) weight N(0, 0.01^2), bias 0.
+
+        Builders call it at the end of `__init__`; inside `build_backbone(..., weight_init="torch_default")`
+        it does nothing (the layers keep PyTorch's defaults).
+        """
+        if _SKIP_INIT.get():
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
