@@ -331,12 +331,13 @@ def test_a_batch_made_together_is_its_items_made_one_by_one(ucf, pretext, shared
     assert len(labels) >= 2  # the batch mixes transformations (or orders)
 
 
-@pytest.mark.parametrize("pretext,workers", [("vcp", 0), ("vcp", 2), ("order", 0)])
-def test_augmentation_deferred_to_the_model_device_gives_the_same_clips(ucf, pretext, workers):
+@pytest.mark.parametrize("pretext,workers,style", [("vcp", 0, "clip"), ("vcp", 2, "clip"), ("order", 0, "clip"),
+                                                   ("vcp", 0, "pil")])
+def test_augmentation_deferred_to_the_model_device_gives_the_same_clips(ucf, pretext, workers, style):
     """`data.transform_device: model`: the workers decode and crop (uint8), the rest runs on the batch;
     on the CPU the clips are bit for bit those of the workers' full transform, remote clips included."""
     augment = dict(resize=(40, 44), crop=32, color_jitter=0.8, grayscale=0.3, blur=0.5, modality="residual",
-                   jitter_order="random")
+                   jitter_order="random", jitter_style=style, antialias=style == "pil")
     spec = TupleSpec(clip_len=8, interval=4)
     split = load_split(ucf, "train")
     on_workers = TupleDataset(split, spec, ClipTransform(**augment), pretext=pretext, seed=5, progress=False)

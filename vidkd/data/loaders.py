@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
@@ -37,7 +36,7 @@ from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, prob
 from vidkd.data.sampling import (TupleSpec, clip_indices, clip_orders, evenly_spaced_starts, frames_needed,
                                  min_tuple_frames, random_clip_start, remote_possible, sample_tuple,
                                  sample_tuple_reference)
-from vidkd.data.transforms import ClipParams, ClipTransform
+from vidkd.data.transforms import ClipParams, ClipTransform, resize_frames
 from vidkd.data.vcp import VCP_CLASSES, VcpDraw, draw_vcp, sample_vcp_label
 from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError, VideoDecodeError
@@ -224,7 +223,9 @@ class _VideoDataset(Dataset):
             log.info("not preloading %d videos (%.1f GB decoded; budget %.1f GB)", len(self.records),
                      sum(sizes) / 1024**3, budget_bytes / 1024**3)
             return False
+        antialias = bool(getattr(self.transform, "antialias", False))  # resized as the transform resizes
         keys = [DECODED.key(record.path, resize) for record in self.records]
+        keys = [key + ("antialias",) if key is not None and antialias else key for key in keys]
         frames = {index: shared for index, key in enumerate(keys) if (shared := DECODED.get(key)) is not None}
         missing = [index for index in range(len(self.records)) if index not in frames]
         for index in tqdm(missing, desc="decoding into memory", unit="video", disable=not progress or not missing,
@@ -236,10 +237,10 @@ class _VideoDataset(Dataset):
             except VideoDecodeError as exc:
                 self._record_failure(index, exc)
                 continue
-            x = torch.from_numpy(video).permute(0, 3, 1, 2)
-            if tuple(x.shape[-2:]) != tuple(resize):
-                x = F.interpolate(x, size=tuple(resize), mode="bilinear", align_corners=False, antialias=False)
-            frames[index] = x.permute(0, 2, 3, 1).contiguous().numpy()
+            x = torch.from_numpy(video)
+            if tuple(x.shape[1:3]) != tuple(resize):
+                x = resize_frames(x, resize, antialias)
+            frames[index] = x.contiguous().numpy()
             DECODED.put(keys[index], frames[index])
         self._frames = frames
         return True

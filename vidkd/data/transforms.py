@@ -1,13 +1,24 @@
 """Clip-consistent augmentation in plain PyTorch: one set of random parameters per clip.
 
 Order of operations (train): resize every frame to `resize` (H, W; bilinear on uint8, no
-antialiasing) -> random `crop` x `crop`
+antialiasing, or with `antialias=True` antialiased as PIL's resize) -> random `crop` x `crop`
 window -> horizontal flip (p=0.5) -> scale to [0, 1] -> colour jitter (probability
 `color_jitter`; brightness, contrast and saturation factors in [0.6, 1.4], hue shift in
 [-0.1, 0.1] of a turn; in that order, or in a random order per clip as torchvision's
 ColorJitter with `jitter_order="random"`) -> grayscale (probability `grayscale`) -> Gaussian blur
 (probability `blur`, standard deviation uniform in [0.1, 2] pixels, as PCL's GaussianBlur) ->
 normalise with mean/std. Eval: resize -> centre crop -> normalise.
+
+Two styles of colour jitter (`jitter_style`), both with the same draws:
+- "clip" (default): float values in [0, 1]; the contrast pivot is the mean grey of the whole clip;
+  hue is a rotation of the chroma plane in YIQ space.
+- "pil": the reference's torchvision ColorJitter on PIL images, frame by frame, reproduced
+  bit for bit in batched torch: every step works on 8-bit levels as PIL does (`Image.blend`:
+  `in1 + f * (in2 - in1)` in float32, truncated and clipped to 0..255); brightness blends with
+  black, contrast with the frame's own pivot `int(mean(L) + 0.5)` (L = PIL's "L" conversion,
+  `(299 R + 587 G + 114 B) / 1000` in its 16-bit fixed point), saturation with the frame's L image;
+  hue converts to PIL's 8-bit HSV, adds `int(hue * 255)` to H modulo 256 and converts back (PIL's
+  float/double arithmetic emulated). Grayscale is then PIL's "L" conversion too; blur as "clip".
 
 Every random choice is drawn once per clip from the caller's `np.random.Generator`, so all frames
 of a clip get the same crop, flip and colours, and a seeded generator reproduces a sample exactly.
@@ -37,6 +48,7 @@ _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 MODALITIES = ("rgb", "residual", "residual_rescaled")
 BLUR_SIGMA = (0.1, 2.0)  # PCL's GaussianBlur: sigma uniform in this range (pixels)
+JITTER_STYLES = ("clip", "pil")
 JITTER_STRENGTH = 0.4  # brightness / contrast / saturation factors in [1 - 0.4, 1 + 0.4]
 HUE_STRENGTH = 0.1  # hue shift in [-0.1, 0.1] of a full turn
 
@@ -60,11 +72,15 @@ class ClipTransform:
     def __init__(self, resize: Sequence[int] = (128, 171), crop: int = 112, train: bool = True, flip: bool = True,
                  color_jitter: float = 0.8, grayscale: float = 0.2, mean: Sequence[float] = KINETICS_MEAN,
                  std: Sequence[float] = KINETICS_STD, modality: str = "rgb", blur: float = 0.0,
-                 jitter_order: str = "fixed"):
+                 jitter_order: str = "fixed", antialias: bool = False, jitter_style: str = "clip"):
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
         if jitter_order not in ("fixed", "random"):
             raise ValueError(f"jitter_order must be 'fixed' or 'random', got {jitter_order!r}")
+        if jitter_style not in JITTER_STYLES:
+            raise ValueError(f"jitter_style must be one of {', '.join(JITTER_STYLES)}, got {jitter_style!r}")
+        self.antialias = bool(antialias)
+        self.jitter_style = jitter_style
         self.blur = float(blur)
         self.jitter_order = jitter_order
         self.resize = (int(resize[0]), int(resize[1])) if resize else None
@@ -82,7 +98,8 @@ class ClipTransform:
     def __repr__(self) -> str:
         return (f"ClipTransform(resize={self.resize}, crop={self.crop}, train={self.train}, flip={self.flip}, "
                 f"color_jitter={self.color_jitter}, grayscale={self.grayscale}, blur={self.blur}, "
-                f"jitter_order={self.jitter_order!r}, modality={self.modality!r})")
+                f"jitter_order={self.jitter_order!r}, jitter_style={self.jitter_style!r}, "
+                f"antialias={self.antialias}, modality={self.modality!r})")
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         params = self.sample_params(rng, frames.shape[1:3])
@@ -147,13 +164,23 @@ class ClipTransform:
 
     def _finish(self, planar: torch.Tensor, params: Sequence[ClipParams], modality: bool) -> torch.Tensor:
         """(K, 3, T, H, W) crops in [0, 255] -> the augmented, normalised float clips."""
-        if planar.dtype == torch.uint8:
+        if self.jitter_style == "pil":  # on 8-bit levels (float frames rounded to them), as PIL
+            levels = planar.to(torch.float32)
+            if planar.dtype != torch.uint8:
+                levels.clamp_(0.0, 255.0).round_()
+            _pil_color_jitter(levels, params)
+            for clip, p in zip(levels, params):
+                if p.grayscale:
+                    clip.copy_(_pil_luma(clip))
+            x = levels.div_(255.0)
+        elif planar.dtype == torch.uint8:
             x = torch.div(planar, 255.0)
         else:
             x = planar.to(torch.float32).div_(255.0).clamp_(0.0, 1.0)
-        _color_jitter(x, params)
+        if self.jitter_style != "pil":
+            _color_jitter(x, params)
         for clip, p in zip(x, params):
-            if p.grayscale:
+            if p.grayscale and self.jitter_style != "pil":
                 clip.copy_(_luma(clip))  # broadcast over the three channels
             if p.blur_sigma is not None:
                 clip.copy_(gaussian_blur(clip, p.blur_sigma))
@@ -166,16 +193,25 @@ class ClipTransform:
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected frames shaped (T, H, W, 3), got {tuple(x.shape)}")
         if self.resize and tuple(x.shape[1:3]) != self.resize:
-            # (T, 3, H, W) as a channels-last view: torch's uint8 bilinear kernel resizes it about
-            # 5x faster than float
-            x = F.interpolate(x.permute(0, 3, 1, 2), size=self.resize, mode="bilinear", align_corners=False,
-                              antialias=False).permute(0, 2, 3, 1)
+            x = resize_frames(x, self.resize, self.antialias)
         x = x[:, params.top:params.top + self.crop, params.left:params.left + self.crop]
         return x.flip(2) if params.flip else x  # on the uint8 crop: a quarter of the bytes of the float clip
 
     def to_modality(self, clip: torch.Tensor) -> torch.Tensor:
         """RGB stays; the residuals become frame differences along T (dim -3 of (..., C, T, H, W))."""
         return to_modality(clip, self.modality)
+
+
+def resize_frames(frames: torch.Tensor, size: Sequence[int], antialias: bool = False) -> torch.Tensor:
+    """(T, H, W, 3) frames -> (T, size[0], size[1], 3), bilinear (half-pixel centres), in their dtype.
+
+    `antialias=True` filters over the source footprint when downscaling, as PIL's resize does
+    (torch's uint8 kernel follows PIL's fixed-point one: within one level of it). The frames go
+    in as a channels-last view of (T, 3, H, W): torch's uint8 kernels resize it about 5x faster
+    than float. The loaders' `preload` resizes with this function too, so its frames are these."""
+    x = F.interpolate(frames.permute(0, 3, 1, 2), size=(int(size[0]), int(size[1])), mode="bilinear",
+                      align_corners=False, antialias=bool(antialias))
+    return x.permute(0, 2, 3, 1)
 
 
 def to_modality(clip: torch.Tensor, modality: str) -> torch.Tensor:
@@ -261,6 +297,149 @@ def _rotate_hue(x: torch.Tensor, turns: Sequence[float]) -> None:
     planes.copy_(matrices @ planes)
 
 
+def _pil_luma(levels: torch.Tensor) -> torch.Tensor:
+    """PIL's "L" of (..., 3, T, H, W) 8-bit levels (floats holding integers), shaped (..., 1, T, H, W):
+    `(19595 R + 38470 G + 7471 B + 0x8000) >> 16`. Exact in float32: no partial sum reaches 2**24."""
+    r, g, b = (levels[..., c:c + 1, :, :, :] for c in range(3))
+    return torch.mul(r, 19595.0).add_(torch.mul(g, 38470.0)).add_(torch.mul(b, 7471.0)).add_(32768.0) \
+        .div_(65536.0).floor_()
+
+
+def _pil_blend(image: torch.Tensor, degenerate: torch.Tensor | float, factor: torch.Tensor) -> torch.Tensor:
+    """PIL's `Image.blend(degenerate, image, factor)` on levels, in place: `degenerate + factor *
+    (image - degenerate)` in float32 (the factor a C float), clipped to 0..255 and truncated."""
+    if isinstance(degenerate, float):  # brightness: blended with black
+        image.mul_(factor)
+    else:
+        image.sub_(degenerate).mul_(factor).add_(degenerate)
+    return image.clamp_(0.0, 255.0).floor_()
+
+
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """C's round() of non-negative values (torch.round rounds half to even)."""
+    low = torch.floor(x)
+    return low.add_((x - low).ge_(0.5).to(x.dtype))
+
+
+def _pil_rgb_to_hsv(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """PIL's 8-bit RGB -> (H, S) of integer-valued float64 tensors (V is max(R, G, B)), element by
+    element as its C code computes them: each value rounded where PIL rounds it, to a C float
+    (float32) or double. Builds the tables of `_PilHueTables`."""
+    f32, f64 = torch.float32, torch.float64
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    cr = (maxc - torch.minimum(torch.minimum(r, g), b)).to(f32)
+    grey = cr == 0
+    cr = cr.masked_fill(grey, 1.0)  # no division by zero; grey pixels take H = S = 0
+    sat = cr / maxc.to(f32).clamp(min=1.0)
+    rc, gc, bc = ((maxc - c).to(f32) / cr for c in (r, g, b))
+    hue = torch.where(r == maxc, bc - gc,
+                      torch.where(g == maxc, (rc.to(f64) + 2.0 - bc.to(f64)).to(f32),
+                                  (gc.to(f64) + 4.0 - rc.to(f64)).to(f32)))
+    hue = torch.fmod(hue.to(f64) / 6.0 + 1.0, 1.0).to(f32)
+    h = (hue.to(f64) * 255.0).trunc_().clamp_(0.0, 255.0).masked_fill_(grey, 0.0)
+    s = (sat.to(f64) * 255.0).trunc_().clamp_(0.0, 255.0).masked_fill_(grey, 0.0)
+    return h, s
+
+
+class _PilHueTables:
+    """PIL's HSV round trip as lookups (made once per device from `_pil_rgb_to_hsv` and PIL's
+    hsv2rgb arithmetic, exact for every input):
+    - hue[(R - G + 255) * 511 + (R - B + 255)]: H depends on the channel differences only;
+    - sat[V * 256 + C]: S from V = max and the chroma C = max - min;
+    - low[V * 256 + S]: hsv2rgb's p (the smallest channel out);
+    - keep[S * 256 + H]: the factor of V in the middle channel out (its q in odd sectors, t in even
+      ones, as PIL computes them in double), rounded half away from zero after the product;
+    - shift[channel][H]: where R, G, B find their value in the packed V | middle << 8 | p << 16 of
+      H's sector (PIL's switch over the sectors)."""
+
+    def __init__(self, device: torch.device):
+        f32, f64 = torch.float32, torch.float64
+        a, c = torch.meshgrid(torch.arange(-255, 256, dtype=f64), torch.arange(-255, 256, dtype=f64), indexing="ij")
+        r = torch.maximum(torch.maximum(a, c), torch.zeros_like(a))  # R - G = a, R - B = c, min(R, G, B) = 0
+        self.hue = _pil_rgb_to_hsv(r, r - a, r - c)[0].flatten().to(torch.int32)
+        v, chroma = torch.meshgrid(torch.arange(256, dtype=f64), torch.arange(256, dtype=f64), indexing="ij")
+        valid = chroma <= v
+        self.sat = _pil_rgb_to_hsv(v, torch.where(valid, v - chroma, v), v)[1].flatten().to(torch.int32)
+        fs = (torch.arange(256, dtype=f64) / 255.0).to(f32)  # by S
+        self.low = _round_half_away(v * (1.0 - fs.to(f64)).view(1, 256)).clamp_(0, 255).flatten().to(torch.int32)
+        sector = torch.arange(256, dtype=f64) * 6.0 / 255.0  # by H
+        i = torch.floor(sector)
+        f = (sector - i).to(f32)
+        keep_q = 1.0 - (fs.view(256, 1) * f.view(1, 256)).to(f64)
+        keep_t = 1.0 - fs.to(f64).view(256, 1) * (1.0 - f.to(f64)).view(1, 256)
+        odd = (torch.remainder(i, 6.0).to(torch.int64) % 2 == 1).view(1, 256)
+        self.keep = torch.where(odd, keep_q, keep_t).flatten()
+        roles = torch.tensor([[0, 1, 2], [1, 0, 2], [2, 0, 1], [2, 1, 0], [1, 2, 0], [0, 2, 1]])  # PIL's switch
+        self.shift = (8 * roles[torch.remainder(i, 6.0).to(torch.int64)]).to(torch.int32).T.contiguous()
+        for name in ("hue", "sat", "low", "keep", "shift"):
+            setattr(self, name, getattr(self, name).to(device))
+
+    _cache: dict[str, _PilHueTables] = {}
+
+    @classmethod
+    def on(cls, device: torch.device) -> _PilHueTables:
+        key = str(device)
+        if key not in cls._cache:
+            cls._cache[key] = cls(device)
+        return cls._cache[key]
+
+
+def _pil_adjust_hue(levels: torch.Tensor, shifts: torch.Tensor) -> None:
+    """torchvision's `adjust_hue` on PIL images, on (K, 3, T, H, W) levels in place: PIL's RGB -> HSV
+    (8-bit H, S, V), H + shifts[k] modulo 256 (numpy's uint8 wrap-around), PIL's HSV -> RGB; PIL's
+    result bit for bit (its float and double arithmetic is in the tables of `_PilHueTables`)."""
+    tables = _PilHueTables.on(levels.device)
+    r, g, b = levels.to(torch.int32).unbind(1)  # (K, T, H, W) each
+    shape = r.shape
+
+    def look(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(table, 0, index.view(-1)).view(shape)  # int32 indices: the fastest lookup
+
+    v = torch.maximum(torch.maximum(r, g), b)
+    chroma = v - torch.minimum(torch.minimum(r, g), b)
+    h = look(tables.hue, (r - g).mul_(511).add_(r - b).add_(255 * 512))
+    s = look(tables.sat, chroma.add_(v, alpha=256))
+    h.add_(shifts.to(device=levels.device, dtype=torch.int32).view(-1, 1, 1, 1)).bitwise_and_(255)
+    low = look(tables.low, v * 256 + s)
+    # C's round(v * keep) of every (V, S, H): floor(x + 0.5) gives it exactly (checked for all 2**24)
+    middle = look(tables.keep, s.mul_(256).add_(h)).mul_(v).add_(0.5).floor_().to(torch.int32)
+    packed = v.add_(middle.bitwise_left_shift_(8)).add_(low.bitwise_left_shift_(16))  # V | middle | p, a byte each
+    for channel in range(3):
+        levels[:, channel].copy_(packed.bitwise_right_shift(look(tables.shift[channel], h)).bitwise_and_(255))
+
+
+def _pil_color_jitter(levels: torch.Tensor, params: Sequence[ClipParams]) -> None:
+    """torchvision's ColorJitter on PIL images, frame by frame, on (K, 3, T, H, W) levels in place:
+    clip k as `params[k]` draws it (the same factors for all its frames), the four steps in its
+    order, each one 8-bit as PIL's. Clips that share an order take each step together."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k, p in enumerate(params):
+        if p.jitter is not None:
+            groups.setdefault(p.jitter_order, []).append(k)
+    for order, clips in groups.items():
+        whole = len(clips) == len(levels)
+        x = levels if whole else levels[torch.tensor(clips, device=levels.device)]
+        draws = [params[k].jitter for k in clips]
+        brightness, contrast, saturation = torch.tensor(  # C floats, as PIL's blend takes its factor
+            [[d[0] for d in draws], [d[1] for d in draws], [d[2] for d in draws]],
+            dtype=torch.float32).view(3, -1, 1, 1, 1, 1).to(levels.device)
+        shifts = torch.tensor([int(d[3] * 255) % 256 for d in draws], device=levels.device)  # numpy's uint8 cast
+        for step in order:
+            if step == 0:
+                _pil_blend(x, 0.0, brightness)
+            elif step == 1:  # each frame's own pivot: int(mean of its L image + 0.5)
+                luma = _pil_luma(x).to(torch.int64)
+                n = luma.shape[-1] * luma.shape[-2]
+                pivot = (luma.sum(dim=(-2, -1), keepdim=True) * 2 + n).div_(2 * n, rounding_mode="floor")
+                _pil_blend(x, pivot.to(torch.float32), contrast)
+            elif step == 2:
+                _pil_blend(x, _pil_luma(x), saturation)
+            else:
+                _pil_adjust_hue(x, shifts)
+        if not whole:
+            levels[torch.tensor(clips, device=levels.device)] = x
+
+
 def transforms_from_config(data_cfg, colour_augmentation: bool = True) -> tuple[ClipTransform, ClipTransform]:
     """(training transform, evaluation transform) for a `DataConfig`.
 
@@ -268,11 +447,11 @@ def transforms_from_config(data_cfg, colour_augmentation: bool = True) -> tuple[
     (crop and flip only). The evaluation transform is the centre crop, never augmented.
     """
     common = dict(resize=tuple(data_cfg.resize), crop=data_cfg.crop, mean=data_cfg.mean, std=data_cfg.std,
-                  modality=data_cfg.modality)
+                  modality=data_cfg.modality, antialias=getattr(data_cfg, "resize_antialias", False))
     train = ClipTransform(train=True, flip=data_cfg.flip,
                           color_jitter=data_cfg.color_jitter if colour_augmentation else 0.0,
                           grayscale=data_cfg.grayscale if colour_augmentation else 0.0,
                           blur=data_cfg.blur if colour_augmentation else 0.0, jitter_order=data_cfg.jitter_order,
-                          **common)
+                          jitter_style=getattr(data_cfg, "jitter_style", "clip"), **common)
     evaluate = ClipTransform(train=False, flip=False, color_jitter=0.0, grayscale=0.0, **common)
     return train, evaluate
