@@ -15,6 +15,7 @@ from vidkd.apps.grid import plan_experiment, run_experiment
 from vidkd.apps.pretrain import pretrain, resume
 from vidkd.config import EVAL_PROTOCOLS, load_config
 from vidkd.data.check import check_dataset, format_report
+from vidkd.data.datasets import LAYOUTS
 from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, prepare_dataset
 from vidkd.data.prepare import format_summary as format_prepare_summary
 from vidkd.data.sampling import TupleSpec, min_tuple_frames
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     c = data_sub.add_parser("check", help="count videos per split/class and list unusable files")
     c.add_argument("root")
-    c.add_argument("--layout", default="auto", choices=["auto", "ucf101", "hmdb51", "folder"])
+    c.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS])
     c.add_argument("--split", type=int, default=1, choices=[1, 2, 3])
     c.add_argument("--min-frames", type=int, default=None,
                    help="frames a video needs (default: what a tuple of --config needs, e.g. 3 x 16 = 48)")
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "settings) or pcl (the reference PCL code's retrieval and fine-tuning, every setting fixed; "
                    "docs/evaluation.md); shorthand for --set eval.protocol=RECIPE")
     p.add_argument("--data", help="dataset root (default: the run's data.root)")
-    p.add_argument("--layout", default=None, choices=["auto", "ucf101", "hmdb51", "folder"])
+    p.add_argument("--layout", default=None, choices=["auto", *LAYOUTS])
     p.add_argument("--split", type=int, default=None, choices=[1, 2, 3])
     p.add_argument("--fraction", type=float, default=None, help="labelled fraction for linear/finetune "
                    "(default: eval.fraction; eval.finetune_fraction for finetune when set)")

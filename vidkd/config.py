@@ -28,7 +28,7 @@ log = logging.getLogger("vidkd.config")
 @dataclass
 class DataConfig:
     root: str = "data/synthetic"
-    layout: str = "auto"  # auto | ucf101 | hmdb51 | folder
+    layout: str = "auto"  # auto | ucf101 | hmdb51 | folder | kinetics | ssv2
     split: int = 1  # official split 1, 2 or 3
     clip_len: int = 16
     interval: int = 8  # frames between consecutive clips of a tuple
@@ -614,7 +614,7 @@ def _one_of(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
 
 
 def validate(cfg: Config) -> None:
-    _one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder"))
+    _one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder", "kinetics", "ssv2"))
     _one_of("data.split", cfg.data.split, (1, 2, 3))
     _one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
     _one_of("data.jitter_order", cfg.data.jitter_order, ("fixed", "random"))

@@ -5,6 +5,8 @@ UCF101: ROOT/videos/<Class>/v_<Class>_gGG_cCC.avi, ROOT/splits/classInd.txt ("1 
 HMDB51: ROOT/videos/<class>/<name>.avi, ROOT/splits/<class>_test_split{1,2,3}.txt
         ("<name>.avi 1" train, "2" test, "0" unused).
 folder: ROOT/<Class>/*.{mp4,avi,mkv,webm,mov}; a seeded hold-out of whole groups per class.
+kinetics: ROOT/annotations/{train,validate}.csv, ROOT/videos/...; ssv2: ROOT/labels.json, train.json,
+        validation.json, ROOT/videos/<id>.webm (both read by vidkd.data.layouts).
 Labels are 0-based. See docs/data.md.
 """
 
@@ -35,7 +37,7 @@ from vidkd.errors import DatasetError, VideoDecodeError
 log = logging.getLogger("vidkd.data")
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
-LAYOUTS = ("ucf101", "hmdb51", "folder")
+LAYOUTS = ("ucf101", "hmdb51", "folder", "kinetics", "ssv2")
 _GROUP_RE = re.compile(r"_(g\d+)_", re.IGNORECASE)
 CACHE_DIR_NAME = ".vidkd_cache"
 
@@ -70,36 +72,70 @@ class VideoSplit:
         return len(self.class_names)
 
 
+# The folders inside a dataset root that a user may pass by mistake, and what the root holds.
+_INNER_FOLDERS = {"ucf101": ("videos", "splits"), "hmdb51": ("videos", "splits"),
+                  "kinetics": ("videos", "annotations"), "ssv2": ("videos", "20bn-something-something-v2")}
+_HOLDS = {"ucf101": "videos/ and splits/", "hmdb51": "videos/ and splits/",
+          "kinetics": "annotations/ and videos/", "ssv2": "labels.json, train.json and validation.json"}
+_NAMES = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kinetics": "Kinetics", "ssv2": "Something-Something v2"}
+KINETICS_ANNOTATIONS = {"train": ("train.csv",), "test": ("validate.csv", "val.csv")}
+
+
 def _parent_hint(root: Path) -> str | None:
-    """The error for a root that is the videos/ (or splits/) folder of a dataset one level up."""
-    if root.name not in ("videos", "splits"):
+    """The error for a root that is an inner folder (videos/, splits/, ...) of a dataset one level up."""
+    if not any(root.name in names for names in _INNER_FOLDERS.values()):
         return None
-    splits = root.parent / "splits"
-    if (splits / "classInd.txt").is_file():
-        kind = "UCF101"
-    elif splits.is_dir() and any(splits.glob("*_test_split*.txt")):
-        kind = "HMDB51"
-    else:
+    kind = _layout_on_disk(root.parent)
+    if kind is None or root.name not in _INNER_FOLDERS[kind]:
         return None
-    return (f"{root} is the {root.name}/ folder of the {kind} dataset at {root.parent}; pass {root.parent} "
-            f"as the dataset root (the folder that holds videos/ and splits/)")
+    return (f"{root} is the {root.name}/ folder of the {_NAMES[kind]} dataset at {root.parent}; pass {root.parent} "
+            f"as the dataset root (the folder that holds {_HOLDS[kind]})")
+
+
+def kinetics_annotation(root: Path, subset: str) -> Path | None:
+    """ROOT/annotations/train.csv (subset 'train') or validate.csv / val.csv ('test'), when it exists."""
+    for name in KINETICS_ANNOTATIONS[subset]:
+        path = root / "annotations" / name
+        if path.is_file():
+            return path
+    return None
 
 
 def _layout_on_disk(root: Path) -> str | None:
-    """'ucf101' or 'hmdb51' from the split files under ROOT/splits, else None."""
+    """The layout its annotation files name (a few stats, no listing of the videos), else None.
+
+    ucf101: splits/classInd.txt; hmdb51: splits/*_test_split*.txt; kinetics: annotations/train.csv
+    (or validate.csv, val.csv); ssv2: labels.json beside train.json or validation.json.
+    """
     splits = root / "splits"
     if (splits / "classInd.txt").is_file():
         return "ucf101"
     if splits.is_dir() and any(splits.glob("*_test_split*.txt")):
         return "hmdb51"
+    if kinetics_annotation(root, "train") or kinetics_annotation(root, "test"):
+        return "kinetics"
+    if (root / "labels.json").is_file() and ((root / "train.json").is_file() or (root / "validation.json").is_file()):
+        return "ssv2"
     return None
 
 
-_LAYOUT_HINTS = {"ucf101": "UCF101 (splits/classInd.txt)", "hmdb51": "HMDB51 (splits/*_test_split*.txt)"}
+_LAYOUT_HINTS = {"ucf101": "UCF101 (splits/classInd.txt)", "hmdb51": "HMDB51 (splits/*_test_split*.txt)",
+                 "kinetics": "Kinetics (annotations/train.csv)",
+                 "ssv2": "Something-Something v2 (labels.json, train.json)"}
+
+
+def looks_like(root: Path, expected: str) -> str | None:
+    """'ROOT looks like <layout> (...); set data.layout=<layout> (or auto)' when ROOT is another layout."""
+    layout = _layout_on_disk(root)
+    if layout is None or layout == expected:
+        return None
+    return f"{root} looks like {_LAYOUT_HINTS[layout]}, not {_NAMES.get(expected, expected)}; " \
+           f"set data.layout={layout} (or auto)"
 
 
 def detect_layout(root: str | Path) -> str:
-    """'ucf101' (splits/classInd.txt), 'hmdb51' (splits/*_test_split*.txt) or 'folder' (ROOT/<Class>/videos)."""
+    """'ucf101' (splits/classInd.txt), 'hmdb51' (splits/*_test_split*.txt), 'kinetics' (annotations/train.csv),
+    'ssv2' (labels.json + train.json) or 'folder' (ROOT/<Class>/videos)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a directory; pass the folder that holds videos/ and splits/")
@@ -112,7 +148,8 @@ def detect_layout(root: str | Path) -> str:
     if any(_folder_videos(d) for d in _class_dirs(root)):
         return "folder"
     raise DatasetError(
-        f"no dataset found at {root}: expected splits/classInd.txt (UCF101), splits/*_test_split1.txt (HMDB51) "
+        f"no dataset found at {root}: expected splits/classInd.txt (UCF101), splits/*_test_split1.txt (HMDB51), "
+        f"annotations/train.csv (Kinetics), labels.json with train.json (Something-Something v2) "
         f"or one sub-folder of videos per class; see docs/data.md")
 
 
@@ -132,14 +169,21 @@ def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: 
         layout = detect_layout(root)
     elif not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a directory")
-    elif layout in ("ucf101", "hmdb51") and _parent_hint(root):
+    elif layout in _INNER_FOLDERS and _parent_hint(root):
         raise DatasetError(_parent_hint(root))
+    if layout in ("kinetics", "ssv2") and split != 1:
+        raise DatasetError(f"{_NAMES[layout]} has one official split (train and validation); split must be 1, "
+                           f"got {split}")
     if layout == "ucf101":
         result = _load_ucf101(root, subset, split)
     elif layout == "hmdb51":
         result = _load_hmdb51(root, subset, split)
     elif layout == "folder":
         result = _load_folder(root, subset, split, seed, test_fraction)
+    elif layout in ("kinetics", "ssv2"):
+        from vidkd.data import layouts  # it builds on this module's records and checks
+
+        result = layouts.load_kinetics(root, subset) if layout == "kinetics" else layouts.load_ssv2(root, subset)
     else:
         raise DatasetError(f"unknown layout {layout!r}; use one of auto, {', '.join(LAYOUTS)}")
     if not result.records:
@@ -164,7 +208,10 @@ def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
 
 
 def _check_missing(root: Path, subset: str, listed: int, missing: list[str]) -> None:
-    """A few listed-but-absent videos are a warning; most of them absent means a wrong root."""
+    """A few listed-but-absent videos are a warning; most of them absent means a wrong root.
+
+    (Kinetics and Something-Something v2 have their own rule: vidkd.data.layouts.check_missing.)
+    """
     if not missing:
         return
     if len(missing) * 2 > listed:
@@ -210,6 +257,8 @@ def _load_ucf101(root: Path, subset: str, split: int) -> VideoSplit:
     if not class_file.is_file() and _layout_on_disk(root) == "hmdb51":
         raise DatasetError(f"{root} looks like HMDB51 (it has splits/*_test_split*.txt but no UCF101 classInd.txt); "
                            "set data.layout=hmdb51 (or auto)")
+    if not class_file.is_file() and looks_like(root, "ucf101"):
+        raise DatasetError(looks_like(root, "ucf101"))
     index: dict[str, int] = {}
     name_line: dict[str, int] = {}
     number_line: dict[int, tuple[int, str]] = {}
@@ -270,6 +319,8 @@ def _load_hmdb51(root: Path, subset: str, split: int) -> VideoSplit:
         if _layout_on_disk(root) == "ucf101":
             raise DatasetError(f"{root} looks like UCF101 (it has splits/classInd.txt and no HMDB51 "
                                f"*_test_split{split}.txt files); set data.layout=ucf101 (or auto)")
+        if looks_like(root, "hmdb51"):
+            raise DatasetError(looks_like(root, "hmdb51"))
         raise DatasetError(f"no {splits}/*_test_split{split}.txt files; get the official HMDB51 splits (see docs/data.md)")
     suffix = f"_test_split{split}.txt"
     class_names = sorted(f.name[: -len(suffix)] for f in files)
@@ -310,11 +361,13 @@ def _load_folder(root: Path, subset: str, split: int, seed: int, test_fraction: 
         raise DatasetError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     classes = [(d.name, _folder_videos(d)) for d in _class_dirs(root)]
     classes = [(name, videos) for name, videos in classes if videos]
-    if not classes:
+    inner = {"videos", "annotations", "20bn-something-something-v2"}
+    if not classes or all(name in inner for name, _ in classes):  # Kinetics' or SSv2's flat videos/ is no class
         layout = _layout_on_disk(root)
         if layout:
             raise DatasetError(f"{root} looks like {_LAYOUT_HINTS[layout]}, not a folder of classes; "
                                f"set data.layout={layout} (or auto)")
+    if not classes:
         raise DatasetError(f"{root}: no class folders with videos ({', '.join(VIDEO_EXTENSIONS)})")
     class_names = [name for name, _ in classes]
     records = []
