@@ -30,107 +30,18 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from vidkd.data import layouts
+from vidkd.data.records import (INNER_FOLDERS, LAYOUT_HINTS, LAYOUT_NAMES, VIDEO_EXTENSIONS, VideoRecord, VideoSplit,
+                                layout_on_disk, looks_like, parent_hint)
 from vidkd.data.textfiles import inside, read_lines
 from vidkd.data.video import VideoInfo, probe_video
 from vidkd.errors import DatasetError, VideoDecodeError
 
 log = logging.getLogger("vidkd.data")
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 LAYOUTS = ("ucf101", "hmdb51", "folder", "kinetics", "ssv2")
 _GROUP_RE = re.compile(r"_(g\d+)_", re.IGNORECASE)
 CACHE_DIR_NAME = ".vidkd_cache"
-
-
-@dataclass(frozen=True, slots=True)
-class VideoRecord:
-    """One video of a split. `group` ties together clips of one recording (never split apart)."""
-
-    path: Path
-    label: int
-    group: str
-    num_frames: int | None = None
-
-
-@dataclass
-class VideoSplit:
-    """The videos of one subset (train or test) of one split, with the class names."""
-
-    records: list[VideoRecord]
-    class_names: list[str]
-    root: Path
-    layout: str
-    subset: str = "train"
-    split: int = 1
-    missing: list[str] = field(default_factory=list)  # listed in a split file but not on disk
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
-# The folders inside a dataset root that a user may pass by mistake, and what the root holds.
-_INNER_FOLDERS = {"ucf101": ("videos", "splits"), "hmdb51": ("videos", "splits"),
-                  "kinetics": ("videos", "annotations"), "ssv2": ("videos", "20bn-something-something-v2")}
-_HOLDS = {"ucf101": "videos/ and splits/", "hmdb51": "videos/ and splits/",
-          "kinetics": "annotations/ and videos/", "ssv2": "labels.json, train.json and validation.json"}
-_NAMES = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kinetics": "Kinetics", "ssv2": "Something-Something v2"}
-KINETICS_ANNOTATIONS = {"train": ("train.csv",), "test": ("validate.csv", "val.csv")}
-
-
-def _parent_hint(root: Path) -> str | None:
-    """The error for a root that is an inner folder (videos/, splits/, ...) of a dataset one level up."""
-    if not any(root.name in names for names in _INNER_FOLDERS.values()):
-        return None
-    kind = _layout_on_disk(root.parent)
-    if kind is None or root.name not in _INNER_FOLDERS[kind]:
-        return None
-    return (f"{root} is the {root.name}/ folder of the {_NAMES[kind]} dataset at {root.parent}; pass {root.parent} "
-            f"as the dataset root (the folder that holds {_HOLDS[kind]})")
-
-
-def kinetics_annotation(root: Path, subset: str) -> Path | None:
-    """ROOT/annotations/train.csv (subset 'train') or validate.csv / val.csv ('test'), when it exists."""
-    for name in KINETICS_ANNOTATIONS[subset]:
-        path = root / "annotations" / name
-        if path.is_file():
-            return path
-    return None
-
-
-def _layout_on_disk(root: Path) -> str | None:
-    """The layout its annotation files name (a few stats, no listing of the videos), else None.
-
-    ucf101: splits/classInd.txt; hmdb51: splits/*_test_split*.txt; kinetics: annotations/train.csv
-    (or validate.csv, val.csv); ssv2: labels.json beside train.json or validation.json.
-    """
-    splits = root / "splits"
-    if (splits / "classInd.txt").is_file():
-        return "ucf101"
-    if splits.is_dir() and any(splits.glob("*_test_split*.txt")):
-        return "hmdb51"
-    if kinetics_annotation(root, "train") or kinetics_annotation(root, "test"):
-        return "kinetics"
-    if (root / "labels.json").is_file() and ((root / "train.json").is_file() or (root / "validation.json").is_file()):
-        return "ssv2"
-    return None
-
-
-_LAYOUT_HINTS = {"ucf101": "UCF101 (splits/classInd.txt)", "hmdb51": "HMDB51 (splits/*_test_split*.txt)",
-                 "kinetics": "Kinetics (annotations/train.csv)",
-                 "ssv2": "Something-Something v2 (labels.json, train.json)"}
-
-
-def looks_like(root: Path, expected: str) -> str | None:
-    """'ROOT looks like <layout> (...); set data.layout=<layout> (or auto)' when ROOT is another layout."""
-    layout = _layout_on_disk(root)
-    if layout is None or layout == expected:
-        return None
-    return f"{root} looks like {_LAYOUT_HINTS[layout]}, not {_NAMES.get(expected, expected)}; " \
-           f"set data.layout={layout} (or auto)"
 
 
 def detect_layout(root: str | Path) -> str:
@@ -139,10 +50,10 @@ def detect_layout(root: str | Path) -> str:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a directory; pass the folder that holds videos/ and splits/")
-    hint = _parent_hint(root)
+    hint = parent_hint(root)
     if hint:
         raise DatasetError(hint)
-    layout = _layout_on_disk(root)
+    layout = layout_on_disk(root)
     if layout:
         return layout
     if any(_folder_videos(d) for d in _class_dirs(root)):
@@ -169,10 +80,10 @@ def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: 
         layout = detect_layout(root)
     elif not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a directory")
-    elif layout in _INNER_FOLDERS and _parent_hint(root):
-        raise DatasetError(_parent_hint(root))
+    elif layout in INNER_FOLDERS and parent_hint(root):
+        raise DatasetError(parent_hint(root))
     if layout in ("kinetics", "ssv2") and split != 1:
-        raise DatasetError(f"{_NAMES[layout]} has one official split (train and validation); split must be 1, "
+        raise DatasetError(f"{LAYOUT_NAMES[layout]} has one official split (train and validation); split must be 1, "
                            f"got {split}")
     if layout == "ucf101":
         result = _load_ucf101(root, subset, split)
@@ -181,8 +92,6 @@ def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: 
     elif layout == "folder":
         result = _load_folder(root, subset, split, seed, test_fraction)
     elif layout in ("kinetics", "ssv2"):
-        from vidkd.data import layouts  # it builds on this module's records and checks
-
         result = layouts.load_kinetics(root, subset) if layout == "kinetics" else layouts.load_ssv2(root, subset)
     else:
         raise DatasetError(f"unknown layout {layout!r}; use one of auto, {', '.join(LAYOUTS)}")
@@ -254,7 +163,7 @@ class _FileIndex:
 
 def _load_ucf101(root: Path, subset: str, split: int) -> VideoSplit:
     class_file = root / "splits" / "classInd.txt"
-    if not class_file.is_file() and _layout_on_disk(root) == "hmdb51":
+    if not class_file.is_file() and layout_on_disk(root) == "hmdb51":
         raise DatasetError(f"{root} looks like HMDB51 (it has splits/*_test_split*.txt but no UCF101 classInd.txt); "
                            "set data.layout=hmdb51 (or auto)")
     if not class_file.is_file() and looks_like(root, "ucf101"):
@@ -316,7 +225,7 @@ def _load_hmdb51(root: Path, subset: str, split: int) -> VideoSplit:
     splits = root / "splits"
     files = sorted(splits.glob(f"*_test_split{split}.txt"))
     if not files:
-        if _layout_on_disk(root) == "ucf101":
+        if layout_on_disk(root) == "ucf101":
             raise DatasetError(f"{root} looks like UCF101 (it has splits/classInd.txt and no HMDB51 "
                                f"*_test_split{split}.txt files); set data.layout=ucf101 (or auto)")
         if looks_like(root, "hmdb51"):
@@ -363,9 +272,9 @@ def _load_folder(root: Path, subset: str, split: int, seed: int, test_fraction: 
     classes = [(name, videos) for name, videos in classes if videos]
     inner = {"videos", "annotations", "20bn-something-something-v2"}
     if not classes or all(name in inner for name, _ in classes):  # Kinetics' or SSv2's flat videos/ is no class
-        layout = _layout_on_disk(root)
+        layout = layout_on_disk(root)
         if layout:
-            raise DatasetError(f"{root} looks like {_LAYOUT_HINTS[layout]}, not a folder of classes; "
+            raise DatasetError(f"{root} looks like {LAYOUT_HINTS[layout]}, not a folder of classes; "
                                f"set data.layout={layout} (or auto)")
     if not classes:
         raise DatasetError(f"{root}: no class folders with videos ({', '.join(VIDEO_EXTENSIONS)})")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from vidkd.data.datasets import VIDEO_EXTENSIONS, VideoRecord, VideoSplit, kinetics_annotation, looks_like
+from vidkd.data.records import VIDEO_EXTENSIONS, VideoRecord, VideoSplit, kinetics_annotation, looks_like
 from vidkd.data.textfiles import decode_text, inside
 from vidkd.errors import DatasetError
 
