@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vidkd.data.records import VIDEO_EXTENSIONS, VideoRecord, VideoSplit, kinetics_annotation, looks_like
-from vidkd.data.textfiles import decode_text, inside
+from vidkd.data.textfiles import inside, read_text
 from vidkd.errors import DatasetError
 
 log = logging.getLogger("vidkd.data")
@@ -160,18 +160,6 @@ def check_missing(layout: str, subset: str, listed: int, missing: list[str], lis
 # Kinetics
 
 
-def _read_text(path: Path, what: str, hint: str) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"missing {what} {path}; {hint}") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{what} {path} is a directory, not a file") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    return decode_text(data, path)
-
-
 def _seconds(value: str, path: Path, line: int, column: str) -> str:
     """'14' -> '000014' (as in the file names); '14.0' is accepted; anything else is an error."""
     value = value.strip()
@@ -238,7 +226,7 @@ def read_kinetics_csv(path: Path) -> KineticsCSV:
     line. A missing column is a DatasetError naming the file and the columns found; the rows are
     checked as they are used (`KineticsCSV.parse`).
     """
-    text = _read_text(path, "Kinetics annotation file", "see docs/data.md (Kinetics)")
+    text = read_text(path, "Kinetics annotation file", "see docs/data.md (Kinetics)")
     rows = list(csv.reader(io.StringIO(text, newline="")))
     first = next((j for j, row in enumerate(rows) if any(cell.strip() for cell in row)), None)
     if first is None:
@@ -372,7 +360,7 @@ def _load_kinetics(root: Path, subset: str) -> VideoSplit:
 
 def read_json(path: Path, what: str) -> Any:
     """A JSON file in any encoding `decode_text` reads; DatasetError naming the file and line otherwise."""
-    text = _read_text(path, what, "see docs/data.md (Something-Something v2)")
+    text = read_text(path, what, "see docs/data.md (Something-Something v2)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -79,8 +79,8 @@ def decode_text(data: bytes, path: str | Path) -> str:
     return text
 
 
-def read_lines(path: str | Path, what: str, hint: str = "see docs/data.md") -> list[tuple[int, str]]:
-    """The non-blank lines of a text file as (1-based line number, stripped text).
+def read_text(path: str | Path, what: str, hint: str = "see docs/data.md") -> str:
+    """A text file (split, annotation, label list) as editors save it, decoded (see `decode_text`).
 
     DatasetError (one line) when the file is missing, unreadable or not text; `hint` is appended
     to the missing-file message.
@@ -94,7 +94,16 @@ def read_lines(path: str | Path, what: str, hint: str = "see docs/data.md") -> l
         raise DatasetError(f"{what} {path} is a directory, not a file") from None
     except OSError as exc:
         raise DatasetError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    text = decode_text(data, path)
+    return decode_text(data, path)
+
+
+def read_lines(path: str | Path, what: str, hint: str = "see docs/data.md") -> list[tuple[int, str]]:
+    """The non-blank lines of a text file as (1-based line number, stripped text).
+
+    DatasetError (one line) when the file is missing, unreadable or not text; `hint` is appended
+    to the missing-file message.
+    """
+    text = read_text(path, what, hint)
     out = []
     for n, line in enumerate(_NEWLINE.split(text), 1):
         line = line.replace("\ufeff", "").strip()

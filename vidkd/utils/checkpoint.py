@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -59,28 +60,29 @@ def save_checkpoint(
     The previous checkpoint is removed only once the new one is in place, so whatever moment a
     crash hits, `find_checkpoint` finds a complete checkpoint (the new one or the previous).
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp.", dir=directory.parent))
-    try:
+    with _staged(Path(directory)) as tmp:
         save_weights(model_state, tmp / WEIGHTS_FILE)
         atomic_write_json(tmp / META_FILE, meta)
         if trainer_state is not None:
             atomic_torch_save(trainer_state, tmp / TRAINER_FILE)
-        _swap_in(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def copy_checkpoint(source: Path, directory: Path) -> None:
     """Copy the checkpoint directory `source` to `directory`, as atomically as `save_checkpoint` writes."""
-    directory = Path(directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp.", dir=directory.parent))
-    try:
+    with _staged(Path(directory)) as tmp:
         for name in (WEIGHTS_FILE, META_FILE, TRAINER_FILE):
             if (Path(source) / name).is_file():
                 shutil.copy2(Path(source) / name, tmp / name)
+
+
+@contextmanager
+def _staged(directory: Path) -> Iterator[Path]:
+    """A temporary directory beside `directory` to write a checkpoint into: swapped in whole when the
+    block succeeds, removed when it fails."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp.", dir=directory.parent))
+    try:
+        yield tmp
         _swap_in(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
