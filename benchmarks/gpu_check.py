@@ -411,6 +411,33 @@ def resume_rows(sizes: Sizes, data_root: Path, work: Path, started: float, budge
     return rows
 
 
+def augmentation_row(sizes: Sizes, data_root: Path) -> dict:
+    """`data.transform_device: model` on this device against the CPU path, from the same draws: the
+    reference preset's augmentation (PIL-style jitter, blur, VCP, residual) of 8 tuples."""
+    from vidkd.config import load_config
+    from vidkd.data.datasets import load_split
+    from vidkd.data.loaders import TupleDataset
+    from vidkd.data.sampling import TupleSpec
+    from vidkd.data.transforms import transforms_from_config
+
+    cfg = load_config("pcl_r3d_ucf101", overrides(sizes, data_root))
+    transform, _ = transforms_from_config(cfg.data)
+    spec = TupleSpec(cfg.data.clip_len, cfg.data.interval, cfg.data.tuple_len, starts=cfg.data.tuple_starts)
+    dataset = TupleDataset(load_split(data_root, "train"), spec, transform, seed=0, progress=False, deferred=True)
+    dataset.set_epoch(1)
+    batch = dataset.collate(dataset.__getitems__(list(range(min(8, len(dataset))))))
+    on_cpu = batch["pending"].finish(batch["crops"])
+    on_device = batch["pending"].finish(batch["crops"].to(sizes.device)).cpu()
+    difference = (on_cpu - on_device).abs()
+    level = 1.0 / 255 / min(cfg.data.std)  # one 8-bit level after normalisation
+    ok = float(difference.mean()) < 1e-4 and float(difference.max()) <= 2 * level + 1e-6
+    return {"check": f"augmentation on {sizes.device} == on the CPU (same draws, reference preset, 8 tuples)",
+            "result": "within float tolerance" if ok else "DIFFERENT", "ok": ok,
+            "note": f"max |diff| {float(difference.max()):.2e} (one 8-bit level: {level:.3f}), mean "
+                    f"{float(difference.mean()):.2e}, {float((difference > 1e-4).float().mean()) * 100:.3f}% of values "
+                    "beyond 1e-4"}
+
+
 # ----------------------------------------------------------------------------- output
 def fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
@@ -501,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         checks = [torchrun_row(sizes, data_root, work)]
         print(f"  [{time.perf_counter() - started:5.0f} s] {checks[-1]['result']}: {checks[-1]['note']}", flush=True)
         checks += resume_rows(sizes, data_root, work, started, args.budget_s)
+        checks.append(augmentation_row(sizes, data_root))
         for c in checks[1:]:
             print(f"  [{time.perf_counter() - started:5.0f} s] {c['result']}: {c['note']}", flush=True)
         lines = table(rows, checks, sizes)

@@ -45,6 +45,7 @@ def test_dry_run_cpu_runs_every_row_and_writes_the_report_elsewhere(tmp_path):
             assert all(" — | — | — |" not in r or "skipped" in r for r in mine), mine
     assert any("torchrun" in r and "| exit 0 |" in r for r in rows), rows
     assert any("--resume" in r and "| identical |" in r for r in rows), rows  # bit-identical on the CPU
+    assert any("augmentation on cpu" in r and "| within float tolerance |" in r for r in rows), rows
     assert "CPU dry run" in text and "python benchmarks/gpu_check.py --dry-run-cpu" in text
     assert "| c3d (cpu, tiny) |" in result.stdout  # the table is printed too
     assert (DOC.read_bytes() if DOC.exists() else None) == doc_before  # docs/gpu.md is not touched

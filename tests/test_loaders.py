@@ -356,3 +356,16 @@ def test_augmentation_deferred_to_the_model_device_gives_the_same_clips(ucf, pre
         labels += batch["pretext_label"].tolist()
     if pretext == "vcp":
         assert 4 in labels and len(set(labels)) > 2  # remote clips and other VCP labels went through it
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.py checks it too)")
+def test_augmentation_on_a_gpu_matches_the_cpu_within_float_tolerance(ucf):
+    transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=0.8, grayscale=0.3, blur=0.5, modality="residual",
+                              jitter_order="random")
+    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, seed=5,
+                           progress=False, deferred=True)
+    dataset.set_epoch(1)
+    batch = dataset.collate(dataset.__getitems__(list(range(len(dataset)))))
+    on_cpu = batch["pending"].finish(batch["crops"])
+    on_gpu = batch["pending"].finish(batch["crops"].cuda()).cpu()
+    assert (on_cpu - on_gpu).abs().max() < 1e-4

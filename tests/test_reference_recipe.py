@@ -95,3 +95,14 @@ def test_evaluate_names_the_recipe_by_name(tmp_path, capsys):
     assert record["settings"]["recipe"] == "pcl"
     with pytest.raises(SystemExit):
         main(["evaluate", str(tmp_path / "run"), "--recipe", "other"])
+
+
+def test_the_pcl_fine_tuning_recipe_says_when_no_reference_script_exists(tmp_path):
+    """PCL's ft_classify.py builds only R3D: on C3D the recipe runs as R3D's and its record says so;
+    the recipe keeps the last, smaller batch as the reference does."""
+    data = make_tiny_dataset(tmp_path / "data")
+    pretrain(tiny_config(data, "train.epochs=1", "train.knn_every=0", "model.arch=c3d"), tmp_path / "c3d")
+    assert main(["evaluate", str(tmp_path / "c3d"), "--protocol", "finetune", "--recipe", "pcl", "--epochs", "1"]) == 0
+    record = json.loads(runs.result_path(runs.eval_dir(tmp_path / "c3d"), "finetune", recipe="pcl").read_text())
+    assert record["settings"]["reference"] == "ft_classify.py's R3D recipe applied to c3d (PCL has no script for it)"
+    assert record["settings"]["drop_last"] is False
