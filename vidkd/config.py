@@ -614,6 +614,15 @@ def _one_of(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
 
 
 def validate(cfg: Config) -> None:
+    """Refuse, with one line naming the key, every value training could not use (in this order)."""
+    _validate_choices(cfg)
+    _validate_ranges(cfg)
+    _validate_rates_and_evaluation(cfg)
+    _validate_objective(cfg)
+    _check_finite(cfg)  # last: the checks above name their own range for NaN where they have one
+
+
+def _validate_choices(cfg: Config) -> None:
     _one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder", "kinetics", "ssv2"))
     _one_of("data.split", cfg.data.split, (1, 2, 3))
     _one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
@@ -636,6 +645,10 @@ def validate(cfg: Config) -> None:
     _one_of("train.amp", cfg.train.amp, ("none", "bf16", "fp16"))
     _one_of("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
     _one_of("train.memory_format", cfg.train.memory_format, ("auto", "channels_last", "contiguous"))
+
+
+def _validate_ranges(cfg: Config) -> None:
+    """Sizes, counts, probabilities and factors of the data, model and schedule."""
     if len(cfg.data.resize) != 2:
         raise ConfigError("config key 'data.resize' needs two numbers [height, width]")
     if min(cfg.data.resize) < 1:
@@ -680,6 +693,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'train.plateau_factor' multiplies the learning rate on a plateau: it must be "
                           f"in (0, 1); got {cfg.train.plateau_factor}")
     check_warmup(cfg.train.warmup_epochs, cfg.train.epochs, "train.epochs")
+
+
+def _validate_rates_and_evaluation(cfg: Config) -> None:
     for key, value in (("train.lr", cfg.train.lr), ("eval.finetune_lr", cfg.eval.finetune_lr)):
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"config key '{key}' must be a positive number; got {value}")
@@ -706,6 +722,10 @@ def validate(cfg: Config) -> None:
                        ("eval.finetune_repeats", cfg.eval.finetune_repeats), ("train.knn_k", cfg.train.knn_k)):
         if value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
+
+
+def _validate_objective(cfg: Config) -> None:
+    """The losses: SSL terms, KD terms and what each needs of the method."""
     ssl = cfg.ssl
     if ssl.pretext == "none" and ssl.contrastive == "none" and cfg.method == "pcl":
         raise ConfigError("ssl.pretext and ssl.contrastive are both 'none'; nothing to learn (turn one on)")
@@ -735,7 +755,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"VCOP orders data.tuple_len clips into tuple_len! classes; use 2..5, got {cfg.data.tuple_len}")
     if cfg.teacher.temperature <= 0:
         raise ConfigError(f"config key 'teacher.temperature' must be positive; got {cfg.teacher.temperature}")
-    _check_finite(cfg)  # last: the checks above name their own range for NaN where they have one
 
 
 def _check_finite(cfg: Any, prefix: str = "") -> None:

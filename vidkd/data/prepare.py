@@ -75,6 +75,23 @@ class PrepareSummary:
     def videos(self) -> int:
         return self.prepared + self.skipped_existing + len(self.failed)
 
+    def add(self, rel: Path, result: tuple[str, str, int, int]) -> None:
+        """Count one video's outcome (`_prepare_video`'s); a disk that cannot be written stops the run."""
+        status, reason, before, after = result
+        if status == "abort":
+            raise VidkdError(f"cannot write {self.dst / rel}: {reason}; free space or fix the directory, then run the "
+                             f"same command again ({self.prepared + self.skipped_existing} videos are done "
+                             "and will be kept)")
+        if status == "failed":
+            self.failed.append((rel.as_posix(), reason))
+            return
+        if status == "prepared":
+            self.prepared += 1
+        else:
+            self.skipped_existing += 1
+        self.bytes_before += before
+        self.bytes_after += after
+
 
 @dataclass(frozen=True)
 class _Settings:
@@ -417,45 +434,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int = DEFAULT_
     summary = PrepareSummary(src=src, dst=dst, layout=layout, short_side=short_side, gop=gop,
                              codec=", ".join(codecs) or "none")
     jobs = [(rel, src / rel, dst / rel) for rel in videos]
-
-    def record(rel: Path, result: tuple[str, str, int, int]) -> None:
-        status, reason, before, after = result
-        if status == "abort":
-            raise VidkdError(f"cannot write {dst / rel}: {reason}; free space or fix the directory, then run the "
-                             f"same command again ({summary.prepared + summary.skipped_existing} videos are done "
-                             "and will be kept)")
-        if status == "failed":
-            summary.failed.append((rel.as_posix(), reason))
-            return
-        if status == "prepared":
-            summary.prepared += 1
-        else:
-            summary.skipped_existing += 1
-        summary.bytes_before += before
-        summary.bytes_after += after
-
-    done_count = 0
-    with tqdm(total=len(jobs), desc="prepare", unit="video", disable=not progress) as bar:
-        def step(rel: Path, result) -> None:
-            nonlocal done_count
-            record(rel, result)
-            done_count += 1
-            bar.update(1)
-            if on_progress is not None:
-                on_progress(done_count, len(jobs))
-
-        if workers <= 1:
-            for rel, s, d in jobs:
-                step(rel, _prepare_video(s, d, settings))
-        else:
-            pool = ProcessPoolExecutor(workers, mp_context=_process_context())
-            try:
-                futures = {pool.submit(_prepare_video, s, d, settings): rel for rel, s, d in jobs}
-                for done in as_completed(futures):
-                    step(futures[done], done.result())
-            finally:
-                # on an error or Ctrl-C: drop what has not started; running workers clean up their temp files
-                pool.shutdown(wait=True, cancel_futures=True)
+    _encode_all(jobs, settings, workers, summary.add, progress, on_progress)
 
     # Split files and everything else last: a DST with its split files is a finished one.
     for rel in others:
@@ -467,6 +446,35 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int = DEFAULT_
     summary.failed.sort()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _encode_all(jobs: list[tuple[Path, Path, Path]], settings: _Settings, workers: int,
+                done: Callable[[Path, tuple[str, str, int, int]], None], progress: bool,
+                on_progress: Callable[[int, int], None] | None) -> None:
+    """`_prepare_video` for every (relative path, source, destination), in `workers` processes;
+    `done(rel, result)` is called with each outcome as it arrives."""
+    count = 0
+    with tqdm(total=len(jobs), desc="prepare", unit="video", disable=not progress) as bar:
+        def step(rel: Path, result: tuple[str, str, int, int]) -> None:
+            nonlocal count
+            done(rel, result)
+            count += 1
+            bar.update(1)
+            if on_progress is not None:
+                on_progress(count, len(jobs))
+
+        if workers <= 1:
+            for rel, source, target in jobs:
+                step(rel, _prepare_video(source, target, settings))
+            return
+        pool = ProcessPoolExecutor(workers, mp_context=_process_context())
+        try:
+            futures = {pool.submit(_prepare_video, source, target, settings): rel for rel, source, target in jobs}
+            for future in as_completed(futures):
+                step(futures[future], future.result())
+        finally:
+            # on an error or Ctrl-C: drop what has not started; running workers clean up their temp files
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def format_summary(summary: PrepareSummary) -> str:
