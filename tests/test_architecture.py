@@ -13,8 +13,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "vidkd"
 
 
-def nested_vidkd_imports(path: Path) -> list[str]:
-    """`import vidkd...` / `from vidkd... import` statements inside a function or class body."""
+def nested_vidkd_imports(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """`import vidkd...` / `from vidkd... import` statements inside a function or class body, as
+    'path relative to `root`:line'."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
     for node in ast.walk(tree):
@@ -26,7 +27,7 @@ def nested_vidkd_imports(path: Path) -> list[str]:
                 elif isinstance(inner, ast.Import):
                     module = ",".join(alias.name for alias in inner.names)
                 if module is not None and "vidkd" in module.split(".")[0].split(","):
-                    found.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}")
+                    found.append(f"{path.relative_to(root)}:{inner.lineno}")
     return found
 
 
@@ -37,12 +38,12 @@ def test_no_function_level_vidkd_imports_outside_the_cli():
 
 
 def test_the_check_finds_a_nested_import(tmp_path):
-    sample = PACKAGE / "_nested_import_sample.py"
-    try:
-        sample.write_text("def f():\n    from vidkd.errors import VidkdError\n    return VidkdError\n")
-        assert nested_vidkd_imports(sample) == ["vidkd/_nested_import_sample.py:2"]
-    finally:
-        sample.unlink()
+    sample = tmp_path / "vidkd" / "_nested_import_sample.py"  # nothing is written into the package
+    sample.parent.mkdir()
+    sample.write_text("def f():\n    from vidkd.errors import VidkdError\n    return VidkdError\n")
+    assert nested_vidkd_imports(sample, tmp_path) == ["vidkd/_nested_import_sample.py:2"]
+    sample.write_text("from vidkd.errors import VidkdError\n\ndef f():\n    return VidkdError\n")
+    assert nested_vidkd_imports(sample, tmp_path) == []
 
 
 @pytest.mark.skipif(shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None,

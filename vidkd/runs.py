@@ -313,6 +313,23 @@ def experiment_run_dir(experiment_dir: Path, run_name: str) -> Path:
     return Path(experiment_dir) / RUNS_DIR / run_name
 
 
+def baseline_run_name(arch: str, seed: int) -> str:
+    """`baseline_<arch>_s<seed>`: an experiment's run of `arch` trained from scratch."""
+    return f"baseline_{arch}_s{seed}"
+
+
+def student_run_name(teacher_arch: str, student_arch: str, seed: int) -> str:
+    """`kd_<teacher>_to_<student>_s<seed>`: an experiment's student of the baseline of that seed."""
+    return f"kd_{teacher_arch}_to_{student_arch}_s{seed}"
+
+
+DEMO_DATA_DIR = "data"  # the demo's synthetic dataset, inside its --out
+
+
+def demo_data_dir(demo_dir: Path) -> Path:
+    return Path(demo_dir) / DEMO_DATA_DIR
+
+
 RANDOM_INIT_PREFIX = "random_"
 
 

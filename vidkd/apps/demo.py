@@ -35,7 +35,7 @@ def _run_demo(out: Path, data_root: Path | None, overrides: list[str] | None,
               on_step: Callable[[str], None]) -> Path:
     start = time.perf_counter()
     given = data_root is not None
-    data_root = Path(data_root) if given else out / "data"
+    data_root = Path(data_root) if given else runs.demo_data_dir(out)
     if not given or not data_root.exists():  # the built-in dataset, written once and reused
         on_step(f"[1/3] synthetic dataset at {data_root}")
         try:

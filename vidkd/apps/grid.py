@@ -54,13 +54,13 @@ def plan_runs(exp: ExperimentConfig) -> list[PlannedRun]:
     planned: list[PlannedRun] = []
     for seed in exp.seeds:
         for arch in exp.baselines:
-            planned.append(PlannedRun(f"baseline_{arch}_s{seed}", "baseline", arch, seed))
+            planned.append(PlannedRun(runs.baseline_run_name(arch, seed), "baseline", arch, seed))
     pairs = [(t, s) for t in exp.teachers for s in exp.students]
     ordered = [p for p in pairs if p[0] == p[1]] + [p for p in pairs if p[0] != p[1]]
     for seed in exp.seeds:
         for teacher, student in ordered:
-            planned.append(PlannedRun(f"kd_{teacher}_to_{student}_s{seed}", "student", student, seed,
-                                   teacher_arch=teacher, teacher_run=f"baseline_{teacher}_s{seed}"))
+            planned.append(PlannedRun(runs.student_run_name(teacher, student, seed), "student", student, seed,
+                                   teacher_arch=teacher, teacher_run=runs.baseline_run_name(teacher, seed)))
     return planned
 
 
@@ -368,7 +368,8 @@ def _evaluate_all(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Pat
         if exp.random_init:
             for seed in exp.seeds:  # one untrained network per seed, so that comparisons pair by seed
                 for arch in exp.baselines:
-                    cfg = run_config(exp, PlannedRun(f"random_{arch}", "baseline", arch, seed), out_dir)
+                    cfg = run_config(exp, PlannedRun(runs.random_init_dir(out_dir, arch).name, "baseline", arch, seed),
+                                     out_dir)
                     results = runs.eval_dir(runs.random_init_dir(out_dir, arch, seed))
                     log.info("evaluating random-init %s (seed %d)", arch, seed)
                     _evaluate(exp, f"random:{arch}", results, cfg)
