@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 VCP_CLASSES = 5
-VCP_NAMES = ("unchanged", "rotation", "spatial_permutation", "temporal_shuffle", "remote")
 TEMPORAL_CHUNKS = 4
 _QUADRANT_PERMUTATIONS = [p for p in itertools.permutations(range(4)) if p != (0, 1, 2, 3)]
 REFERENCE_QUADRANT_ORDER = (3, 2, 1, 0)  # PCL's one fixed permutation: [[D, C], [B, A]]
