@@ -49,7 +49,10 @@ BAD_VALUES = [
      "'train.plateau_factor' multiplies the learning rate on a plateau: it must be in (0, 1)"),
     ("plateau factor 1", ["train.plateau_factor=1"], "in (0, 1)"),
     ("every KD weight 0", ["teacher.path=some/run", "teacher.alpha=0"],
-     "teacher.alpha, teacher.relational_weight, teacher.feature_weight are all 0: nothing to distil"),
+     "teacher.alpha, teacher.relational_weight, teacher.feature_weight, teacher.attention_weight are all 0: "
+     "nothing to distil"),
+    ("negative attention weight", ["teacher.attention_weight=-1"], "'teacher.attention_weight' must not be negative"),
+    ("attention stage out of range", ["teacher.attention_stages=[4]"], "'teacher.attention_stages' must list"),
     # messages that did not say what was wrong
     ("std of zeros", ["data.std=[0, 0, 0]"], "'data.std' divides the pixels: every value must be positive"),
     ("one std of zero", ["data.std=[0.2, 0, 0.2]"], "every value must be positive"),

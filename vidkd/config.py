@@ -105,6 +105,11 @@ class TeacherConfig:
     relational_weight: float = 0.0  # KD of in-batch similarity structure (off by default)
     relational_temperature: float = 0.1
     feature_weight: float = 0.0  # feature KD through a learned projection (off by default)
+    attention_weight: float = 0.0  # attention transfer on backbone stage maps (off by default)
+    # backbone stages whose maps attention transfer compares (negative: from the last). The last 3 by
+    # default: every backbone has at least 4 stages, so -3..-1 pair the same depth across architectures,
+    # and the first stage's maps are the largest (T x H/2 x W/2) and the least semantic
+    attention_stages: list[int] = field(default_factory=lambda: [-3, -2, -1])
     allow_partial: bool = False  # accept a checkpoint that loads only partly
 
 
@@ -585,7 +590,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     return experiment_from_dict(values)
 
 
-KD_WEIGHT_KEYS = ("alpha", "relational_weight", "feature_weight")  # teacher.* weights of the KD terms
+KD_WEIGHT_KEYS = ("alpha", "relational_weight", "feature_weight", "attention_weight")  # teacher.* weights of the KD terms
 
 _warned: set[str] = set()
 
@@ -740,11 +745,14 @@ def _validate_objective(cfg: Config) -> None:
     if not 0 <= ssl.nce_momentum < 1:
         raise ConfigError(f"config key 'ssl.nce_momentum' must be in [0, 1); got {ssl.nce_momentum}")
     teacher = cfg.teacher
-    for key in ("alpha", "relational_weight", "feature_weight"):
+    for key in KD_WEIGHT_KEYS:
         if not getattr(teacher, key) >= 0:
             raise ConfigError(f"config key 'teacher.{key}' must not be negative; got {getattr(teacher, key)}")
     if not teacher.relational_temperature > 0:
         raise ConfigError("config key 'teacher.relational_temperature' must be positive")
+    if not teacher.attention_stages or not all(-4 <= i <= 3 for i in teacher.attention_stages):
+        raise ConfigError("config key 'teacher.attention_stages' must list backbone stages in -4..3 (0 the first, "
+                          f"-1 the last; the ResNets have 4 stages, C3D 5); got {teacher.attention_stages}")
     if teacher.path and not any(getattr(teacher, key) > 0 for key in KD_WEIGHT_KEYS):
         raise ConfigError(f"a teacher is given but {', '.join(f'teacher.{k}' for k in KD_WEIGHT_KEYS)} are all 0: "
                           "nothing to distil; set one above 0 (teacher.alpha=1 for logit KD) or drop the teacher")

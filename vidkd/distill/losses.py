@@ -4,6 +4,8 @@
 - `relational_kd_loss`: the student copies the teacher's in-batch similarity structure, which
   works whatever the two feature sizes are.
 - `FeatureKD`: the student's features, through a learned linear map, point where the teacher's do.
+- `attention_transfer_loss`: the student's spatio-temporal attention maps (where its backbone
+  stages respond) match the teacher's (Zagoruyko & Komodakis, ICLR 2017).
 
 Every term detaches the teacher, so gradients reach the student (and the projection) only. Each
 term (`KD_TERMS`) declares which `ModelOutput` field it needs from both networks, so a teacher
@@ -82,6 +84,34 @@ class FeatureKD(nn.Module):
         return (1 - F.cosine_similarity(projected, target, dim=1)).mean()
 
 
+def attention_map(stage_map: torch.Tensor, size: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """(N, C, T, H, W) -> (N, T*H*W): mean over channels of A_c^2, trilinearly resized to `size` (T, H, W)
+    when given and different, flattened and L2-normalised per sample. In fp32."""
+    attention = stage_map.float().pow(2).mean(dim=1)
+    if size is not None and tuple(attention.shape[1:]) != tuple(size):
+        attention = F.interpolate(attention.unsqueeze(1), size=tuple(size), mode="trilinear",
+                                  align_corners=False).squeeze(1)
+    return F.normalize(attention.flatten(1), dim=1)
+
+
+def attention_transfer_loss(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over stages of mean((at(S_i) - at(T_i))^2), `at` = `attention_map` (the authors' code).
+
+    Pairs the i-th student map with the i-th teacher map; channel counts may differ, and a teacher
+    map of another (T, H, W) size is resized to the student's.
+    """
+    if len(student_maps) != len(teacher_maps) or not student_maps:
+        raise ValueError(f"attention transfer pairs stage maps: got {len(student_maps)} student and "
+                         f"{len(teacher_maps)} teacher maps")
+    loss = student_maps[0].new_zeros((), dtype=torch.float32)
+    for student, teacher in zip(student_maps, teacher_maps):
+        if student.shape[0] != teacher.shape[0]:
+            raise ValueError(f"student and teacher batches differ: {student.shape[0]} vs {teacher.shape[0]}")
+        target = attention_map(teacher.detach(), size=tuple(student.shape[2:]))
+        loss = loss + (attention_map(student) - target).pow(2).mean()
+    return loss
+
+
 @dataclass(frozen=True)
 class KDTerm:
     """One KD term: the config keys of its weight, the output field it compares, how it is built."""
@@ -110,11 +140,18 @@ class _RelationalTerm(nn.Module):
         return relational_kd_loss(student.flatten(0, 1), teacher.flatten(0, 1), self.temperature)
 
 
+class _AttentionTerm(nn.Module):
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        # stage maps (B, clips, C, T, H, W): every clip of every sample is one attention map
+        return attention_transfer_loss([m.flatten(0, 1) for m in student], [m.flatten(0, 1) for m in teacher])
+
+
 KD_TERMS: dict[str, KDTerm] = {
     "kd_logit": KDTerm("alpha", "pretext_logits", lambda cfg, s, t: _LogitTerm(cfg.temperature)),
     "kd_relational": KDTerm("relational_weight", "features",
                             lambda cfg, s, t: _RelationalTerm(cfg.relational_temperature)),
     "kd_feature": KDTerm("feature_weight", "features", lambda cfg, s, t: FeatureKD(s, t)),
+    "kd_attention": KDTerm("attention_weight", "maps", lambda cfg, s, t: _AttentionTerm()),
 }
 
 
@@ -140,6 +177,7 @@ class KDLoss(nn.Module):
     def __init__(self, teacher_cfg: TeacherConfig, student_dim: int, teacher_dim: int) -> None:
         super().__init__()
         self.specs = active_terms(teacher_cfg)
+        self.stages = list(teacher_cfg.attention_stages)
         self.weights = {name: float(getattr(teacher_cfg, term.weight_key)) for name, term in self.specs.items()}
         self.terms = nn.ModuleDict({name: term.build(teacher_cfg, student_dim, teacher_dim)
                                     for name, term in self.specs.items()})
@@ -147,6 +185,12 @@ class KDLoss(nn.Module):
     @property
     def needs(self) -> set[str]:
         return {term.needs for term in self.specs.values()}
+
+    @property
+    def map_stages(self) -> tuple[int, ...] | None:
+        """The backbone stages whose maps the models must return (`maps=`), or None when no active
+        term needs `maps` (then the models run their plain forward)."""
+        return tuple(self.stages) if "maps" in self.needs else None
 
     def forward(self, student: ModelOutput, teacher: ModelOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted KD loss and its unweighted, detached parts (one per active term)."""

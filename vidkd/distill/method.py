@@ -1,6 +1,8 @@
 """Distillation as a `Method` around any student method: its loss plus the KD terms.
 
 Teacher and student see the very same batch; the teacher is frozen (eval mode, no gradients).
+Only when an active term needs stage maps (`KDLoss.map_stages`) are the models asked for them;
+otherwise both run their plain forward.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch.utils.data import Dataset
 from vidkd.config import TeacherConfig
 from vidkd.distill.losses import KDLoss
 from vidkd.methods.base import Method
+from vidkd.models.registry import resolve_stage
 
 
 class Distillation(Method):
@@ -24,6 +27,11 @@ class Distillation(Method):
         self.teacher = teacher
         self.kd_loss = KDLoss(teacher_cfg, student_dim=int(student.model.backbone.feature_dim),
                               teacher_dim=int(teacher.backbone.feature_dim))
+        self.map_stages = self.kd_loss.map_stages
+        if self.map_stages is not None:
+            for network, who in ((student.model, "student"), (teacher, "teacher")):
+                for index in self.map_stages:  # ValueError before training: a stage the backbone lacks
+                    resolve_stage(index, network.backbone.num_stages, f"the {who}'s {network.backbone.arch}")
         self._extra = nn.ModuleDict({"kd": self.kd_loss})
         student_extra = student.extra_modules()
         if student_extra is not None:
@@ -57,19 +65,24 @@ class Distillation(Method):
     def inputs(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.student.inputs(batch)
 
+    def _run(self, model: nn.Module, inputs: torch.Tensor) -> Any:
+        return model(inputs) if self.map_stages is None else model(inputs, maps=self.map_stages)
+
     def forward(self, model: nn.Module, batch: dict[str, Any]) -> Any:
-        return self.student.forward(model, batch)
+        if self.map_stages is None:
+            return self.student.forward(model, batch)
+        return self._run(model, self.inputs(batch))
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         inputs = self.inputs(batch)  # moved to the device once, for student and teacher
-        output = model(inputs)
+        output = self._run(model, inputs)
         with torch.no_grad():
-            teacher_output = self.teacher(inputs)
+            teacher_output = self._run(self.teacher, inputs)
         return self.combine(output, teacher_output, batch)
 
     def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():
-            teacher_output = self.teacher(self.inputs(batch))
+            teacher_output = self._run(self.teacher, self.inputs(batch))
         return self.combine(output, teacher_output, batch)
 
     def combine(self, output: Any, teacher_output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

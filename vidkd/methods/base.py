@@ -24,6 +24,9 @@ class ModelOutput(NamedTuple):
     pretext_logits: torch.Tensor | None  # (B, K) logits of the method's pretext task; None without one
     features: torch.Tensor  # (B, clips, d) pooled backbone features of every clip of the sample
     embeddings: torch.Tensor | None  # (B, 2, proj_dim) L2-normalised contrastive embeddings, if any
+    # stage maps (B, clips, C_i, T_i, H_i, W_i) of the backbone stages the caller asked for (`maps=` of
+    # the model's forward, as an attention-transfer KD term does); None unless asked for
+    maps: list[torch.Tensor] | None = None
 
 
 class Method(abc.ABC):

@@ -9,7 +9,7 @@ first and last clips are untransformed, so they form the positive pair of the co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -95,18 +95,19 @@ class PCLModel(nn.Module):
                    proj_dim=int(proj.shape[0]) if proj is not None else int(meta.get("proj_dim", 128)),
                    use_projection=proj is not None)
 
-    def forward(self, clips: torch.Tensor) -> ModelOutput:
-        """clips: (B, tuple_len, C, T, H, W) -> ModelOutput."""
+    def forward(self, clips: torch.Tensor, maps: Sequence[int] | None = None) -> ModelOutput:
+        """clips: (B, tuple_len, C, T, H, W) -> ModelOutput; `maps`: backbone stages whose output maps
+        to return too (`ModelOutput.maps`; see `VideoBackbone.forward_intermediates`)."""
         if clips.dim() != 6 or clips.shape[1] != self.tuple_len:
             raise ValueError(f"expected clips of shape (B, {self.tuple_len}, C, T, H, W), got {tuple(clips.shape)}")
         batch = clips.shape[0]
-        features = tuple_features(self.backbone, clips, self.batchnorm)
+        features, stage_maps = tuple_features_and_maps(self.backbone, clips, self.batchnorm, maps)
         logits = self.pretext_head(features) if self.pretext_head is not None else None
         embeddings = None
         if self.projection is not None:
             pair = features[:, [0, self.tuple_len - 1]]  # the two untransformed clips
             embeddings = self.projection(pair.flatten(0, 1)).view(batch, 2, -1)
-        return ModelOutput(pretext_logits=logits, features=features, embeddings=embeddings)
+        return ModelOutput(pretext_logits=logits, features=features, embeddings=embeddings, maps=stage_maps)
 
 
 def check_batchnorm(batchnorm: str) -> str:
@@ -125,6 +126,21 @@ def tuple_features(backbone: nn.Module, clips: torch.Tensor, batchnorm: str = "j
     if batchnorm == "per_position":
         return torch.stack([backbone(clips[:, i]) for i in range(tuple_len)], dim=1)
     return backbone(clips.flatten(0, 1)).view(batch, tuple_len, -1)
+
+
+def tuple_features_and_maps(backbone: nn.Module, clips: torch.Tensor, batchnorm: str = "joint",
+                            maps: Sequence[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """`tuple_features` and, when `maps` names stages, their output maps (B, tuple_len, C_i, T_i, H_i, W_i)
+    from `backbone.forward_intermediates`; with `maps=None` exactly `tuple_features` and None."""
+    if maps is None:
+        return tuple_features(backbone, clips, batchnorm), None
+    batch, tuple_len = clips.shape[:2]
+    if batchnorm == "per_position":
+        runs = [backbone.forward_intermediates(clips[:, i], maps) for i in range(tuple_len)]
+        features = torch.stack([pooled for pooled, _ in runs], dim=1)
+        return features, [torch.stack(stage, dim=1) for stage in zip(*(stage_maps for _, stage_maps in runs))]
+    pooled, stage_maps = backbone.forward_intermediates(clips.flatten(0, 1), maps)
+    return pooled.view(batch, tuple_len, -1), [m.view(batch, tuple_len, *m.shape[1:]) for m in stage_maps]
 
 
 class PCLLoss(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -23,7 +23,7 @@ from vidkd.data.loaders import batch_clips
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
                                   pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
-from vidkd.methods.pcl import check_batchnorm, tuple_features
+from vidkd.methods.pcl import check_batchnorm, tuple_features_and_maps
 
 
 class OrderHead(nn.Module):
@@ -60,12 +60,13 @@ class VCOPModel(nn.Module):
         hidden = state["order_head.fc7.weight"].shape[0] if "order_head.fc7.weight" in state else 512
         return cls(backbone, tuple_len=int(meta.get("tuple_len", 3)), hidden=int(hidden))
 
-    def forward(self, clips: torch.Tensor) -> ModelOutput:
-        """clips (B, tuple_len, C, T, H, W) in the shuffled order -> ModelOutput."""
+    def forward(self, clips: torch.Tensor, maps: Sequence[int] | None = None) -> ModelOutput:
+        """clips (B, tuple_len, C, T, H, W) in the shuffled order -> ModelOutput (`maps`: as `PCLModel`)."""
         if clips.dim() != 6 or clips.shape[1] != self.tuple_len:
             raise ValueError(f"expected clips of shape (B, {self.tuple_len}, C, T, H, W), got {tuple(clips.shape)}")
-        features = tuple_features(self.backbone, clips, self.batchnorm)
-        return ModelOutput(pretext_logits=self.order_head(features), features=features, embeddings=None)
+        features, stage_maps = tuple_features_and_maps(self.backbone, clips, self.batchnorm, maps)
+        return ModelOutput(pretext_logits=self.order_head(features), features=features, embeddings=None,
+                           maps=stage_maps)
 
 
 class VCOP(Method):

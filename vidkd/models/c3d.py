@@ -3,6 +3,8 @@
 Eight 3x3x3 convs (64 | 128 | 256,256 | 512,512 | 512,512), each with BN + ReLU; max pools
 (1,2,2) after conv1 and (2,2,2) after conv2, conv3b and conv4b; then the global average pool
 (VCOP's `pool5 = AdaptiveAvgPool3d(1)`), no fc6/fc7. 27,661,440 parameters at width 1.
+Its five stages (`forward_intermediates`) are the conv blocks, each ending after its max pool:
+conv1+pool1, conv2+pool2, conv3a-b+pool3, conv4a-b+pool4, conv5a-b (no stem).
 Module names follow VCOP (`conv1`, `bn1`, ..., `conv5b`, `bn5b`) so its state_dicts load as is.
 """
 
@@ -52,3 +54,12 @@ class C3D(VideoBackbone):
         for layer in self.children():
             x = layer(x)
         return x
+
+    def feature_stages(self) -> tuple[list[nn.Module], list[list[nn.Module]]]:
+        """No stem; five stages, the conv blocks 1, 2, 3, 4 (each up to its max pool) and 5."""
+        stages: list[list[nn.Module]] = [[]]
+        for name, layer in self.named_children():
+            stages[-1].append(layer)
+            if name.startswith("pool"):
+                stages.append([])
+        return [], stages

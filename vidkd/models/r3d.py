@@ -129,6 +129,10 @@ class VCOPResNet(VideoBackbone):
         x = self.relu1(self.bn1(self.conv1(x)))
         return self.conv5(self.conv4(self.conv3(self.conv2(x))))
 
+    def feature_stages(self) -> tuple[list[nn.Module], list[list[nn.Module]]]:
+        """Stem conv1-bn1-relu1; four stages, the residual layers conv2..conv5."""
+        return [self.conv1, self.bn1, self.relu1], [[self.conv2], [self.conv3], [self.conv4], [self.conv5]]
+
 
 @register_backbone("r3d")
 class R3DNet(VCOPResNet):
@@ -251,6 +255,10 @@ class VideoResNet(VideoBackbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def feature_stages(self) -> tuple[list[nn.Module], list[list[nn.Module]]]:
+        """Stem `stem`; four stages, the residual layers layer1..layer4."""
+        return [self.stem], [[self.layer1], [self.layer2], [self.layer3], [self.layer4]]
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B, num_classes) of torchvision's head on the pooled feature."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -92,6 +92,14 @@ def build_backbone(
         _SKIP_INIT.reset(token)
 
 
+def resolve_stage(index: int, num_stages: int, arch: str = "the backbone") -> int:
+    """A stage index (negative counts from the last) as 0..num_stages-1; ValueError out of range."""
+    if isinstance(index, bool) or not isinstance(index, int) or not -num_stages <= index < num_stages:
+        raise ValueError(f"stage index {index!r} is out of range: {arch} has {num_stages} stages "
+                         f"(0..{num_stages - 1}, or -{num_stages}..-1 from the last)")
+    return index % num_stages
+
+
 def scale_channels(channels: int, width: float) -> int:
     """Channel count under a width multiplier (never below 8, so BN statistics stay sane)."""
     return max(8, int(round(channels * width)))
@@ -113,6 +121,35 @@ class VideoBackbone(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> last feature map (B, feature_dim, T', H', W')."""
         raise NotImplementedError
+
+    def feature_stages(self) -> tuple[list[nn.Module], list[list[nn.Module]]]:
+        """The modules of `forward_features` in order, as (stem, [stage 1, ..., stage n]): running the stem
+        and then every stage gives exactly the last feature map. What a stage is, is the backbone's to say
+        (the residual stages of a ResNet, the conv blocks of C3D)."""
+        raise NotImplementedError(f"{self.arch} does not say what its stages are (feature_stages)")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.feature_stages()[1])
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] = (-3, -2, -1)
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Pooled feature (B, feature_dim), bit-identical to `forward`, and the output maps
+        (B, C_i, T_i, H_i, W_i) of the stages `indices` names (0-based, negative from the last; in the
+        order given). The plain `forward` never runs this."""
+        if x.dim() != 5:
+            raise ValueError(f"{self.arch} expects a (B, C, T, H, W) clip batch; got shape {tuple(x.shape)}")
+        stem, stages = self.feature_stages()
+        wanted = [resolve_stage(index, len(stages), self.arch) for index in indices]
+        for module in stem:
+            x = module(x)
+        outputs = []
+        for stage in stages:
+            for module in stage:
+                x = module(x)
+            outputs.append(x)
+        return x.mean(dim=(2, 3, 4)), [outputs[i] for i in wanted]
 
     def forward(
         self, x: torch.Tensor, return_map: bool = False
