@@ -22,6 +22,7 @@ from vidkd.data.datasets import (CACHE_VERSION, default_cache_dir, detect_layout
                                  with_frame_counts)
 from vidkd.data.textfiles import read_lines
 from vidkd.data.video import VideoInfo
+from vidkd.utils.runtime import worker_context
 from vidkd.errors import DatasetError
 
 CLASSES = {"Archery": 1, "Café": 2, "Wave": 3}  # a non-ASCII name tells the encodings apart
@@ -361,7 +362,7 @@ def _die(first, names):
 
 def test_a_dying_probe_process_falls_back_to_this_process(many_videos, monkeypatch, caplog):
     monkeypatch.setattr(datasets, "_probe_chunk", _die)  # forked workers look it up in their copy of the module
-    if datasets._process_context().get_start_method() != "fork":
+    if worker_context().get_start_method() != "fork":
         pytest.skip("needs fork: spawned workers import the unpatched module")
     with caplog.at_level(logging.WARNING, logger="vidkd.data"):
         infos = probe_videos(many_videos, progress=False, workers=2)

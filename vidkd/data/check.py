@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from vidkd.data.datasets import VideoRecord, default_cache_dir, detect_layout, load_split, probe_videos
 from vidkd.data.video import VideoInfo, VideoReader
 from vidkd.errors import DatasetError, VideoDecodeError
+from vidkd.utils.runtime import usable_cpus
 
 SUBSETS = ("train", "test")
 
@@ -107,7 +107,7 @@ def _first_damaged_frame(path: Path) -> str | None:
 
 def _decode_every_frame(paths: list[Path], workers: int | None, progress: bool) -> dict[Path, str]:
     """{path: why} of the videos whose frames do not all decode."""
-    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = workers or usable_cpus()
     found: dict[Path, str] = {}
     with tqdm(total=len(paths), desc="decoding every frame", unit="video", disable=not progress) as bar:
         if workers <= 1 or len(paths) < 2:

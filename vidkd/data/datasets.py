@@ -36,6 +36,7 @@ from vidkd.data.records import (INNER_FOLDERS, LAYOUT_HINTS, LAYOUT_NAMES, VIDEO
 from vidkd.data.textfiles import inside, read_lines
 from vidkd.data.video import VideoInfo, probe_video
 from vidkd.errors import DatasetError, VideoDecodeError
+from vidkd.utils.runtime import usable_cpus, worker_context
 
 log = logging.getLogger("vidkd.data")
 
@@ -307,14 +308,6 @@ _CHUNK = 64  # videos per task sent to a probing process
 _SAVE_EVERY_S = 60.0  # a long first build writes what it has this often (an interrupted build keeps it)
 
 
-def default_workers() -> int:
-    """The CPUs this process may use (its affinity mask, which honours taskset and cgroup cpusets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def probe_videos(paths: Iterable[Path], cache_dir: Path | None = None, progress: bool = True,
                  desc: str = "probing videos", workers: int | None = None) -> dict[Path, ProbeResult]:
     """`probe_video` for every path; failures come back as a reason string instead of raising.
@@ -350,7 +343,7 @@ def probe_videos(paths: Iterable[Path], cache_dir: Path | None = None, progress:
         todo.append((path, key, stat.st_size, stat.st_mtime_ns))
     if not todo:
         return results
-    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = usable_cpus() if workers is None else max(1, int(workers))
     bar = tqdm(total=len(todo), desc=desc, unit="video", disable=not progress or len(todo) < 200, leave=False)
     last_save = time.monotonic()
     try:
@@ -386,11 +379,6 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _process_context() -> multiprocessing.context.BaseContext:
-    """fork on Linux (the workers only open video headers, as the DataLoader's workers do); spawn elsewhere."""
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-
-
 def _probe_all(names: list[str], workers: int) -> Iterator[tuple[int, ProbeResult]]:
     """(index, result) for every name, in any order; over `workers` processes when that pays."""
     workers = min(workers, -(-len(names) // _CHUNK))
@@ -399,7 +387,7 @@ def _probe_all(names: list[str], workers: int) -> Iterator[tuple[int, ProbeResul
             yield i, _probe_one(name)
         return
     done: set[int] = set()
-    pool = ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_ignore_sigint)
     try:
         futures = [pool.submit(_probe_chunk, first, names[first:first + _CHUNK])
                    for first in range(0, len(names), _CHUNK)]

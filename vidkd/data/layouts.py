@@ -281,7 +281,9 @@ def load_kinetics(root: Path, subset: str) -> VideoSplit:
         return _load_kinetics(root, subset)
 
 
-def _load_kinetics(root: Path, subset: str) -> VideoSplit:
+def _kinetics_tables(root: Path, subset: str) -> tuple[Path, KineticsCSV, list[str], dict[str, str]]:
+    """(train.csv, the annotation table of `subset`, the class names from train.csv, the table's
+    labels as written -> class name)."""
     train_csv = kinetics_annotation(root, "train")
     if train_csv is None:
         hint = looks_like(root, "kinetics")
@@ -296,17 +298,20 @@ def _load_kinetics(root: Path, subset: str) -> VideoSplit:
         k = next(k for k, row in enumerate(train.rows) if len(row) > train.columns[0] and not row[train.columns[0]].strip())
         train.parse(k)  # raises: empty label
     if subset == "train":
-        table = train
-    else:
-        found = kinetics_annotation(root, "test")
-        if found is None:
-            raise DatasetError(f"missing Kinetics annotation file {root / 'annotations' / 'validate.csv'} (or "
-                               f"val.csv): vidkd's test subset is Kinetics' validation set (the test set's labels "
-                               f"are not public); see docs/data.md (Kinetics)")
-        table = read_kinetics_csv(found)
+        return train_csv, train, class_names, train_labels
+    found = kinetics_annotation(root, "test")
+    if found is None:
+        raise DatasetError(f"missing Kinetics annotation file {root / 'annotations' / 'validate.csv'} (or "
+                           f"val.csv): vidkd's test subset is Kinetics' validation set (the test set's labels "
+                           f"are not public); see docs/data.md (Kinetics)")
+    table = read_kinetics_csv(found)
+    return train_csv, table, class_names, table.labels()
+
+
+def _load_kinetics(root: Path, subset: str) -> VideoSplit:
+    train_csv, table, class_names, labels = _kinetics_tables(root, subset)
     index, videos = _kinetics_videos(root, subset)
     class_index = {name: k for k, name in enumerate(class_names)}
-    labels = train_labels if table is train else table.labels()
     label_of = {raw: class_index[name] for raw, name in labels.items() if name in class_index}
     files, find, ext = index.files, index.find, index.first_ext
     i_label, i_id, i_start, i_end = table.columns

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -39,6 +37,7 @@ from tqdm import tqdm
 from vidkd.data.datasets import CACHE_DIR_NAME, VIDEO_EXTENSIONS, detect_layout
 from vidkd.data.video import END_TOLERANCE, probe_video
 from vidkd.errors import DatasetError, VidkdError, VideoDecodeError
+from vidkd.utils.runtime import usable_cpus, worker_context
 
 MANIFEST = ".vidkd_prepare.json"
 FORMAT_VERSION = 1
@@ -313,15 +312,6 @@ def _os_reason(exc: OSError) -> str:
 # ----------------------------------------------------------------------------------- the dataset
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _process_context() -> multiprocessing.context.BaseContext:
-    """fork on Linux (the workers only decode and encode); spawn elsewhere."""
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-
-
 def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -428,9 +418,9 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int = DEFAULT_
     _write_json(dst / MANIFEST, params)
     _remove_stale(dst)
 
-    workers = _usable_cores() if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     workers = max(1, min(workers, len(videos)))
-    settings = _Settings(short_side, gop, codec, quality, threads=max(1, _usable_cores() // workers))
+    settings = _Settings(short_side, gop, codec, quality, threads=max(1, usable_cpus() // workers))
     summary = PrepareSummary(src=src, dst=dst, layout=layout, short_side=short_side, gop=gop,
                              codec=", ".join(codecs) or "none")
     jobs = [(rel, src / rel, dst / rel) for rel in videos]
@@ -467,7 +457,7 @@ def _encode_all(jobs: list[tuple[Path, Path, Path]], settings: _Settings, worker
             for rel, source, target in jobs:
                 step(rel, _prepare_video(source, target, settings))
             return
-        pool = ProcessPoolExecutor(workers, mp_context=_process_context())
+        pool = ProcessPoolExecutor(workers, mp_context=worker_context())
         try:
             futures = {pool.submit(_prepare_video, source, target, settings): rel for rel, source, target in jobs}
             for future in as_completed(futures):

@@ -7,10 +7,7 @@ files; `synthetic.json`, written last, marks a complete dataset so that it can b
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import re
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -21,6 +18,7 @@ from vidkd.data.video import write_video
 from vidkd.errors import DatasetError
 from vidkd.synthetic.kinematics import class_names
 from vidkd.synthetic.render import make_actor, render_clip
+from vidkd.utils.runtime import usable_cpus, worker_context
 
 FPS = 25
 FORMAT_VERSION = 2  # bump when the rendering changes, so old datasets are not reused (2: faster actions, larger actor)
@@ -150,16 +148,6 @@ def _remove_written_files(root: Path) -> None:
     (root / MANIFEST).unlink(missing_ok=True)
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _process_context() -> multiprocessing.context.BaseContext:
-    """fork on Linux: the workers only render and encode (no torch) and start at once; spawn elsewhere
-    (macOS's system libraries are not fork-safe)."""
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-
-
 def _write_group(root: Path, names: list[str], group: int, clips_per_group: int, frames: int,
                  size: tuple[int, int], seed: int) -> int:
     """Every video of actor `group` (all actions and clips); returns how many were written."""
@@ -212,7 +200,7 @@ def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DE
     root.mkdir(parents=True, exist_ok=True)
     (root / WRITING_MARKER).write_text("written by vidkd synth; `--overwrite` removes only the files vidkd wrote\n")
     group_jobs = [(root, names, group, clips_per_group, frames, size, seed) for group in range(1, groups + 1)]
-    workers = min(groups, _usable_cores()) if workers is None else workers
+    workers = min(groups, usable_cpus()) if workers is None else workers
     with tqdm(total=summary["num_videos"], desc="synth", unit="video", disable=not progress) as bar:
         if workers <= 1:
             for job in group_jobs:
@@ -220,7 +208,7 @@ def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DE
         else:
             # one actor per task: every video is rendered from (seed, action, actor, clip) alone, so
             # the files are the same bytes whichever process writes them
-            with ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
+            with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
                 for done in as_completed([pool.submit(_write_group, *job) for job in group_jobs]):
                     bar.update(done.result())
     _write_splits(root, names, groups, clips_per_group)

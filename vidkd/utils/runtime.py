@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import math
+import multiprocessing
 import os
 import random
 import sys
@@ -222,4 +223,11 @@ def set_tf32(enabled: bool) -> None:
     """TF32 for CUDA convolutions and matmuls (torch allows it for convolutions by default, so a run
     that says fp32 is only fp32 with this off)."""
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The start method of vidkd's process pools (writing, probing, preparing videos): fork on Linux,
+    where the workers start at once and only decode or encode; spawn elsewhere (macOS's system
+    libraries are not fork-safe)."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
