@@ -10,7 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from vidkd.synthetic import (CLASS_NAMES, class_names, format_summary, held_out_groups, render_clip,
+from vidkd.synthetic import (ACTION_SETS, CLASS_NAMES, DIRECTED_ACTIONS, action_set, class_names, clip_joints,
+                             format_summary, held_out_groups, make_actor, render_clip, reversal_pairs, skeleton,
                              write_synthetic_dataset)
 from vidkd.errors import DatasetError, VidkdError
 from conftest import write_ucf_layout
@@ -56,6 +57,7 @@ def test_layout_and_split_files_match_ucf101(dataset):
 
     stored = json.loads((root / "synthetic.json").read_text())["parameters"]
     assert stored["classes"] == CLASSES and stored["frames"] == 40 and stored["size"] == [64, 48]
+    assert "actions" not in stored  # the default set's manifest is what it was before there were two sets
 
 
 def test_train_and_test_never_share_an_actor(dataset):
@@ -184,3 +186,147 @@ def test_classes_differ_in_where_the_figure_moves():
     # Kicks move the legs, waves move one arm: the same actors and the same kind of clips, yet
     # the frame differences sit lower in the frame for kicks.
     assert _lower_body_motion_share("Kick") > _lower_body_motion_share("Wave") + 0.05
+
+
+# ----------------------------------------------------------------------------- action sets
+
+
+# Joint statistics of every cyclic class (actor 2, clip 1, seed 0, 24 frames), computed before the
+# directed set existed: adding a set must not change one frame of the default dataset.
+CYCLIC_JOINTS = {
+    "Wave": (198.17648950287088, 2472.8852989089037, 142.54552159941616),
+    "Clap": (188.42036682880598, 2353.7858642650576, 130.3809227861958),
+    "Squat": (167.88286769211697, 2109.68295128012, 105.03710715443452),
+    "Jump": (202.26912554138997, 2511.8943934969566, 153.8286705020327),
+    "Punch": (193.67217314642997, 2410.5302744609503, 137.41767378054186),
+    "Kick": (189.59783197086716, 2365.477208891411, 137.95792804449167),
+    "RunInPlace": (204.34210645496677, 2563.0012813753383, 143.1187933159072),
+    "Bend": (154.1164763362297, 1907.881175629544, 88.41775342023547),
+    "JumpingJack": (215.17186410607871, 2675.322859698559, 174.74207896935593),
+    "ArmCircle": (194.78873387080813, 2447.450026049155, 144.0836738430528),
+    "SideBend": (197.22748519620592, 2493.840583646572, 147.01733473079628),
+    "Lunge": (179.32559291605347, 2245.032804832622, 124.0682552168501),
+}
+
+
+def test_cyclic_trajectories_are_unchanged():
+    assert list(CYCLIC_JOINTS) == list(CLASS_NAMES) and ACTION_SETS["cyclic"] is action_set("cyclic")
+    for index, name in enumerate(CLASS_NAMES):
+        joints = clip_joints(index, group=2, clip=1, frames=24, size=(64, 48), seed=0)
+        stacked = np.concatenate([value.reshape(24, -1) for _, value in sorted(joints.items())], axis=1)
+        weights = np.arange(24)[:, None] + 1.0  # sensitive to the order of the frames too
+        stats = (stacked.sum(), (stacked * weights).sum(), (stacked ** 2).sum())
+        np.testing.assert_allclose(stats, CYCLIC_JOINTS[name], rtol=1e-9, err_msg=name)
+
+
+def test_every_set_has_unique_readable_names():
+    assert 12 <= len(DIRECTED_ACTIONS) <= 20
+    for actions in ACTION_SETS:
+        names = class_names(len(action_set(actions)), actions)
+        assert len(set(names)) == len(names) and all(re.fullmatch(r"[A-Z][A-Za-z]+", n) for n in names)
+    with pytest.raises(DatasetError, match="between 2 and 12 .*directed.*SitDown"):
+        class_names(len(DIRECTED_ACTIONS) + 1, "directed")
+    with pytest.raises(DatasetError, match="cyclic, directed"):
+        class_names(4, "backwards")
+    assert reversal_pairs("cyclic") == []
+
+
+def _trajectory(action, progress: np.ndarray, draws: int) -> dict[str, np.ndarray]:
+    """The pose fields and joint positions of `action` over `progress`, with generator `draws`."""
+    pose = action.pose(progress, np.random.default_rng(draws))
+    return {**vars(pose), **skeleton(pose, make_actor(0, 1, (64, 48)))}
+
+
+def test_reversal_pairs_are_exact_time_reversals():
+    by_name = {action.name: action for action in DIRECTED_ACTIONS}
+    pairs = reversal_pairs("directed")
+    assert ("SitDown", "StandUp") in pairs and len(pairs) >= 3
+    assert len({name for pair in pairs for name in pair}) == 2 * len(pairs)  # a class is in one pair at most
+    progress = np.arange(33) / 32  # 1 - progress is exact: the reversed class sees the same inputs
+    for name, reversed_name in pairs:
+        for draws in (0, 1, 2):  # the random choices (which arm first, which way) are shared
+            forward = _trajectory(by_name[name], progress, draws)
+            backward = _trajectory(by_name[reversed_name], progress, draws)
+            for key, value in forward.items():
+                assert np.array_equal(backward[key], value[::-1]), (name, key)
+            # a pair of a time-symmetric movement would be two names for one class
+            assert not np.allclose(forward["wrist"], forward["wrist"][::-1]), name
+
+
+def _travelling() -> list[int]:
+    paired = {name for pair in reversal_pairs("directed") for name in pair}
+    return [i for i, action in enumerate(DIRECTED_ACTIONS) if action.name not in paired]
+
+
+def test_travelling_classes_drift_across_the_frame():
+    assert len(_travelling()) >= 2
+    for index in _travelling():
+        directions = set()
+        for group, clip in ((1, 1), (2, 1), (3, 2), (4, 1), (5, 2), (6, 1)):
+            x = clip_joints(index, group, clip, 48, (64, 48), seed=0, actions="directed")["pelvis"][:, 0]
+            net = x[-1] - x[0]
+            steps = np.diff(x) * np.sign(net)
+            name = DIRECTED_ACTIONS[index].name
+            assert abs(net) > 0.3, name  # body units: about a fifth of the frame or more
+            assert -steps[steps < 0].sum() < 0.35 * steps[steps > 0].sum(), name  # mostly one way
+            directions.add(np.sign(net))
+        assert directions == {-1.0, 1.0}, name  # either way: a horizontal flip keeps the label
+
+
+def test_a_directed_video_shows_the_movement_once():
+    """Still at the start and at the end, different poses there, and any 32-frame window (a VCOP tuple
+    of the CPU presets) of a 96-frame video sees part of the movement."""
+    for index, action in enumerate(DIRECTED_ACTIONS):
+        for group, clip in ((1, 1), (2, 2), (3, 1)):
+            joints = clip_joints(index, group, clip, 96, (64, 48), seed=0, actions="directed")
+            stacked = np.concatenate([value.reshape(96, -1) for value in joints.values()], axis=1)
+            assert np.array_equal(stacked[0], stacked[1]) and np.array_equal(stacked[-1], stacked[-2]), action.name
+            assert not np.allclose(stacked[0], stacked[-1], atol=0.02), action.name
+            moving = np.abs(np.diff(stacked, axis=0)).max(axis=1) > 1e-9
+            assert all(moving[start:start + 31].any() for start in range(96 - 31)), action.name
+
+
+def _synth(argv: list[str], monkeypatch) -> int:
+    from vidkd.cli import main
+
+    monkeypatch.setattr("vidkd.synthetic.writer.usable_cpus", lambda: 1)  # no worker processes: fast
+    return main(["synth", *argv])
+
+
+def test_cli_writes_a_directed_dataset_that_decodes_and_is_not_reused_as_cyclic(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "directed"
+    small = ["--classes", "4", "--groups", "2", "--clips-per-group", "1", "--frames", "80", "--size", "64x48"]
+    assert _synth([str(root), "--actions", "directed", *small], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "directed actions" in out and "SitDown, StandUp, PickUp, PutDown" in out
+    stored = json.loads((root / "synthetic.json").read_text())["parameters"]
+    assert stored["actions"] == "directed" and stored["classes"] == ["SitDown", "StandUp", "PickUp", "PutDown"]
+    assert _lines(root / "splits" / "classInd.txt") == ["1 SitDown", "2 StandUp", "3 PickUp", "4 PutDown"]
+    videos = sorted((root / "videos").rglob("*.avi"))
+    assert len(videos) == 8
+    for path in videos[:2]:
+        with av.open(str(path)) as container:
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        assert len(frames) == 80 and frames[0].shape == (48, 64, 3)
+
+    assert _synth([str(root), "--actions", "directed", *small], monkeypatch) == 0  # same set: reused
+    assert "reused" in capsys.readouterr().out
+    assert _synth([str(root), *small], monkeypatch) == 2  # the default set: refused, nothing rewritten
+    err = capsys.readouterr().err
+    assert "the directed actions, not the cyclic ones" in err and "--overwrite" in err
+    assert json.loads((root / "synthetic.json").read_text())["parameters"]["actions"] == "directed"
+
+
+def test_cli_refuses_a_bad_action_set_or_class_count_in_one_line(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _synth([str(tmp_path / "x"), "--actions", "backwards"], monkeypatch)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "'backwards'" in errors[0] and "cyclic" in errors[0] and "directed" in errors[0]
+    assert "Traceback" not in err
+
+    assert _synth([str(tmp_path / "y"), "--actions", "directed", "--classes", "13"], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "between 2 and 12" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -22,7 +22,8 @@ from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, evaluate, format_results
 from vidkd.report import write_report
-from vidkd.synthetic import DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, format_summary, write_synthetic_dataset
+from vidkd.synthetic import (ACTION_SETS, DEFAULT_ACTION_SET, DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, format_summary,
+                             write_synthetic_dataset)
 from vidkd.utils.runtime import configure_threads, keep_freed_memory
 
 
@@ -37,7 +38,7 @@ def _size(text: str) -> tuple[int, int]:
 def cmd_synth(args: argparse.Namespace) -> int:
     summary = write_synthetic_dataset(
         args.out, classes=args.classes, groups=args.groups, clips_per_group=args.clips_per_group,
-        frames=args.frames, size=args.size, seed=args.seed, overwrite=args.overwrite,
+        frames=args.frames, size=args.size, seed=args.seed, overwrite=args.overwrite, actions=args.actions,
     )
     print(format_summary(summary))
     return 0
@@ -174,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(128, 96), help="WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at OUT")
+    p.add_argument("--actions", choices=list(ACTION_SETS), default=DEFAULT_ACTION_SET,
+                   help="action set: cyclic (repeated movements, the default) or directed (movements with a "
+                   "direction in time: pairs such as SitDown/StandUp that are each other's time reversal, and "
+                   "actions that travel across the frame; docs/synthetic.md)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("data", help="dataset tools")

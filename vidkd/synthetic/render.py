@@ -4,7 +4,8 @@ A "group" is an actor (body proportions, clothes, skin, background), shared by e
 clip of a dataset. Each clip varies position, scale, speed, phase, camera jitter, a moving
 distractor, lighting and pixel noise. Random numbers come from generators seeded by
 `(seed, group)` and `(seed, class, group, clip)`, so a clip does not change when other clips are
-added or removed.
+added or removed. A cyclic action runs through the whole video from a random phase; a directed
+one happens once, after a random lead-in, at a random speed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vidkd.synthetic.kinematics import ACTIONS, FOREARM, SHIN, THIGH, TORSO, UPPER_ARM, ActionClass, skeleton
+from vidkd.synthetic.kinematics import (DEFAULT_ACTION_SET, FOREARM, SHIN, THIGH, TORSO, UPPER_ARM, ActionClass,
+                                        action_set, skeleton)
 
 SUPERSAMPLE = 2  # draw at 2x and downscale: cheap anti-aliasing
+# A directed movement takes 60-94% of the video, after a lead-in of 30-70% of the frames left over:
+# every video shows it from start to end, and any 32-frame window of a 96-frame video (a VCOP
+# tuple of the CPU presets) sees part of it.
+MOVEMENT_SHARE = 0.75
 
 
 # ----------------------------------------------------------------------------- actors and scenes
@@ -102,8 +108,8 @@ def _jitter_margin(size: tuple[int, int]) -> int:
 class ClipStyle:
     """Everything one clip varies, apart from its actor and action."""
 
-    period: float
-    phase: float
+    period: float  # frames per cycle; for a directed action, frames the movement takes
+    phase: float  # cycles at frame 0; for a directed action, where in the spare frames it starts (0-1)
     amplitude: float
     center_x: float  # fraction of the width
     ground_y: float  # fraction of the height
@@ -130,10 +136,10 @@ def _clip_style(rng: np.random.Generator, action: ActionClass, frames: int, size
     span = np.array([width, height], np.float64)
     path = span - np.abs(np.mod(path, 2 * span) - span)  # bounce off the frame edges
     return ClipStyle(
-        period=action.period * rng.uniform(0.8, 1.25),
+        period=(action.period if action.cyclic else MOVEMENT_SHARE * frames) * rng.uniform(0.8, 1.25),
         phase=rng.random(),
         amplitude=rng.uniform(0.85, 1.1),
-        center_x=rng.uniform(0.3, 0.7),
+        center_x=rng.uniform(0.3, 0.7) if action.cyclic else rng.uniform(0.45, 0.55),  # travelling needs room
         ground_y=rng.uniform(0.88, 0.97),
         scale=rng.uniform(0.8, 0.95),  # large: the CPU presets see the frame at 48x64
         jitter=jitter,
@@ -185,17 +191,37 @@ def _draw_distractor(draw: ImageDraw.ImageDraw, style: ClipStyle, t: int, offset
         draw.rectangle([x - r, y - 0.6 * r, x + r, y + 0.6 * r], fill=style.distractor_colour)
 
 
-def render_clip(class_index: int, group: int, clip: int, frames: int = 96, size: tuple[int, int] = (128, 96),
-                seed: int = 0, actor: Actor | None = None) -> Iterator[np.ndarray]:
-    """Yield the frames (H, W, 3) uint8 of one video: class `class_index` (0-based index into
-    CLASS_NAMES), actor `group` and clip `clip` (both 1-based)."""
-    action = ACTIONS[class_index]
-    actor = actor or make_actor(seed, group, size)
+def _timeline(action: ActionClass, style: ClipStyle, frames: int) -> np.ndarray:
+    """Per frame: the cycle phase of a cyclic action, or the progress through a directed one (0
+    during a lead-in of 30-70% of the spare frames, rising to 1, then 1 to the end)."""
+    if action.cyclic:
+        return np.arange(frames) / style.period + style.phase
+    lead_in = (0.3 + 0.4 * style.phase) * (frames - style.period)
+    return np.clip((np.arange(frames) - lead_in) / style.period, 0.0, 1.0)
+
+
+def _clip_motion(class_index: int, group: int, clip: int, frames: int, size: tuple[int, int], seed: int,
+                 actor: Actor, actions: str) -> tuple[np.random.Generator, ClipStyle, dict[str, np.ndarray]]:
+    """The clip's generator (to draw on from), style and joint trajectories."""
+    action = action_set(actions)[class_index]
     rng = np.random.default_rng([seed, 1, class_index, group, clip])
     style = _clip_style(rng, action, frames, size)
-    cycles = np.arange(frames) / style.period + style.phase
-    pose = action.pose(cycles, rng).exaggerate(style.amplitude)
-    joints = skeleton(pose, actor)
+    pose = action.pose(_timeline(action, style, frames), rng).exaggerate(style.amplitude)
+    return rng, style, skeleton(pose, actor)
+
+
+def clip_joints(class_index: int, group: int, clip: int, frames: int = 96, size: tuple[int, int] = (128, 96),
+                seed: int = 0, actions: str = DEFAULT_ACTION_SET) -> dict[str, np.ndarray]:
+    """The joint positions (T, ..., 2), in body units, that `render_clip` draws for the same arguments."""
+    return _clip_motion(class_index, group, clip, frames, size, seed, make_actor(seed, group, size), actions)[2]
+
+
+def render_clip(class_index: int, group: int, clip: int, frames: int = 96, size: tuple[int, int] = (128, 96),
+                seed: int = 0, actor: Actor | None = None, actions: str = DEFAULT_ACTION_SET) -> Iterator[np.ndarray]:
+    """Yield the frames (H, W, 3) uint8 of one video: class `class_index` (0-based index into the
+    action set `actions`, e.g. CLASS_NAMES), actor `group` and clip `clip` (both 1-based)."""
+    actor = actor or make_actor(seed, group, size)
+    rng, style, joints = _clip_motion(class_index, group, clip, frames, size, seed, actor, actions)
 
     width, height = size
     margin = _jitter_margin(size) * SUPERSAMPLE

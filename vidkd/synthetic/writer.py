@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from vidkd.data.video import write_video
 from vidkd.errors import DatasetError
-from vidkd.synthetic.kinematics import class_names
+from vidkd.synthetic.kinematics import DEFAULT_ACTION_SET, class_names
 from vidkd.synthetic.render import make_actor, render_clip
 from vidkd.utils.runtime import usable_cpus, worker_context
 
@@ -42,8 +42,8 @@ def video_name(class_name: str, group: int, clip: int) -> str:
     return f"v_{class_name}_g{group:02d}_c{clip:02d}.avi"
 
 
-def _validate(classes: int, groups: int, clips_per_group: int, frames: int, size) -> tuple[int, int]:
-    class_names(classes)
+def _validate(classes: int, groups: int, clips_per_group: int, frames: int, size, actions: str) -> tuple[int, int]:
+    class_names(classes, actions)
     if not 2 <= groups <= 99:
         raise DatasetError(f"--groups must be between 2 and 99 (train and test need different actors); got {groups}")
     if not 1 <= clips_per_group <= 99:
@@ -61,10 +61,16 @@ def _validate(classes: int, groups: int, clips_per_group: int, frames: int, size
 
 
 def _parameters(names: list[str], groups: int, clips_per_group: int, frames: int,
-                size: tuple[int, int], seed: int) -> dict:
-    return {"format_version": FORMAT_VERSION, "classes": names, "groups": groups,
-            "clips_per_group": clips_per_group, "frames": frames, "size": list(size), "fps": FPS,
-            "seed": seed}
+                size: tuple[int, int], seed: int, actions: str) -> dict:
+    params = {"format_version": FORMAT_VERSION, "classes": names, "groups": groups,
+              "clips_per_group": clips_per_group, "frames": frames, "size": list(size), "fps": FPS,
+              "seed": seed}
+    # No key for the default set: datasets written before there were two sets stay reusable, and
+    # a manifest without it reads as cyclic. Being part of the parameters, the set is compared
+    # before a directory is reused.
+    if actions != DEFAULT_ACTION_SET:
+        params["actions"] = actions
+    return params
 
 
 def _split_lines(names: list[str], groups: int, clips_per_group: int, split: int) -> tuple[list[str], list[str]]:
@@ -124,6 +130,14 @@ def _is_complete(root: Path, params: dict) -> bool:
     return all(path.is_file() and path.stat().st_size > 0 for path in expected + split_files)
 
 
+def _stored_action_set(root: Path) -> str | None:
+    """The action set of the manifest at `root` (None without a readable one)."""
+    try:
+        return json.loads((root / MANIFEST).read_text())["parameters"].get("actions", DEFAULT_ACTION_SET)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _remove_written_files(root: Path) -> None:
     """Remove the videos and split files a `vidkd synth` wrote at `root`, nothing else: `--overwrite`
     pointed at a real dataset by mistake must not delete it.
@@ -149,21 +163,25 @@ def _remove_written_files(root: Path) -> None:
 
 
 def _write_group(root: Path, names: list[str], group: int, clips_per_group: int, frames: int,
-                 size: tuple[int, int], seed: int) -> int:
+                 size: tuple[int, int], seed: int, actions: str) -> int:
     """Every video of actor `group` (all actions and clips); returns how many were written."""
     actor = make_actor(seed, group, size)
     for index, name in enumerate(names):
         for clip in range(1, clips_per_group + 1):
             path = root / "videos" / name / video_name(name, group, clip)
-            write_video(path, render_clip(index, group, clip, frames, size, seed, actor), fps=FPS)
+            write_video(path, render_clip(index, group, clip, frames, size, seed, actor, actions), fps=FPS)
     return len(names) * clips_per_group
 
 
 def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DEFAULT_GROUPS,
                             clips_per_group: int = DEFAULT_CLIPS_PER_GROUP,
                             frames: int = 96, size: tuple[int, int] = (128, 96), seed: int = 0,
-                            overwrite: bool = False, progress: bool = True, workers: int | None = None) -> dict:
+                            overwrite: bool = False, progress: bool = True, workers: int | None = None,
+                            actions: str = DEFAULT_ACTION_SET) -> dict:
     """Write the synthetic action dataset to `out` in the UCF101 layout and return a summary.
+
+    `actions` names the action set (`ACTION_SETS`): "cyclic" (the default) or "directed"
+    (actions with a direction in time, docs/synthetic.md).
 
     `workers` processes write the videos, one actor at a time (default: one per usable core; 0 or
     1 writes them in this process). The files do not depend on it.
@@ -174,11 +192,11 @@ def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DE
     """
     started = time.perf_counter()
     root = Path(out)
-    size = _validate(classes, groups, clips_per_group, frames, size)
-    names = class_names(classes)
-    params = _parameters(names, groups, clips_per_group, frames, size, seed)
-    summary = {"root": str(root), "classes": names, "groups": groups, "clips_per_group": clips_per_group,
-               "frames": frames, "size": list(size), "fps": FPS, "seed": seed,
+    size = _validate(classes, groups, clips_per_group, frames, size, actions)
+    names = class_names(classes, actions)
+    params = _parameters(names, groups, clips_per_group, frames, size, seed, actions)
+    summary = {"root": str(root), "actions": actions, "classes": names, "groups": groups,
+               "clips_per_group": clips_per_group, "frames": frames, "size": list(size), "fps": FPS, "seed": seed,
                "num_videos": len(names) * groups * clips_per_group}
 
     if root.exists() and not root.is_dir():
@@ -193,13 +211,15 @@ def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DE
             raise DatasetError(f"{root} is not empty and was not written by `vidkd synth`; choose a new or empty "
                                "directory (--overwrite replaces only a synthetic dataset)")
         if not overwrite:
-            raise DatasetError(f"{root} holds an unfinished synthetic dataset or one written with other parameters; "
-                               "pass --overwrite to replace it or choose another directory")
+            stored = _stored_action_set(root)
+            what = (f"the {stored} actions, not the {actions} ones" if stored not in (None, actions)
+                    else "an unfinished synthetic dataset or one written with other parameters")
+            raise DatasetError(f"{root} holds {what}; pass --overwrite to replace it or choose another directory")
         _remove_written_files(root)
 
     root.mkdir(parents=True, exist_ok=True)
     (root / WRITING_MARKER).write_text("written by vidkd synth; `--overwrite` removes only the files vidkd wrote\n")
-    group_jobs = [(root, names, group, clips_per_group, frames, size, seed) for group in range(1, groups + 1)]
+    group_jobs = [(root, names, group, clips_per_group, frames, size, seed, actions) for group in range(1, groups + 1)]
     workers = min(groups, usable_cpus()) if workers is None else workers
     with tqdm(total=summary["num_videos"], desc="synth", unit="video", disable=not progress) as bar:
         if workers <= 1:
@@ -230,9 +250,11 @@ def format_summary(summary: dict) -> str:
     else:
         head = f"wrote the synthetic dataset to {summary['root']} in {summary['seconds']:.1f} s"
     names = summary["classes"]
+    actions = summary.get("actions", DEFAULT_ACTION_SET)
+    kind = "" if actions == DEFAULT_ACTION_SET else f" ({actions} actions)"
     lines = [
         head,
-        f"  {len(names)} classes: {', '.join(names)}",
+        f"  {len(names)} classes{kind}: {', '.join(names)}",
         f"  {summary['num_videos']} videos ({len(names)} classes x {summary['groups']} actors x "
         f"{summary['clips_per_group']} clips), {summary['frames']} frames each, {width}x{height} at {summary['fps']} fps",
     ]
