@@ -16,8 +16,9 @@ from vidkd.errors import ConfigError
 from vidkd.eval.features import FeatureCache, extract_features, weights_fingerprint
 from vidkd.eval.fractions import sample_fraction
 from vidkd.eval.knn import knn_classify
-from vidkd.eval.linear import group_folds, linear_probe
+from vidkd.eval.linear import LinearRecipe, group_folds, linear_probe
 from vidkd.eval.retrieval import retrieval_recall
+from vidkd.eval.runtime import EvalRuntime
 
 
 def _have(*modules: str) -> bool:
@@ -121,16 +122,17 @@ def _clusters(num_classes: int, per_class: int, dim: int, seed: int, spread: flo
 def test_linear_probe_separates_clusters_and_uses_the_fraction():
     train, train_labels = _clusters(5, 40, 32, seed=0)
     test, test_labels = _clusters(5, 20, 32, seed=1)
-    result = linear_probe(train, train_labels, test, test_labels, steps=30)
+    result = linear_probe(train, train_labels, test, test_labels, LinearRecipe(steps=30))
     assert result["train_top1"] == 1.0 and result["test_top1"] >= 0.95
     assert result["train_videos"] == 200 and result["test_videos"] == 100
 
-    small = linear_probe(train, train_labels, test, test_labels, fraction=0.1, steps=30)
+    small = linear_probe(train, train_labels, test, test_labels, LinearRecipe(fraction=0.1, steps=30))
     assert small["train_videos"] == 20 and small["fraction"] == 0.1
-    assert small == linear_probe(train, train_labels, test, test_labels, fraction=0.1, steps=30)  # deterministic
+    again = linear_probe(train, train_labels, test, test_labels, LinearRecipe(fraction=0.1, steps=30))
+    assert small == again  # deterministic
 
     shuffled = train_labels[torch.randperm(200, generator=torch.Generator().manual_seed(0))]
-    assert linear_probe(train, shuffled, test, test_labels, steps=30)["test_top1"] < 0.5
+    assert linear_probe(train, shuffled, test, test_labels, LinearRecipe(steps=30))["test_top1"] < 0.5
 
 
 # ---------------------------------------------------------------- feature extraction and cache
@@ -166,7 +168,8 @@ class ConstantClips(Dataset):
 
 def test_extract_features_averages_clips_per_video():
     backbone = ChannelMean().train()
-    feats, labels = extract_features(backbone, ConstantClips(5, 3), batch_size=2, progress=False)
+    feats, labels = extract_features(backbone, ConstantClips(5, 3), batch_size=2,
+                                     runtime=EvalRuntime(progress=False))
     # mean over clips j = 0, 1, 2 of 10*i + j + c is 10*i + 1 + c
     expected = torch.tensor([[10.0 * i + 1 + c for c in range(3)] for i in range(5)])
     assert feats.dtype == torch.float32 and torch.allclose(feats, expected)
@@ -183,7 +186,7 @@ def test_feature_cache_extracts_once_per_key(tmp_path):
 
     def extract():
         calls.append(1)
-        return extract_features(backbone, ConstantClips(4, 2), batch_size=3, progress=False)
+        return extract_features(backbone, ConstantClips(4, 2), batch_size=3, runtime=EvalRuntime(progress=False))
 
     key = {"weights": weights_fingerprint(backbone), "subset": "train", "num_clips": 2}
     first = cache.get_or_extract(key, extract)
@@ -265,7 +268,7 @@ def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
 @NEEDS_DATA_AND_MODELS
 def test_finetune_one_epoch_trains_and_reports_fractions(tmp_path):
     from vidkd.data.datasets import load_split
-    from vidkd.eval.finetune import finetune
+    from vidkd.eval.finetune import FinetuneRecipe, finetune
     from vidkd.data.transforms import transforms_from_config
     from vidkd.config import load_config
     from vidkd.models import build_backbone
@@ -277,9 +280,10 @@ def test_finetune_one_epoch_trains_and_reports_fractions(tmp_path):
     torch.manual_seed(0)
     backbone = build_backbone("r3d", width=0.125)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    result = finetune(backbone, load_split(root, "train"), load_split(root, "test"), train_transform=train_tf,
-                      test_transform=test_tf, epochs=1, lr=0.05, batch_size=3, fraction=0.5, clip_len=4,
-                      num_test_clips=2, progress=False)
+    recipe = FinetuneRecipe(train_tf, test_tf, epochs=1, lr=0.05, batch_size=3, fraction=0.5, clip_len=4,
+                            num_test_clips=2)
+    result = finetune(backbone, load_split(root, "train"), load_split(root, "test"), recipe,
+                      EvalRuntime(progress=False))
     for key in ("clip_top1", "video_top1", "epochs", "fraction", "train_videos", "test_videos", "history"):
         assert key in result
     assert 0 <= result["clip_top1"] <= 1 and 0 <= result["video_top1"] <= 1
@@ -560,11 +564,13 @@ def test_linear_probe_chooses_weight_decay_on_held_out_groups_never_on_the_test_
     test, test_labels = draw(400)
     groups = [f"g{i % 6}" for i in range(60)]
     candidates = [1e-4, 1.0, 100.0]
-    auto = linear_probe(train, train_labels, test, test_labels, steps=50, weight_decay=candidates, train_groups=groups)
+    auto = linear_probe(train, train_labels, test, test_labels, LinearRecipe(steps=50, weight_decay=candidates),
+                        train_groups=groups)
     scores = auto["validation_top1_by_weight_decay"]
     assert set(scores) == {"0.0001", "1", "100"}
     assert auto["weight_decay"] == max(candidates, key=lambda wd: (scores[f"{wd:g}"], wd))
-    single = linear_probe(train, train_labels, test, test_labels, steps=50, weight_decay=auto["weight_decay"])
+    single = linear_probe(train, train_labels, test, test_labels,
+                          LinearRecipe(steps=50, weight_decay=auto["weight_decay"]))
     assert single["test_top1"] == auto["test_top1"]  # refit on every labelled video with the chosen value
     # folds hold whole groups: a group is never both fitted and validated on
     folds = group_folds(groups, 3)
@@ -572,11 +578,11 @@ def test_linear_probe_chooses_weight_decay_on_held_out_groups_never_on_the_test_
     for mask in folds:
         assert not set(np.array(groups)[mask]) & set(np.array(groups)[~mask])
     # the choice depends on the training videos alone
-    flipped = linear_probe(train, train_labels, test, 1 - test_labels, steps=50, weight_decay=candidates,
+    flipped = linear_probe(train, train_labels, test, 1 - test_labels, LinearRecipe(steps=50, weight_decay=candidates),
                            train_groups=groups)
     assert flipped["weight_decay"] == auto["weight_decay"]
     with pytest.raises(ValueError, match="one group per training video"):
-        linear_probe(train, train_labels, test, test_labels, weight_decay=candidates)
+        linear_probe(train, train_labels, test, test_labels, LinearRecipe(weight_decay=candidates))
 
 
 def test_changed_settings_compare_only_what_a_protocol_depends_on():

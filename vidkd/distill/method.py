@@ -68,28 +68,20 @@ class Distillation(Method):
     def _run(self, model: nn.Module, inputs: torch.Tensor) -> Any:
         return model(inputs) if self.map_stages is None else model(inputs, maps=self.map_stages)
 
-    def forward(self, model: nn.Module, batch: dict[str, Any]) -> Any:
-        if self.map_stages is None:
-            return self.student.forward(model, batch)
-        return self._run(model, self.inputs(batch))
-
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's own loss plus the KD terms between its output and the teacher's."""
         inputs = self.inputs(batch)  # moved to the device once, for student and teacher
         output = self._run(model, inputs)
         with torch.no_grad():
             teacher_output = self._run(self.teacher, inputs)
-        return self.combine(output, teacher_output, batch)
-
-    def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.no_grad():
-            teacher_output = self._run(self.teacher, self.inputs(batch))
-        return self.combine(output, teacher_output, batch)
-
-    def combine(self, output: Any, teacher_output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The student's own loss plus the KD terms between its output and the teacher's."""
         loss, parts = self.student.loss(output, batch)
         kd, kd_parts = self.kd_loss(output, teacher_output)
         return loss + kd, {**parts, **kd_parts, "kd_loss": kd.detach()}
+
+    def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Not used: the teacher must see the student's inputs, so `training_step` computes the loss."""
+        raise NotImplementedError("Distillation computes its loss in training_step, where the teacher sees the "
+                                  "student's inputs")
 
     def clips_in(self, batch: dict[str, Any]) -> int:
         return self.student.clips_in(batch)

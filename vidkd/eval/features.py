@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vidkd.errors import CheckpointError
+from vidkd.eval.runtime import EvalRuntime
 from vidkd.utils.io import load_weights, save_weights
 from vidkd.utils.runtime import autocast_context
 
@@ -53,29 +54,28 @@ def extract_features(
     backbone: nn.Module,
     dataset: Dataset,
     batch_size: int = 8,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
+    runtime: EvalRuntime = EvalRuntime(),
     desc: str = "features",
     amp: str = "none",
-    progress: bool = True,
     feature: str = "pooled",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (N, d) float32 and labels (N,) of every video of `dataset`, in dataset order.
 
     Items are `{"clips": (n_clips, C, T, H, W), "label", ...}` (or `{"clip": (C, T, H, W)}`).
     All clips of a batch of videos go through the backbone in one forward pass; a video's
-    feature is the mean of its clips' features (of kind `feature`). `batch_size` counts videos.
+    feature is the mean of its clips' features (of kind `feature`). `batch_size` counts videos;
+    `runtime` gives the device, loader workers and progress bar (its `preload` is the caller's).
     """
     if feature not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind {feature!r}; choose from {', '.join(FEATURE_KINDS)}")
-    device = torch.device(device)
+    device = torch.device(runtime.device)
     was_training = backbone.training
     backbone.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=runtime.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     features, labels = [], []
     try:
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not runtime.progress, unit="batch"):
             clips = batch["clips"] if "clips" in batch else batch["clip"].unsqueeze(1)
             num_videos, num_clips = clips.shape[:2]
             clips = clips.reshape(num_videos * num_clips, *clips.shape[2:]).to(device, non_blocking=True)

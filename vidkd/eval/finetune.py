@@ -4,7 +4,8 @@ Training runs through the engine as the `Supervised` method (one random clip per
 epoch, SGD with momentum, the backbone at `backbone_lr_scale` of the head's learning rate; the
 transforms decide crop, flip and normalisation). Testing takes `num_test_clips` evenly spaced
 centre-crop clips per video and reports clip accuracy (every clip on its own) and video accuracy
-(logits averaged over the clips).
+(logits averaged over the clips). Every setting of that is one `FinetuneRecipe`; where it runs
+(device, workers, progress, preloading) is an `EvalRuntime`.
 
 Two ways to end: without a validation split (the vidkd recipe) the cosine-decayed last epoch is
 tested; with `val_videos > 0` (the PCL recipe) that many training videos are held out (seeded),
@@ -23,6 +24,7 @@ import dataclasses
 import logging
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,11 +32,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vidkd.config import TrainConfig
+from vidkd.config import Config, TrainConfig
 from vidkd.data.loaders import ClipDataset, MultiClipDataset
+from vidkd.data.transforms import transforms_from_config
 from vidkd.engine.trainer import Trainer
 from vidkd.errors import TrainingError
 from vidkd.eval.fractions import fraction_of_split
+from vidkd.eval.runtime import EvalRuntime
 from vidkd.methods.supervised import Supervised
 from vidkd.utils.runtime import autocast_context
 
@@ -79,103 +83,146 @@ def evaluate_clips(model: nn.Module, loader: DataLoader, device: torch.device, a
     return {"clip_top1": clip_correct / clip_total, "video_top1": video_correct / video_total}
 
 
-def finetune(
-    backbone: nn.Module,
-    train_split: Any,
-    test_split: Any,
-    *,
-    train_transform: Any,
-    test_transform: Any,
-    epochs: int = 50,
-    lr: float = 0.01,
-    backbone_lr_scale: float = 0.1,
-    batch_size: int = 16,
-    fraction: float = 1.0,
-    seed: int = 0,
-    clip_len: int = 16,
-    num_test_clips: int = 10,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    dropout: float = 0.5,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
-    amp: str = "none",
-    progress: bool = True,
-    scheduler: str = "cosine",
-    plateau_patience: int = 30,
-    plateau_factor: float = 0.1,
-    min_lr: float = 0.0,
-    val_videos: int = 0,
-    preload: bool = False,
-    drop_last: bool = True,
-) -> dict[str, Any]:
-    """Fine-tune `backbone` (in place) plus a new linear classifier; return the test accuracies.
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """How to fine-tune: transforms, optimiser, schedule, labelled share, validation and testing.
 
+    The defaults are the vidkd recipe's defaults; `FinetuneRecipe.from_config` builds the vidkd
+    recipe of a config and `vidkd.eval.protocols.pcl_finetune_recipe` the reference's.
     `fraction` keeps a per-class share of the training videos. `val_videos > 0` holds that many
     of them out (seeded) as a validation split, validated every epoch with the training
-    transform; the best-validation epoch is tested (`best_epoch` in the result). `scheduler` is
-    `cosine` (per step) or `plateau` (per epoch, on the validation loss when there is one).
-    `preload` decodes the videos once into memory (`data.preload`).
+    transform; the best-validation epoch is tested. `scheduler` is `cosine` (per step) or
+    `plateau` (per epoch, on the validation loss when there is one).
     """
-    if epochs < 1:
-        raise TrainingError(f"fine-tuning needs at least one epoch, got {epochs} (use --epochs N)")
-    start_time = time.time()
-    device = torch.device(device)
-    train_split = fraction_of_split(train_split, fraction, seed)
+
+    train_transform: Any
+    test_transform: Any
+    epochs: int = 50
+    lr: float = 0.01
+    backbone_lr_scale: float = 0.1
+    batch_size: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    dropout: float = 0.5
+    fraction: float = 1.0
+    seed: int = 0
+    clip_len: int = 16
+    num_test_clips: int = 10
+    scheduler: str = "cosine"
+    plateau_patience: int = 30
+    plateau_factor: float = 0.1
+    min_lr: float = 0.0
+    val_videos: int = 0
+    drop_last: bool = True
+    amp: str = "none"
+
+    @classmethod
+    def from_config(cls, cfg: Config, fraction: float) -> FinetuneRecipe:
+        """The vidkd recipe: the `eval` section's fine-tuning settings, `train`'s momentum, weight decay,
+        seed and precision, the data's clips with crop and flip (no colour augmentation)."""
+        train_transform, test_transform = transforms_from_config(cfg.data, colour_augmentation=False)
+        e = cfg.eval
+        return cls(train_transform, test_transform, epochs=e.finetune_epochs, lr=e.finetune_lr,
+                   backbone_lr_scale=e.finetune_backbone_lr_scale, batch_size=e.finetune_batch_size,
+                   momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay, dropout=e.finetune_dropout,
+                   fraction=fraction, seed=cfg.train.seed, clip_len=cfg.data.clip_len, num_test_clips=e.num_clips,
+                   amp=cfg.train.amp)
+
+
+@dataclass
+class _Datasets:
+    train: ClipDataset
+    val: ClipDataset | None
+    test: MultiClipDataset
+    num_classes: int
+
+
+def _datasets(train_split: Any, test_split: Any, recipe: FinetuneRecipe, runtime: EvalRuntime) -> _Datasets:
+    """The labelled training videos (less the held-out validation ones, if any) and the test videos."""
+    train_split = fraction_of_split(train_split, recipe.fraction, recipe.seed)
     num_classes = len(train_split.class_names)
+    clip_len, seed, progress = recipe.clip_len, recipe.seed, runtime.progress
     val_set = None
-    if val_videos > 0:
-        train_split, val_split = hold_out_videos(train_split, val_videos, seed)
-        val_set = ClipDataset(val_split, clip_len, train_transform, seed=seed, progress=progress)
-    train_set = ClipDataset(train_split, clip_len, train_transform, seed=seed, progress=progress)
-    test_set = MultiClipDataset(test_split, num_test_clips, clip_len, test_transform, seed=seed, progress=progress)
-    if preload:
-        for dataset, transform in ((train_set, train_transform), (val_set, train_transform), (test_set, test_transform)):
+    if recipe.val_videos > 0:
+        train_split, val_split = hold_out_videos(train_split, recipe.val_videos, seed)
+        val_set = ClipDataset(val_split, clip_len, recipe.train_transform, seed=seed, progress=progress)
+    train_set = ClipDataset(train_split, clip_len, recipe.train_transform, seed=seed, progress=progress)
+    test_set = MultiClipDataset(test_split, recipe.num_test_clips, clip_len, recipe.test_transform, seed=seed,
+                                progress=progress)
+    if runtime.preload:
+        for dataset, transform in ((train_set, recipe.train_transform), (val_set, recipe.train_transform),
+                                   (test_set, recipe.test_transform)):
             if dataset is not None:
                 dataset.preload(transform.resize, progress=progress)
     if len(train_set) == 0 or len(test_set) == 0:
         raise TrainingError("fine-tuning needs training and test videos; check the dataset split")
-    batch_size = min(batch_size, len(train_set))  # a small labelled fraction still makes one batch
+    return _Datasets(train_set, val_set, test_set, num_classes)
 
-    torch.manual_seed(seed)  # the new head's initialisation
-    method = Supervised(backbone, num_classes, train_set, dropout=dropout, backbone_lr_scale=backbone_lr_scale,
-                        val_set=val_set)
-    schedule = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, scheduler=scheduler, plateau_patience=plateau_patience,
-                           plateau_factor=plateau_factor, min_lr=min_lr,
-                           best_by="loss" if val_set is not None else "accuracy", amp=amp, seed=seed,
-                           device=device.type, knn_every=0, drop_last=drop_last)
+
+def _trainer(backbone: nn.Module, data: _Datasets, recipe: FinetuneRecipe, batch_size: int,
+             runtime: EvalRuntime) -> Trainer:
+    """The engine, set up to train `backbone` and a new head as the `Supervised` method."""
+    device = torch.device(runtime.device)
+    torch.manual_seed(recipe.seed)  # the new head's initialisation
+    method = Supervised(backbone, data.num_classes, data.train, dropout=recipe.dropout,
+                        backbone_lr_scale=recipe.backbone_lr_scale, val_set=data.val)
+    validated = data.val is not None
+    schedule = TrainConfig(epochs=recipe.epochs, batch_size=batch_size, optimizer="sgd", lr=recipe.lr,
+                           momentum=recipe.momentum, weight_decay=recipe.weight_decay, scheduler=recipe.scheduler,
+                           plateau_patience=recipe.plateau_patience, plateau_factor=recipe.plateau_factor,
+                           min_lr=recipe.min_lr, best_by="loss" if validated else "accuracy", amp=recipe.amp,
+                           seed=recipe.seed, device=device.type, knn_every=0, drop_last=recipe.drop_last)
     # only this process fine-tunes, even inside a torchrun job (evaluations run on rank 0)
-    trainer = Trainer(method, schedule, run_dir=None, num_workers=num_workers, progress=progress,
-                      keep_best=val_set is not None, distributed=False)
+    return Trainer(method, schedule, run_dir=None, num_workers=runtime.num_workers, progress=runtime.progress,
+                   keep_best=validated, distributed=False)
+
+
+def _restore_best(trainer: Trainer, history: list[dict[str, Any]], val_set: ClipDataset | None) -> dict[str, Any]:
+    """Load the weights of the epoch with the lowest validation loss; what the result says about it."""
+    if val_set is None or trainer.best_state is None:
+        return {}
+    trainer.method.model.load_state_dict(trainer.best_state)
+    best_entry = next(h for h in history if h["epoch"] == trainer.best_epoch)
+    best = {"best_epoch": trainer.best_epoch, "best_val_loss": best_entry.get("val_loss"),
+            "best_val_top1": best_entry.get("val_top1"), "val_videos": len(val_set)}
+    log.info("finetune: testing the best validation epoch %d (val loss %.4f)", trainer.best_epoch,
+             best["best_val_loss"])
+    return best
+
+
+def finetune(backbone: nn.Module, train_split: Any, test_split: Any, recipe: FinetuneRecipe,
+             runtime: EvalRuntime = EvalRuntime()) -> dict[str, Any]:
+    """Fine-tune `backbone` (in place) plus a new linear classifier by `recipe`; return the test accuracies.
+
+    With a validation split the best-validation epoch is tested (`best_epoch` in the result).
+    """
+    if recipe.epochs < 1:
+        raise TrainingError(f"fine-tuning needs at least one epoch, got {recipe.epochs} (use --epochs N)")
+    start_time = time.time()
+    data = _datasets(train_split, test_split, recipe, runtime)
+    batch_size = min(recipe.batch_size, len(data.train))  # a small labelled fraction still makes one batch
+    trainer = _trainer(backbone, data, recipe, batch_size, runtime)
     param_group_lrs = [float(group["lr"]) for group in trainer.optimizer.param_groups]
     history = trainer.fit()
     for entry in history:
-        log.info("finetune epoch %d/%d: loss %.4f, train top-1 %.3f%s", entry["epoch"], epochs, entry["train_loss"],
-                 entry["train_top1"], f", val loss {entry['val_loss']:.4f}" if "val_loss" in entry else "")
-    best: dict[str, Any] = {}
-    if val_set is not None and trainer.best_state is not None:
-        method.model.load_state_dict(trainer.best_state)  # test the epoch with the lowest validation loss
-        best_entry = next(h for h in history if h["epoch"] == trainer.best_epoch)
-        best = {"best_epoch": trainer.best_epoch, "best_val_loss": best_entry.get("val_loss"),
-                "best_val_top1": best_entry.get("val_top1"), "val_videos": len(val_set)}
-        log.info("finetune: testing the best validation epoch %d (val loss %.4f)", trainer.best_epoch,
-                 best["best_val_loss"])
-
-    test_loader = DataLoader(test_set, batch_size=max(1, batch_size // 2), shuffle=False,
-                             num_workers=num_workers, pin_memory=device.type == "cuda")
-    metrics = evaluate_clips(method.model, test_loader, trainer.device, trainer.amp, progress)
+        log.info("finetune epoch %d/%d: loss %.4f, train top-1 %.3f%s", entry["epoch"], recipe.epochs,
+                 entry["train_loss"], entry["train_top1"],
+                 f", val loss {entry['val_loss']:.4f}" if "val_loss" in entry else "")
+    best = _restore_best(trainer, history, data.val)
+    test_loader = DataLoader(data.test, batch_size=max(1, batch_size // 2), shuffle=False,
+                             num_workers=runtime.num_workers, pin_memory=torch.device(runtime.device).type == "cuda")
+    metrics = evaluate_clips(trainer.method.model, test_loader, trainer.device, trainer.amp, runtime.progress)
     history_keys = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "lr")
     return {
         **metrics,
         **best,
-        "epochs": epochs,
-        "fraction": float(fraction),
-        "train_videos": len(train_set),
-        "test_videos": len(test_set),
-        "test_clips_per_video": num_test_clips,
-        "lr": lr,
-        "backbone_lr_scale": backbone_lr_scale,
+        "epochs": recipe.epochs,
+        "fraction": float(recipe.fraction),
+        "train_videos": len(data.train),
+        "test_videos": len(data.test),
+        "test_clips_per_video": recipe.num_test_clips,
+        "lr": recipe.lr,
+        "backbone_lr_scale": recipe.backbone_lr_scale,
         "batch_size": batch_size,
         "final_train_loss": history[-1]["train_loss"],
         "final_train_top1": history[-1]["train_top1"],
@@ -191,9 +238,10 @@ def repeat_seed(seed: int, repeat: int) -> int:
     return seed + repeat * REPEAT_SEED_STRIDE
 
 
-def finetune_repeated(backbone: nn.Module, train_split: Any, test_split: Any, *, repeats: int = 1, seed: int = 0,
-                      **settings: Any) -> dict[str, Any]:
-    """`finetune` a copy of `backbone` `repeats` times, repeat r with `repeat_seed(seed, r)`; `backbone` is untouched.
+def finetune_repeated(backbone: nn.Module, train_split: Any, test_split: Any, recipe: FinetuneRecipe,
+                      runtime: EvalRuntime = EvalRuntime(), repeats: int = 1) -> dict[str, Any]:
+    """`finetune` a copy of `backbone` `repeats` times, repeat r with `repeat_seed(recipe.seed, r)`; `backbone` is
+    untouched.
 
     One repeat returns `finetune`'s result as it is. Several return the first repeat's record with
     `clip_top1` and `video_top1` averaged over the repeats, the seconds summed, and `repeats`: each
@@ -201,10 +249,11 @@ def finetune_repeated(backbone: nn.Module, train_split: Any, test_split: Any, *,
     """
     if repeats < 1:
         raise TrainingError(f"fine-tuning needs at least one repeat, got {repeats} (set eval.finetune_repeats)")
-    seeds = [repeat_seed(seed, repeat) for repeat in range(repeats)]
+    seeds = [repeat_seed(recipe.seed, repeat) for repeat in range(repeats)]
     results = []
     for repeat, repeat_of_seed in enumerate(seeds, 1):
-        results.append(finetune(copy.deepcopy(backbone), train_split, test_split, seed=repeat_of_seed, **settings))
+        results.append(finetune(copy.deepcopy(backbone), train_split, test_split,
+                                dataclasses.replace(recipe, seed=repeat_of_seed), runtime))
         if repeats > 1:
             log.info("finetune repeat %d/%d (seed %d): video top-1 %.3f", repeat, repeats, repeat_of_seed,
                      results[-1]["video_top1"])

@@ -12,14 +12,15 @@ subset, and the best one is refit on the whole subset.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import logging
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidkd.config import Config
 from vidkd.eval.fractions import sample_fraction
 from vidkd.eval.retrieval import as_tensor
 
@@ -87,26 +88,42 @@ def choose_weight_decay(features: torch.Tensor, labels: torch.Tensor, groups: Se
     return float(best), scores
 
 
+@dataclass(frozen=True)
+class LinearRecipe:
+    """How the probe is fitted: the labelled share and its seed, the L-BFGS steps, the L2 strength(s).
+
+    `steps` bounds the L-BFGS iterations (each one a full pass over the training features). Several
+    `weight_decay` values are chosen among by leave-groups-out validation on the labelled subset.
+    """
+
+    fraction: float = 1.0
+    seed: int = 0
+    steps: int = 300
+    weight_decay: float | Sequence[float] = 5e-4
+
+    @classmethod
+    def from_config(cls, cfg: Config, fraction: float) -> LinearRecipe:
+        """The vidkd recipe: `eval.linear_steps` and `eval.linear_weight_decay`, `train.seed`."""
+        return cls(fraction=fraction, seed=cfg.train.seed, steps=cfg.eval.linear_steps,
+                   weight_decay=cfg.eval.linear_weight_decay)
+
+
 def linear_probe(
     train_feats: torch.Tensor | np.ndarray,
     train_labels: torch.Tensor | np.ndarray | Sequence[int],
     test_feats: torch.Tensor | np.ndarray,
     test_labels: torch.Tensor | np.ndarray | Sequence[int],
+    recipe: LinearRecipe = LinearRecipe(),
     num_classes: int | None = None,
-    fraction: float = 1.0,
-    seed: int = 0,
-    steps: int = 300,
-    weight_decay: float | Sequence[float] = 5e-4,
-    device: str | torch.device = "cpu",
     train_groups: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, float | int]:
-    """Train a linear classifier on (a per-class `fraction` of) the training features.
+    """Train a linear classifier on (a per-class `recipe.fraction` of) the training features.
 
-    `steps` bounds the L-BFGS iterations (each one a full pass over the training features).
-    Several `weight_decay` values are chosen among by leave-groups-out validation on the labelled
-    subset (`train_groups`, one per training video, required then). Returns fractions
-    `train_top1`, `test_top1`, `test_top5`, the subset size and the weight decay used.
+    Choosing among several weight decays needs `train_groups`, one per training video. Returns
+    fractions `train_top1`, `test_top1`, `test_top5`, the subset size and the weight decay used.
     """
+    fraction, seed, steps, weight_decay = recipe.fraction, recipe.seed, recipe.steps, recipe.weight_decay
     if steps < 1:
         raise ValueError(f"linear probe needs at least one step, got {steps}")
     train_labels = as_tensor(train_labels, torch.long)

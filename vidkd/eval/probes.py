@@ -13,6 +13,7 @@ from vidkd.data.loaders import MultiClipDataset
 from vidkd.data.transforms import transforms_from_config
 from vidkd.eval.features import extract_features
 from vidkd.eval.knn import knn_classify
+from vidkd.eval.runtime import EvalRuntime
 from vidkd.methods.common import RunSplits, in_memory
 
 
@@ -33,7 +34,7 @@ class KNNProbe:
         self.queries = in_memory(self.queries, 1, self.cfg)
         workers = 0 if getattr(self.memory, "in_memory", False) else self.cfg.data.num_workers
         kwargs = dict(batch_size=self.cfg.train.batch_size * self.cfg.data.tuple_len,
-                      device=next(model.parameters()).device, num_workers=workers, progress=False)
+                      runtime=EvalRuntime(next(model.parameters()).device, num_workers=workers, progress=False))
         train_feats, train_labels = extract_features(model.backbone, self.memory, desc="knn memory", **kwargs)
         test_feats, test_labels = extract_features(model.backbone, self.queries, desc="knn queries", **kwargs)
         scores = knn_classify(train_feats, train_labels, test_feats, test_labels, k=self.cfg.train.knn_k,

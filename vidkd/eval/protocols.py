@@ -41,11 +41,12 @@ from vidkd.data.loaders import MultiClipDataset
 from vidkd.data.transforms import ClipTransform, transforms_from_config
 from vidkd.errors import ConfigError, DatasetError, VidkdError
 from vidkd.eval.features import FeatureCache, extract_features, split_fingerprint, weights_fingerprint
-from vidkd.eval.finetune import finetune, finetune_repeated
+from vidkd.eval.finetune import FinetuneRecipe, finetune, finetune_repeated
 from vidkd.eval.fractions import check_fraction, fraction_of_split
 from vidkd.eval.knn import knn_classify
-from vidkd.eval.linear import linear_probe
-from vidkd.eval.retrieval import DEFAULT_KS, retrieval_recall
+from vidkd.eval.linear import LinearRecipe, linear_probe
+from vidkd.eval.retrieval import RETRIEVAL_KS, RETRIEVAL_METRICS, retrieval_recall
+from vidkd.eval.runtime import EvalRuntime
 from vidkd.models import build_backbone
 from vidkd.models.loading import load_backbone
 from vidkd.utils.checkpoint import find_checkpoint, read_meta
@@ -190,6 +191,11 @@ class EvaluationContext:
     used_records: dict[str, list] = field(default_factory=dict)  # subset -> the readable videos, in feature order
 
     @property
+    def runtime(self) -> EvalRuntime:
+        """Where fine-tuning runs: the evaluation's device, `data.num_workers` and `data.preload`."""
+        return EvalRuntime(self.device, self.cfg.data.num_workers, self.progress, self.cfg.data.preload)
+
+    @property
     def num_classes(self) -> int:
         return len(self.train_split.class_names)
 
@@ -218,8 +224,8 @@ ProtocolResult = tuple[dict[str, Any], dict[str, Any]]  # (settings, metrics)
 def retrieval(ctx: EvaluationContext) -> ProtocolResult:
     train_feats, train_labels, test_feats, test_labels = ctx.features()
     settings = {"recipe": "vidkd", "queries": "test", "gallery": "train", "similarity": "cosine",
-                "ks": list(DEFAULT_KS), "num_clips": ctx.cfg.eval.num_clips, "crop": "centre"}
-    return settings, retrieval_recall(test_feats, test_labels, train_feats, train_labels, ks=DEFAULT_KS)
+                "ks": list(RETRIEVAL_KS), "num_clips": ctx.cfg.eval.num_clips, "crop": "centre"}
+    return settings, retrieval_recall(test_feats, test_labels, train_feats, train_labels, ks=RETRIEVAL_KS)
 
 
 def knn(ctx: EvaluationContext) -> ProtocolResult:
@@ -233,33 +239,26 @@ def knn(ctx: EvaluationContext) -> ProtocolResult:
 
 def linear(ctx: EvaluationContext) -> ProtocolResult:
     train_feats, train_labels, test_feats, test_labels = ctx.features()
-    e, seed = ctx.cfg.eval, ctx.cfg.train.seed
-    settings = {"recipe": "vidkd", "optimizer": "lbfgs", "steps": e.linear_steps, "fraction": ctx.fraction,
-                "seed": seed, "num_clips": e.num_clips, "standardised": True,
-                "weight_decay_candidates": list(e.linear_weight_decay), "chosen_on": "held-out training groups"}
+    recipe = LinearRecipe.from_config(ctx.cfg, ctx.fraction)
+    settings = {"recipe": "vidkd", "optimizer": "lbfgs", "steps": recipe.steps, "fraction": recipe.fraction,
+                "seed": recipe.seed, "num_clips": ctx.cfg.eval.num_clips, "standardised": True,
+                "weight_decay_candidates": list(recipe.weight_decay), "chosen_on": "held-out training groups"}
     groups = [record.group for record in ctx.used_records["train"]]
-    metrics = linear_probe(train_feats, train_labels, test_feats, test_labels, num_classes=ctx.num_classes,
-                           fraction=ctx.fraction, seed=seed, steps=e.linear_steps,
-                           weight_decay=e.linear_weight_decay, train_groups=groups)
+    metrics = linear_probe(train_feats, train_labels, test_feats, test_labels, recipe, num_classes=ctx.num_classes,
+                           train_groups=groups)
     settings["validation_top1_by_weight_decay"] = metrics.pop("validation_top1_by_weight_decay", {})
     return settings, metrics
 
 
 def finetuning(ctx: EvaluationContext) -> ProtocolResult:
-    cfg, e = ctx.cfg, ctx.cfg.eval
-    finetune_transform, test_transform = transforms_from_config(cfg.data, colour_augmentation=False)
-    settings = {"recipe": "vidkd", "epochs": e.finetune_epochs, "lr": e.finetune_lr,
-                "backbone_lr_scale": e.finetune_backbone_lr_scale, "batch_size": e.finetune_batch_size,
-                "fraction": ctx.fraction, "seed": cfg.train.seed, "momentum": cfg.train.momentum,
-                "weight_decay": cfg.train.weight_decay, "schedule": "cosine", "dropout": e.finetune_dropout,
-                "test_clips": e.num_clips, "repeats": e.finetune_repeats}
-    metrics = finetune_repeated(
-        ctx.backbone, ctx.train_split, ctx.test_split, repeats=e.finetune_repeats, train_transform=finetune_transform,
-        test_transform=test_transform, epochs=e.finetune_epochs, lr=e.finetune_lr,
-        backbone_lr_scale=e.finetune_backbone_lr_scale, batch_size=e.finetune_batch_size, fraction=ctx.fraction,
-        seed=cfg.train.seed, clip_len=cfg.data.clip_len, num_test_clips=e.num_clips, momentum=cfg.train.momentum,
-        weight_decay=cfg.train.weight_decay, dropout=e.finetune_dropout, device=ctx.device,
-        num_workers=cfg.data.num_workers, amp=cfg.train.amp, progress=ctx.progress, preload=cfg.data.preload)
+    recipe = FinetuneRecipe.from_config(ctx.cfg, ctx.fraction)
+    repeats = ctx.cfg.eval.finetune_repeats
+    settings = {"recipe": "vidkd", "epochs": recipe.epochs, "lr": recipe.lr,
+                "backbone_lr_scale": recipe.backbone_lr_scale, "batch_size": recipe.batch_size,
+                "fraction": recipe.fraction, "seed": recipe.seed, "momentum": recipe.momentum,
+                "weight_decay": recipe.weight_decay, "schedule": recipe.scheduler, "dropout": recipe.dropout,
+                "test_clips": recipe.num_test_clips, "repeats": repeats}
+    metrics = finetune_repeated(ctx.backbone, ctx.train_split, ctx.test_split, recipe, ctx.runtime, repeats=repeats)
     metrics.pop("param_group_lrs", None)
     return settings, metrics
 
@@ -269,9 +268,9 @@ def pcl_retrieval(ctx: EvaluationContext) -> ProtocolResult:
     feature = pcl_retrieval_feature(ctx.arch)
     train_feats, train_labels, test_feats, test_labels = ctx.features(feature, num_clips=PCL_NUM_CLIPS, amp="none")
     settings = {"recipe": "pcl", "reference": "retrieve_clips.py", "queries": "test", "gallery": "train",
-                "similarity": "cosine", "ks": list(DEFAULT_KS), "num_clips": PCL_NUM_CLIPS, "crop": "centre",
+                "similarity": "cosine", "ks": list(RETRIEVAL_KS), "num_clips": PCL_NUM_CLIPS, "crop": "centre",
                 "feature": feature, "feature_dim": int(train_feats.shape[1]), "precision": "fp32"}
-    return settings, retrieval_recall(test_feats, test_labels, train_feats, train_labels, ks=DEFAULT_KS)
+    return settings, retrieval_recall(test_feats, test_labels, train_feats, train_labels, ks=RETRIEVAL_KS)
 
 
 def pcl_finetune_transforms(cfg: Config) -> tuple[ClipTransform, ClipTransform]:
@@ -284,35 +283,43 @@ def pcl_finetune_transforms(cfg: Config) -> tuple[ClipTransform, ClipTransform]:
     return ClipTransform(train=True, **common), ClipTransform(train=False, **common)
 
 
+def pcl_finetune_recipe(cfg: Config, fraction: float, epochs: int, val_videos: int) -> FinetuneRecipe:
+    """`ft_classify.py`'s recipe: every setting fixed but the epochs, the labelled fraction and the seed."""
+    train_transform, test_transform = pcl_finetune_transforms(cfg)
+    return FinetuneRecipe(
+        train_transform, test_transform, epochs=epochs, lr=PCL_FINETUNE_LR, backbone_lr_scale=1.0,
+        batch_size=PCL_FINETUNE_BATCH_SIZE, momentum=PCL_FINETUNE_MOMENTUM, weight_decay=PCL_FINETUNE_WEIGHT_DECAY,
+        dropout=0.0, fraction=fraction, seed=cfg.train.seed, clip_len=cfg.data.clip_len, num_test_clips=PCL_NUM_CLIPS,
+        scheduler="plateau", plateau_patience=PCL_PLATEAU_PATIENCE, plateau_factor=PCL_PLATEAU_FACTOR,
+        min_lr=PCL_MIN_LR, val_videos=val_videos, drop_last=False, amp="none")
+
+
+def _pcl_reference(arch: str) -> str:
+    if arch in ("r3d", "r3d_18"):
+        return "ft_classify.py"
+    # PCL's script builds only R3D; VCOP's differs (constant lr, 150 epochs)
+    log.info("PCL's ft_classify.py builds only R3D: %s is fine-tuned with the same recipe", arch)
+    return f"ft_classify.py's R3D recipe applied to {arch} (PCL has no script for it)"
+
+
 def pcl_finetuning(ctx: EvaluationContext) -> ProtocolResult:
     """PCL `ft_classify.py` through the engine: every setting fixed, `--epochs` excepted."""
     cfg = ctx.cfg
-    epochs = ctx.epochs or PCL_FINETUNE_EPOCHS
-    train_transform, test_transform = pcl_finetune_transforms(cfg)
     labelled = len(fraction_of_split(ctx.train_split, ctx.fraction, cfg.train.seed).records)
     val_videos = pcl_validation_size(labelled, ctx.train_split.layout)
-    metrics = finetune(
-        copy.deepcopy(ctx.backbone), ctx.train_split, ctx.test_split, train_transform=train_transform,
-        test_transform=test_transform, epochs=epochs, lr=PCL_FINETUNE_LR, backbone_lr_scale=1.0,
-        batch_size=PCL_FINETUNE_BATCH_SIZE, fraction=ctx.fraction, seed=cfg.train.seed, clip_len=cfg.data.clip_len,
-        num_test_clips=PCL_NUM_CLIPS, momentum=PCL_FINETUNE_MOMENTUM, weight_decay=PCL_FINETUNE_WEIGHT_DECAY,
-        dropout=0.0, device=ctx.device, num_workers=cfg.data.num_workers, amp="none", progress=ctx.progress,
-        scheduler="plateau", plateau_patience=PCL_PLATEAU_PATIENCE, plateau_factor=PCL_PLATEAU_FACTOR,
-        min_lr=PCL_MIN_LR, val_videos=val_videos, preload=cfg.data.preload, drop_last=False)
-    reference = "ft_classify.py"
-    if cfg.model.arch not in ("r3d", "r3d_18"):  # PCL's script builds only R3D; VCOP's differs (constant lr, 150 epochs)
-        reference = f"ft_classify.py's R3D recipe applied to {cfg.model.arch} (PCL has no script for it)"
-        log.info("PCL's ft_classify.py builds only R3D: %s is fine-tuned with the same recipe", cfg.model.arch)
+    recipe = pcl_finetune_recipe(cfg, ctx.fraction, ctx.epochs or PCL_FINETUNE_EPOCHS, val_videos)
+    metrics = finetune(copy.deepcopy(ctx.backbone), ctx.train_split, ctx.test_split, recipe, ctx.runtime)
     settings = {
-        "recipe": "pcl", "reference": reference, "drop_last": False, "epochs": epochs, "lr": PCL_FINETUNE_LR,
-        "param_group_lrs": metrics.pop("param_group_lrs"), "backbone_lr_scale": 1.0,
-        "batch_size": metrics["batch_size"], "momentum": PCL_FINETUNE_MOMENTUM,
-        "weight_decay": PCL_FINETUNE_WEIGHT_DECAY, "dropout": 0.0, "schedule": "plateau",
-        "plateau_on": "val_loss", "plateau_patience": PCL_PLATEAU_PATIENCE, "plateau_factor": PCL_PLATEAU_FACTOR,
-        "min_lr": PCL_MIN_LR, "validation": "held out of the training videos", "val_videos": val_videos,
-        "tested": "best validation loss", "fraction": ctx.fraction, "seed": cfg.train.seed,
+        "recipe": "pcl", "reference": _pcl_reference(cfg.model.arch), "drop_last": recipe.drop_last,
+        "epochs": recipe.epochs, "lr": recipe.lr, "param_group_lrs": metrics.pop("param_group_lrs"),
+        "backbone_lr_scale": recipe.backbone_lr_scale, "batch_size": metrics["batch_size"],
+        "momentum": recipe.momentum, "weight_decay": recipe.weight_decay, "dropout": recipe.dropout,
+        "schedule": recipe.scheduler, "plateau_on": "val_loss", "plateau_patience": recipe.plateau_patience,
+        "plateau_factor": recipe.plateau_factor, "min_lr": recipe.min_lr,
+        "validation": "held out of the training videos", "val_videos": val_videos,
+        "tested": "best validation loss", "fraction": ctx.fraction, "seed": recipe.seed,
         "augmentation": "random clip, random crop", "normalise": False, "precision": "fp32",
-        "test_clips": PCL_NUM_CLIPS}
+        "test_clips": recipe.num_test_clips}
     return settings, metrics
 
 
@@ -338,6 +345,158 @@ def check_protocols(protocols: Sequence[str]) -> list[str]:
     if unknown or not protocols:
         raise ConfigError(f"unknown protocol {', '.join(unknown) or '(none)'}; choose from {', '.join(PROTOCOLS)}")
     return protocols
+
+
+class FeatureSource:
+    """Clip-averaged features of the train or test videos, extracted once per kind and cached on disk.
+
+    Called as `get_features(subset, feature=, num_clips=, amp=)` by `EvaluationContext.features`;
+    `used_records[subset]` are the readable videos of a subset, in feature order.
+    """
+
+    def __init__(self, backbone: nn.Module, cfg: Config, splits: dict[str, VideoSplit], device: torch.device,
+                 out_dir: Path | None, progress: bool) -> None:
+        self.backbone, self.cfg, self.splits, self.device, self.progress = backbone, cfg, splits, device, progress
+        self.root = Path(cfg.data.root)
+        _, self.transform = transforms_from_config(cfg.data)
+        self.cache = FeatureCache(runs.features_dir(out_dir) if out_dir else None)
+        self.fingerprint = weights_fingerprint(backbone) if out_dir else ""
+        self.features: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.used_records: dict[str, list] = {}
+
+    def __call__(self, subset: str, feature: str = "pooled", num_clips: int = 10,
+                 amp: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+        wanted = (subset, feature, num_clips, amp)
+        if wanted not in self.features:
+            data = self.cfg.data
+            split_obj = self.splits[subset]
+            dataset = MultiClipDataset(split_obj, num_clips, data.clip_len, self.transform, progress=self.progress)
+            usable = dataclasses.replace(split_obj, records=dataset.records)  # unreadable videos are left out
+            self.used_records[subset] = dataset.records
+            key = {"weights": self.fingerprint, "videos": split_fingerprint(usable), "root": str(self.root.resolve()),
+                   "layout": split_obj.layout, "split": data.split, "subset": subset, "num_clips": num_clips,
+                   "clip_len": data.clip_len, "resize": list(data.resize), "crop": data.crop,
+                   "mean": list(data.mean), "std": list(data.std), "modality": data.modality,
+                   "feature": feature, "amp": amp}
+            self.features[wanted] = self.cache.get_or_extract(
+                key, lambda: self._extract(dataset, subset, feature, num_clips, amp))
+        return self.features[wanted]
+
+    def _extract(self, dataset: MultiClipDataset, subset: str, feature: str, num_clips: int,
+                 amp: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.data.preload:
+            dataset.preload(self.transform.resize, progress=self.progress)
+        runtime = EvalRuntime(self.device, self.cfg.data.num_workers, self.progress)
+        return extract_features(self.backbone, dataset, batch_size=max(1, CLIPS_PER_FORWARD // num_clips),
+                                runtime=runtime, desc=f"features {subset}", amp=amp, feature=feature)
+
+
+def _apply_arguments(cfg: Config, data_root: str | Path | None, layout: str | None, split: int | None,
+                     epochs: int | None) -> None:
+    """`evaluate`'s data and epoch arguments, over the source's config."""
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    if layout is not None:
+        cfg.data.layout = layout
+    if split is not None:
+        cfg.data.split = split
+    if epochs is not None:
+        cfg.eval.finetune_epochs = cfg.eval.linear_steps = epochs
+
+
+def _output_dir(out: str | Path | None, run_dir: Path | None, own_root: str | None, root: Path) -> Path | None:
+    """`out`, else the run's eval directory (its foreign-dataset one when `root` is not the run's own data)."""
+    out_dir = Path(out) if out is not None else (runs.eval_dir(run_dir) if run_dir else None)
+    if out is None and run_dir is not None and own_root and Path(own_root).exists() \
+            and Path(own_root).resolve() != root.resolve():  # (an own root that is gone has moved: still its own)
+        out_dir = runs.foreign_eval_dir(run_dir, own_root, root)
+        log.info("%s is not the dataset %s was trained on: its results go to %s", root, run_dir, out_dir)
+    if out_dir is None:
+        log.info("no run directory and no --out: results are printed, not written")
+    return out_dir
+
+
+def _load_splits(cfg: Config, root: Path) -> tuple[VideoSplit, VideoSplit, dict[str, Any]]:
+    """The train and test splits, and what a result record says about the dataset."""
+    seed = cfg.train.seed
+    train_split = load_split(root, "train", split=cfg.data.split, layout=cfg.data.layout, seed=seed)
+    test_split = load_split(root, "test", split=cfg.data.split, layout=cfg.data.layout, seed=seed)
+    dataset_info = {"root": str(root), "layout": train_split.layout, "split": cfg.data.split,
+                    "classes": len(train_split.class_names), "train_videos": len(train_split.records),
+                    "test_videos": len(test_split.records)}
+    return train_split, test_split, dataset_info
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The evaluated weights: the source as given, and what loading them found."""
+
+    name: str
+    info: dict[str, Any]
+
+
+def _record(ctx: EvaluationContext, protocol: str, source: _Source, result: ProtocolResult,
+            start: float) -> dict[str, Any]:
+    """The result record of one protocol (its history, if any, last)."""
+    settings, metrics = result
+    cfg = ctx.cfg
+    history = metrics.pop("history", None)
+    record = {
+        "protocol": protocol,
+        "source": source.name,
+        "arch": source.info.get("arch", cfg.model.arch),
+        "width": source.info.get("width", cfg.model.width),
+        "checkpoint": checkpoint_summary(source.info),
+        "dataset": dict(ctx.dataset_info),
+        "input": {"clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
+                  "modality": cfg.data.modality},
+        "settings": settings,
+        "eval": result_settings(cfg.eval, protocol),
+        "metrics": metrics,
+        "device": str(ctx.device),
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - start, 3),
+    }
+    if history is not None:
+        record["history"] = history
+    return record
+
+
+def _write_record(out_dir: Path, record: dict[str, Any], split: int, fraction: float) -> str | None:
+    """Write `record` (its `path` added); what failed, if the write did."""
+    path = runs.result_path(out_dir, record["protocol"], split, fraction, record["settings"].get("recipe", "vidkd"))
+    try:
+        atomic_write_json(path, record)
+        record["path"] = str(path)
+    except OSError as exc:
+        return f"{path} ({exc.strerror or exc})"
+    return None
+
+
+def _run_protocols(shared: dict[str, Any], protocols: Sequence[str], fractions: dict[str, float], source: _Source,
+                   out_dir: Path | None,
+                   on_result: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
+    """Run each protocol on an `EvaluationContext` of `shared`, hand its record to `on_result`, write it."""
+    cfg = shared["cfg"]
+    results: dict[str, dict[str, Any]] = {}
+    failed_writes: list[str] = []
+    # a fixed order: the frozen-feature protocols share one extraction, fine-tuning (of a copy) comes last
+    for protocol in sorted(protocols, key=list(PROTOCOLS).index):
+        start = time.time()
+        if protocol not in RECIPES.get(cfg.eval.protocol, PROTOCOLS):
+            log.info("eval.protocol %s defines no %s; it runs the vidkd recipe", cfg.eval.protocol, protocol)
+        ctx = EvaluationContext(fraction=fractions[protocol], **shared)
+        record = _record(ctx, protocol, source, protocol_function(cfg.eval.protocol, protocol)(ctx), start)
+        if on_result is not None:
+            on_result(record)
+        failed = _write_record(out_dir, record, cfg.data.split, fractions[protocol]) if out_dir is not None else None
+        failed_writes += [failed] if failed else []
+        results[protocol] = record
+    if failed_writes:
+        raise VidkdError(f"results computed (shown above) but not written: {failed_writes[0]}"
+                         f"{f' and {len(failed_writes) - 1} more' if len(failed_writes) > 1 else ''}; "
+                         "free disk space or make the directory writable, or pass --out DIR")
+    return results
 
 
 def evaluate(
@@ -370,116 +529,25 @@ def evaluate(
     backbone, cfg, run_dir, info = load_source(source, overrides)
     own_root = cfg.data.root
     _warn_other_input(source, info, cfg)
-    if data_root is not None:
-        cfg.data.root = str(data_root)
-    if layout is not None:
-        cfg.data.layout = layout
-    if split is not None:
-        cfg.data.split = split
-    if epochs is not None:
-        cfg.eval.finetune_epochs = cfg.eval.linear_steps = epochs
+    _apply_arguments(cfg, data_root, layout, split, epochs)
     fractions = {protocol: check_fraction(labelled_fraction(cfg.eval, protocol) if fraction is None else fraction)
                  for protocol in protocols}
     root = Path(cfg.data.root)
     if not root.exists():
         raise DatasetError(f"dataset root {root} not found; pass --data ROOT (or fix data.root in the run's config.yaml)")
 
-    out_dir = Path(out) if out is not None else (runs.eval_dir(run_dir) if run_dir else None)
-    if out is None and run_dir is not None and own_root and Path(own_root).exists() \
-            and Path(own_root).resolve() != root.resolve():  # (an own root that is gone has moved: still its own)
-        out_dir = runs.foreign_eval_dir(run_dir, own_root, root)
-        log.info("%s is not the dataset %s was trained on: its results go to %s", root, run_dir, out_dir)
-    if out_dir is None:
-        log.info("no run directory and no --out: results are printed, not written")
+    out_dir = _output_dir(out, run_dir, own_root, root)
     device = resolve_device(cfg.train.device)
     backbone = backbone.to(device, memory_format=resolve_memory_format(cfg.train.memory_format, device))
-    seed = cfg.train.seed
-    train_split = load_split(root, "train", split=cfg.data.split, layout=cfg.data.layout, seed=seed)
-    test_split = load_split(root, "test", split=cfg.data.split, layout=cfg.data.layout, seed=seed)
-    _, test_transform = transforms_from_config(cfg.data)
-    dataset_info = {"root": str(root), "layout": train_split.layout, "split": cfg.data.split,
-                    "classes": len(train_split.class_names), "train_videos": len(train_split.records),
-                    "test_videos": len(test_split.records)}
-
-    cache = FeatureCache(runs.features_dir(out_dir) if out_dir else None)
-    fingerprint = weights_fingerprint(backbone) if out_dir else ""
-    features: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-    used_records: dict[str, list] = {}
-
-    def get_features(subset: str, feature: str = "pooled", num_clips: int = 10,
-                     amp: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
-        wanted = (subset, feature, num_clips, amp)
-        if wanted not in features:
-            split_obj = train_split if subset == "train" else test_split
-            dataset = MultiClipDataset(split_obj, num_clips, cfg.data.clip_len, test_transform, progress=progress)
-            usable = dataclasses.replace(split_obj, records=dataset.records)  # unreadable videos are left out
-            used_records[subset] = dataset.records
-            key = {"weights": fingerprint, "videos": split_fingerprint(usable), "root": str(root.resolve()),
-                   "layout": split_obj.layout, "split": cfg.data.split, "subset": subset, "num_clips": num_clips,
-                   "clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
-                   "mean": list(cfg.data.mean), "std": list(cfg.data.std), "modality": cfg.data.modality,
-                   "feature": feature, "amp": amp}
-
-            def extract() -> tuple[torch.Tensor, torch.Tensor]:
-                if cfg.data.preload:
-                    dataset.preload(test_transform.resize, progress=progress)
-                return extract_features(backbone, dataset, batch_size=max(1, CLIPS_PER_FORWARD // num_clips),
-                                        device=device, num_workers=cfg.data.num_workers, desc=f"features {subset}",
-                                        amp=amp, progress=progress, feature=feature)
-
-            features[wanted] = cache.get_or_extract(key, extract)
-        return features[wanted]
-
+    train_split, test_split, dataset_info = _load_splits(cfg, root)
+    get_features = FeatureSource(backbone, cfg, {"train": train_split, "test": test_split}, device, out_dir, progress)
     shared = dict(backbone=backbone, cfg=cfg, train_split=train_split, test_split=test_split, device=device,
                   get_features=get_features, progress=progress, dataset_info=dataset_info, epochs=epochs,
-                  used_records=used_records)
-    results: dict[str, dict[str, Any]] = {}
-    failed_writes: list[str] = []
-    # a fixed order: the frozen-feature protocols share one extraction, fine-tuning (of a copy) comes last
-    for protocol in sorted(protocols, key=list(PROTOCOLS).index):
-        start = time.time()
-        if protocol not in RECIPES.get(cfg.eval.protocol, PROTOCOLS):
-            log.info("eval.protocol %s defines no %s; it runs the vidkd recipe", cfg.eval.protocol, protocol)
-        ctx = EvaluationContext(fraction=fractions[protocol], **shared)
-        settings, metrics = protocol_function(cfg.eval.protocol, protocol)(ctx)
-        history = metrics.pop("history", None)
-        record = {
-            "protocol": protocol,
-            "source": str(source),
-            "arch": info.get("arch", cfg.model.arch),
-            "width": info.get("width", cfg.model.width),
-            "checkpoint": checkpoint_summary(info),
-            "dataset": dict(dataset_info),
-            "input": {"clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
-                      "modality": cfg.data.modality},
-            "settings": settings,
-            "eval": result_settings(cfg.eval, protocol),
-            "metrics": metrics,
-            "device": str(device),
-            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.time() - start, 3),
-        }
-        if history is not None:
-            record["history"] = history
-        if on_result is not None:
-            on_result(record)
-        if out_dir is not None:
-            path = runs.result_path(out_dir, protocol, cfg.data.split, fractions[protocol],
-                                    settings.get("recipe", "vidkd"))
-            try:
-                atomic_write_json(path, record)
-                record["path"] = str(path)
-            except OSError as exc:
-                failed_writes.append(f"{path} ({exc.strerror or exc})")
-        results[protocol] = record
-    if failed_writes:
-        raise VidkdError(f"results computed (shown above) but not written: {failed_writes[0]}"
-                         f"{f' and {len(failed_writes) - 1} more' if len(failed_writes) > 1 else ''}; "
-                         "free disk space or make the directory writable, or pass --out DIR")
-    return results
+                  used_records=get_features.used_records)
+    return _run_protocols(shared, protocols, fractions, _Source(str(source), info), out_dir, on_result)
 
 
-HEADLINE = {"retrieval": ("R@1", "R@5", "R@10", "R@20", "R@50"), "knn": ("top1", "top5"),
+HEADLINE = {"retrieval": RETRIEVAL_METRICS, "knn": ("top1", "top5"),
             "linear": ("test_top1", "test_top5", "train_top1"), "finetune": ("video_top1", "clip_top1")}
 
 

@@ -12,7 +12,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_KS = (1, 5, 10, 20, 50)
+RETRIEVAL_KS = (1, 5, 10, 20, 50)  # the ks every retrieval result reports, as PCL and VCOP
+
+
+def recall_name(k: int) -> str:
+    """The metric name of recall at `k` in a result's metrics: `R@k`."""
+    return f"R@{k}"
+
+
+RETRIEVAL_METRICS = tuple(recall_name(k) for k in RETRIEVAL_KS)  # ("R@1", "R@5", "R@10", "R@20", "R@50")
 
 
 def as_tensor(values: torch.Tensor | np.ndarray | Sequence, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -26,7 +34,7 @@ def retrieval_recall(
     query_labels: torch.Tensor | np.ndarray | Sequence[int],
     gallery_feats: torch.Tensor | np.ndarray,
     gallery_labels: torch.Tensor | np.ndarray | Sequence[int],
-    ks: Sequence[int] = DEFAULT_KS,
+    ks: Sequence[int] = RETRIEVAL_KS,
     chunk_size: int = 1024,
 ) -> dict[str, float]:
     """Recall at k for every k in `ks`: the fraction of queries with a same-class item in the top k.
@@ -55,4 +63,4 @@ def retrieval_recall(
         first_hit = torch.where(same.any(dim=1), same.float().argmax(dim=1), torch.full_like(top[:, 0], max_k))
         for k in ks:
             hits[k] += int((first_hit < min(k, max_k)).sum())
-    return {f"R@{k}": hits[k] / len(query) for k in ks}
+    return {recall_name(k): hits[k] / len(query) for k in ks}

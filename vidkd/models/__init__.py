@@ -6,12 +6,9 @@ Importing this package registers the built-in backbones; `build_backbone(name, .
 from vidkd.models import c3d, r2plus1d, r3d  # noqa: F401  (registers the built-in backbones)
 from vidkd.models.flops import count_flops, count_macs, count_parameters
 from vidkd.models.heads import LinearClassifier, PretextHead, ProjectionHead
-from vidkd.models.r3d import KINETICS400_MEAN, KINETICS400_STD
 from vidkd.models.registry import VideoBackbone, build_backbone, list_backbones, register_backbone
 
 __all__ = [
-    "KINETICS400_MEAN",
-    "KINETICS400_STD",
     "LinearClassifier",
     "PretextHead",
     "ProjectionHead",

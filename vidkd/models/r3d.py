@@ -25,10 +25,6 @@ from vidkd.models.registry import VideoBackbone, register_backbone, scale_channe
 
 Triple = tuple[int, int, int]
 
-# Input normalisation of torchvision's Kinetics-400 video models (for teachers loaded from them).
-KINETICS400_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS400_STD = (0.22803, 0.22145, 0.216989)
-
 STAGE_CHANNELS = (64, 128, 256, 512)
 
 
