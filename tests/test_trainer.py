@@ -190,6 +190,21 @@ def test_best_by_last_keeps_the_final_epoch_as_the_checkpoint_used(data_root, tm
     assert all(torch.equal(best[k], last[k]) for k in last)
 
 
+def test_val_every_validates_every_n_epochs_and_the_last_without_changing_training(data_root, tmp_path):
+    every = tiny_config(data_root, "train.epochs=3", "train.knn_every=0", "train.best_by=last")
+    pretrain(every, tmp_path / "every")
+    pretrain(tiny_config(data_root, "train.epochs=3", "train.knn_every=0", "train.best_by=last",
+                         "train.val_every=2"), tmp_path / "sparse")
+    sparse = read_metrics(tmp_path / "sparse")
+    assert [m["epoch"] for m in sparse if "val_pretext_acc" in m] == [2, 3]
+    assert [m["epoch"] for m in sparse] == [1, 2, 3]
+    dense, thin = (load_weights(tmp_path / name / "checkpoints" / "last" / "model.safetensors")
+                   for name in ("every", "sparse"))
+    assert all(torch.equal(dense[k], thin[k]) for k in dense)  # validation draws no training randomness
+    with pytest.raises(ConfigError, match="val_every above 1"):
+        tiny_config(data_root, "train.val_every=2")  # best_by accuracy needs every epoch's validation
+
+
 def test_the_memory_format_changes_the_layout_not_the_training(data_root, tmp_path):
     """`train.memory_format`: channels-last 3D weights on the CPU by default; the same numbers up to float rounding."""
     # one optimizer step. The layouts run different BatchNorm code (channels-last folds voxels for channel

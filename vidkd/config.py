@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import logging
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,11 @@ from vidkd.errors import ConfigError
 from vidkd.utils.io import atomic_write_text
 
 log = logging.getLogger("vidkd.config")
+
+
+# Kinetics-400's per-channel mean and std (torchvision's video models, PCL): the default normalisation
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
 @dataclass
@@ -42,8 +48,8 @@ class DataConfig:
     grayscale: float = 0.2  # probability of grayscale per clip
     blur: float = 0.0  # probability of a Gaussian blur per clip, sigma in [0.1, 2] (PCL: 0.5)
     tuple_starts: str = "vidkd"  # vidkd: clip i at start + i*(clip_len + interval) | reference: + i*(tuple_len + interval)
-    mean: list[float] = field(default_factory=lambda: [0.43216, 0.394666, 0.37645])
-    std: list[float] = field(default_factory=lambda: [0.22803, 0.22145, 0.216989])
+    mean: list[float] = field(default_factory=lambda: list(KINETICS_MEAN))
+    std: list[float] = field(default_factory=lambda: list(KINETICS_STD))
     shared_augmentation: bool = False  # one crop/flip/colour draw per tuple instead of per clip
     num_workers: int = 2
     preload: bool = False  # decode the videos once per process into memory (resized, uint8) when they fit
@@ -137,6 +143,7 @@ class TrainConfig:
     knn_k: int = 20  # neighbours of the per-epoch kNN probe
     knn_every: int = 1  # epochs between kNN probes; 0 = off
     val_tuples_per_video: int = 1  # fixed validation tuples per test video (more = a less noisy curve)
+    val_every: int = 1  # epochs between validations (and the last); above 1 needs best_by last, no plateau scheduler
     val_augmented: bool = False  # validation tuples get the training augmentation (drawn once per tuple), as PCL
     tf32: bool = True  # CUDA convolutions and matmuls in TF32 (torch's default for convolutions); false = true fp32
     drop_last: bool = True  # leave out a last incomplete batch (the reference keeps it)
@@ -212,6 +219,17 @@ class ExperimentConfig:
     students: list[str] = field(default_factory=lambda: ["c3d", "r3d", "r21d"])
     seeds: list[int] = field(default_factory=lambda: [0])
     teacher: dict[str, Any] = field(default_factory=dict)  # KD settings: teacher.* keys of every student
+    # a teacher-strength study: every student is taught by a teacher of each of these budgets (epochs;
+    # a budget equal to the runs' epochs is the baseline itself); empty: the baseline of the same seed
+    teacher_epochs: list[int] = field(default_factory=list)
+    # KD arms beside the one `teacher` defines: name -> {teacher: {teacher.* keys over `teacher`},
+    # teacher_epochs: [budgets it is run at] (default all), students: [architectures] (default all),
+    # epochs: the students' own budget (default the runs' epochs), base: run config keys over `base`}
+    arms: dict[str, Any] = field(default_factory=dict)
+    teacher_runs: dict[str, Any] = field(default_factory=dict)  # run config keys over `base` for the teacher runs
+    # synthetic-dataset seeds: the grid runs once per draw in DIR/draw_<k>/, on a dataset written there
+    draws: list[int] = field(default_factory=list)
+    synthetic: dict[str, Any] = field(default_factory=dict)  # the draws' dataset: arguments of `vidkd synth` (classes, ...)
     evaluations: list[str] = field(default_factory=lambda: ["retrieval", "finetune"])
     student_evaluations: list[str] | None = None  # those of `evaluations` the students get (None: all)
     random_init: bool = True  # evaluate each architecture at random initialisation too, once per seed
@@ -546,7 +564,49 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     parse_overrides([f"teacher.{k}={v}" for k, v in exp.teacher.items()])
     if exp.teachers and exp.students:  # the students' teacher section, checked now with a stand-in path
         config_from_dict(deep_merge(exp.run_values(), {"teacher": {**exp.teacher, "path": "baseline"}}))
+    _validate_study(exp)
     return exp
+
+
+ARM_KEYS = ("teacher", "teacher_epochs", "students", "epochs", "base")  # what an entry of an experiment's `arms` may set
+
+
+def _validate_study(exp: ExperimentConfig) -> None:
+    """The teacher-strength keys: budgets, arms and draws."""
+    for key in ("teacher_epochs", "draws"):
+        values = getattr(exp, key)
+        if len(set(values)) != len(values) or any(v < (1 if key == "teacher_epochs" else 0) for v in values):
+            raise ConfigError(f"experiment key '{key}' must hold distinct whole numbers >= "
+                              f"{1 if key == 'teacher_epochs' else 0}; got {values}")
+    if exp.teacher_runs:
+        if not exp.teacher_epochs:
+            raise ConfigError("experiment key 'teacher_runs' sets the teacher runs of `teacher_epochs`; set teacher_epochs")
+        config_from_dict(deep_merge(exp.run_values(), exp.teacher_runs))
+    for name, arm in exp.arms.items():
+        if not re.fullmatch(r"[a-z][a-z0-9]*", str(name)):
+            raise ConfigError(f"experiment key 'arms.{name}': an arm's name is lower-case letters and digits "
+                              "(it becomes part of run names)")
+        if not isinstance(arm, dict) or not set(arm) <= set(ARM_KEYS):
+            raise ConfigError(f"experiment key 'arms.{name}' must be a mapping of {', '.join(ARM_KEYS)}; got {arm!r}")
+        teacher = arm.get("teacher", {})
+        if not isinstance(teacher, dict) or "path" in teacher:
+            raise ConfigError(f"experiment key 'arms.{name}.teacher' must be a mapping of teacher.* keys (not path)")
+        base = arm.get("base", {})
+        if not isinstance(base, dict):
+            raise ConfigError(f"experiment key 'arms.{name}.base' must be a mapping of run config sections")
+        config_from_dict(deep_merge(deep_merge(exp.run_values(), base),
+                                    {"teacher": {**exp.teacher, **teacher, "path": "baseline"}}))
+        budgets = arm.get("teacher_epochs", exp.teacher_epochs)
+        if not isinstance(budgets, list) or not set(budgets) <= set(exp.teacher_epochs or budgets):
+            raise ConfigError(f"experiment key 'arms.{name}.teacher_epochs' must be some of teacher_epochs "
+                              f"{exp.teacher_epochs}; got {budgets!r}")
+        epochs = arm.get("epochs", 1)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"experiment key 'arms.{name}.epochs' must be a whole number of epochs >= 1; got {epochs!r}")
+        students = arm.get("students", exp.students)
+        if not isinstance(students, list) or not set(students) <= set(exp.students):
+            raise ConfigError(f"experiment key 'arms.{name}.students' must be some of students {exp.students}; "
+                              f"got {students!r}")
 
 
 def check_arch_names(exp: ExperimentConfig, known: Sequence[str]) -> None:
@@ -641,6 +701,12 @@ def _validate_choices(cfg: Config) -> None:
     _one_of("ssl.remote_rule", cfg.ssl.remote_rule, ("vidkd", "reference"))
     _one_of("ssl.bank_init", cfg.ssl.bank_init, ("unit", "reference"))
     _one_of("train.best_by", cfg.train.best_by, ("accuracy", "loss", "last"))
+    if cfg.train.val_every < 1:
+        raise ConfigError(f"train.val_every must be at least 1 (epochs between validations); got {cfg.train.val_every}")
+    if cfg.train.val_every > 1 and (cfg.train.best_by != "last" or cfg.train.scheduler == "plateau"):
+        raise ConfigError("train.val_every above 1 leaves epochs without a validation, which best_by "
+                          f"{cfg.train.best_by!r} and the plateau scheduler need every epoch; set train.best_by=last "
+                          "and another scheduler (e.g. cosine), or val_every=1")
     _one_of("eval.protocol", cfg.eval.protocol, EVAL_PROTOCOLS)
     _one_of("method", cfg.method, ("pcl", "vcop"))
     _one_of("ssl.pretext", cfg.ssl.pretext, ("vcp", "none"))

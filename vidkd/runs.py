@@ -318,9 +318,42 @@ def baseline_run_name(arch: str, seed: int) -> str:
     return f"baseline_{arch}_s{seed}"
 
 
-def student_run_name(teacher_arch: str, student_arch: str, seed: int) -> str:
-    """`kd_<teacher>_to_<student>_s<seed>`: an experiment's student of the baseline of that seed."""
-    return f"kd_{teacher_arch}_to_{student_arch}_s{seed}"
+def teacher_run_name(arch: str, epochs: int, seed: int) -> str:
+    """`teacher_<arch>_e<epochs>_s<seed>`: a from-scratch run of `arch` trained for a teacher budget
+    other than the experiment's epochs (a teacher-strength study)."""
+    return f"teacher_{arch}_e{epochs}_s{seed}"
+
+
+def student_run_name(teacher_arch: str, student_arch: str, seed: int, teacher_epochs: int | None = None,
+                     arm: str | None = None) -> str:
+    """`kd_<teacher>_to_<student>_s<seed>`: an experiment's student of the baseline of that seed;
+    `kd_<teacher>e<N>_to_<student>[_<arm>]_s<seed>` when taught by a teacher of budget N or in a named arm."""
+    budget = "" if teacher_epochs is None else f"e{teacher_epochs}"
+    named_arm = "" if arm is None else f"_{arm}"
+    return f"kd_{teacher_arch}{budget}_to_{student_arch}{named_arm}_s{seed}"
+
+
+DRAW_PREFIX = "draw_"
+DRAW_DATA_DIR = "data"  # a draw's synthetic dataset, inside its draw directory
+
+
+def draw_dir(experiment_dir: Path, draw: int) -> Path:
+    """`draw_<k>`: the experiment directory of one draw (dataset seed) of a multi-draw experiment."""
+    return Path(experiment_dir) / f"{DRAW_PREFIX}{draw}"
+
+
+def draw_data_dir(experiment_dir: Path, draw: int) -> Path:
+    return draw_dir(experiment_dir, draw) / DRAW_DATA_DIR
+
+
+def iter_draw_dirs(experiment_dir: Path) -> Iterator[tuple[int, Path]]:
+    """(draw, directory) of every draw of a multi-draw experiment, by draw."""
+    found = []
+    for path in Path(experiment_dir).glob(f"{DRAW_PREFIX}*"):
+        suffix = path.name[len(DRAW_PREFIX):]
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    yield from sorted(found)
 
 
 DEMO_DATA_DIR = "data"  # the demo's synthetic dataset, inside its --out

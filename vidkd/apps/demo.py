@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Callable
 
 from vidkd import runs
-from vidkd.apps.grid import run_experiment
+from vidkd.apps.grid import add_time, run_experiment
 from vidkd.errors import DatasetError
 from vidkd.report import write_report
-from vidkd.report.results import load_experiment, read_json
+from vidkd.report.results import load_experiment
 from vidkd.report.stats import experiment_time, training_share
 from vidkd.synthetic import format_summary, write_synthetic_dataset
 from vidkd.utils.io import atomic_write_json
@@ -50,7 +50,7 @@ def _run_demo(out: Path, data_root: Path | None, overrides: list[str] | None,
     on_step(f"[2/3] training and evaluating the demo grid in {out}")
     grid_start = time.perf_counter()
     run_experiment(DEMO_PRESET, out, overrides=[f"base.data.root={data_root}", *(overrides or [])])
-    timing = _add_time(out, {"writing data": data_seconds, "grid": time.perf_counter() - grid_start})
+    timing = add_time(runs.timing_path(out), {"writing data": data_seconds, "grid": time.perf_counter() - grid_start})
     on_step("[3/3] writing the report")
     report_start = time.perf_counter()
     report = write_report(out)
@@ -63,17 +63,3 @@ def _run_demo(out: Path, data_root: Path | None, overrides: list[str] | None,
             f"where the experiment's time went ({total / 60:.1f} min over every invocation):\n"
             + "\n".join(lines) + f"\n  {training_share(parts, total)}")
     return report
-
-
-def _add_time(out: Path, seconds: dict[str, float]) -> dict[str, float]:
-    """Add this invocation's seconds to those of earlier invocations of the same demo (a re-run that
-    skips finished work adds little), so that the time table describes the whole experiment."""
-    path = runs.timing_path(out)
-    earlier = read_json(path, []) if path.is_file() else {}  # unreadable: None, counted again from here
-    earlier = earlier if isinstance(earlier, dict) else {}
-    timing = {key: float(earlier[key]) if isinstance(earlier.get(key), (int, float)) else 0.0 for key in seconds}
-    for key, value in seconds.items():
-        timing[key] += value
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, timing)
-    return timing

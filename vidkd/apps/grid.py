@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -29,7 +31,7 @@ from vidkd.errors import ConfigError, VidkdError
 from vidkd.eval.protocols import changed_settings, evaluate
 from vidkd.models import build_backbone, list_backbones
 from vidkd.models.flops import count_flops
-from vidkd.synthetic import is_synthetic_dataset
+from vidkd.synthetic import is_synthetic_dataset, write_synthetic_dataset
 from vidkd.utils import dist as dist_utils
 from vidkd.utils.io import atomic_write_json, atomic_write_text
 
@@ -39,39 +41,78 @@ log = logging.getLogger("vidkd.experiment")
 @dataclass
 class PlannedRun:
     name: str
-    kind: str  # baseline | student
+    kind: str  # baseline | teacher (a budget other than the runs' epochs) | student
     arch: str
     seed: int
     teacher_arch: str | None = None
     teacher_run: str | None = None
+    epochs: int | None = None  # a teacher's budget (None: the experiment's epochs)
+    teacher_epochs: int | None = None  # the budget of a student's teacher (None: the baseline's)
+    arm: str | None = None  # the named KD arm of a student (None: the experiment's `teacher` section)
 
     def run_dir(self, experiment_dir: Path) -> Path:
         return runs.experiment_run_dir(experiment_dir, self.name)
 
 
+def _arch_epochs(exp: ExperimentConfig, arch: str) -> int:
+    return exp.epochs_by_arch.get(arch, config_from_dict(exp.run_values()).train.epochs)
+
+
+def _arms(exp: ExperimentConfig) -> list[tuple[str | None, list[int | None], list[str]]]:
+    """(name, teacher budgets, student architectures) of every KD arm; the unnamed first one is `teacher`."""
+    budgets: list[int | None] = list(exp.teacher_epochs) or [None]
+    arms = [(None, budgets, list(exp.students))]
+    for name, arm in exp.arms.items():
+        arms.append((name, arm.get("teacher_epochs", budgets), arm.get("students", exp.students)))
+    return arms
+
+
 def plan_runs(exp: ExperimentConfig) -> list[PlannedRun]:
-    """Baselines first, then same-architecture students, then cross-architecture pairs."""
+    """Baselines first, then teachers of other budgets, then same-architecture students, then
+    cross-architecture pairs (each pair by teacher budget and arm)."""
     planned: list[PlannedRun] = []
     for seed in exp.seeds:
         for arch in exp.baselines:
             planned.append(PlannedRun(runs.baseline_run_name(arch, seed), "baseline", arch, seed))
+    for seed in exp.seeds:
+        for arch in exp.teachers:
+            for budget in exp.teacher_epochs:
+                if budget != _arch_epochs(exp, arch):
+                    planned.append(PlannedRun(runs.teacher_run_name(arch, budget, seed), "teacher", arch, seed,
+                                              epochs=budget))
     pairs = [(t, s) for t in exp.teachers for s in exp.students]
     ordered = [p for p in pairs if p[0] == p[1]] + [p for p in pairs if p[0] != p[1]]
     for seed in exp.seeds:
         for teacher, student in ordered:
-            planned.append(PlannedRun(runs.student_run_name(teacher, student, seed), "student", student, seed,
-                                   teacher_arch=teacher, teacher_run=runs.baseline_run_name(teacher, seed)))
+            for budget in list(exp.teacher_epochs) or [None]:
+                own = budget is None or budget == _arch_epochs(exp, teacher)
+                teacher_run = (runs.baseline_run_name(teacher, seed) if own
+                               else runs.teacher_run_name(teacher, budget, seed))
+                for arm, arm_budgets, arm_students in _arms(exp):
+                    if budget in arm_budgets and student in arm_students:
+                        planned.append(PlannedRun(
+                            runs.student_run_name(teacher, student, seed, budget, arm), "student", student, seed,
+                            teacher_arch=teacher, teacher_run=teacher_run, teacher_epochs=budget, arm=arm))
     return planned
 
 
 def run_config(exp: ExperimentConfig, run: PlannedRun, out_dir: Path) -> Config:
-    values = deep_merge(exp.run_values(), {"name": run.name, "model": {"arch": run.arch}, "train": {"seed": run.seed}})
+    values = exp.run_values()
+    if run.kind == "teacher":
+        values = deep_merge(values, exp.teacher_runs)
+    elif run.kind == "student" and run.arm:
+        values = deep_merge(values, exp.arms[run.arm].get("base", {}))
+    values = deep_merge(values, {"name": run.name, "model": {"arch": run.arch}, "train": {"seed": run.seed}})
     for by_arch, section, key in ((exp.widths, "model", "width"), (exp.epochs_by_arch, "train", "epochs"),
                                   (exp.lr_by_arch, "train", "lr")):
         if run.arch in by_arch:
             values = deep_merge(values, {section: {key: by_arch[run.arch]}})
+    arm_epochs = exp.arms.get(run.arm, {}).get("epochs") if run.kind == "student" and run.arm else None
+    if run.epochs is not None or arm_epochs is not None:
+        values = deep_merge(values, {"train": {"epochs": run.epochs or arm_epochs}})
     if run.kind == "student":
-        teacher = {**exp.teacher, "path": str(runs.experiment_run_dir(out_dir, run.teacher_run))}
+        arm = exp.arms.get(run.arm, {}).get("teacher", {}) if run.arm else {}
+        teacher = {**exp.teacher, **arm, "path": str(runs.experiment_run_dir(out_dir, run.teacher_run))}
         values = deep_merge(values, {"teacher": teacher})
     return config_from_dict(values)
 
@@ -296,13 +337,63 @@ def load_experiment(config_path: str | Path, overrides: list[str] | None = None)
     """The experiment config, its per-architecture keys checked against the model registry."""
     exp = read_experiment(config_path, overrides)
     check_arch_names(exp, list_backbones())
+    allowed = [name for name in inspect.signature(write_synthetic_dataset).parameters if name not in _SET_BY_DRAW]
+    unknown = [key for key in exp.synthetic if key not in allowed]
+    if unknown:
+        raise ConfigError(f"experiment key 'synthetic.{unknown[0]}' is no setting of the synthetic dataset; "
+                          f"known: {', '.join(allowed)}")
+    if exp.synthetic and not exp.draws:
+        raise ConfigError("experiment key 'synthetic' describes the datasets of `draws`; set draws (e.g. draws: [0, 1])")
     return exp
 
 
+_SET_BY_DRAW = ("out", "seed", "overwrite", "progress", "workers")  # arguments of the writer the grid sets
+
+
 def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> Path:
-    """Train every planned run (skipping finished ones, resuming interrupted ones), then evaluate."""
+    """Train every planned run (skipping finished ones, resuming interrupted ones), then evaluate; with
+    `draws`, the whole grid once per draw of the synthetic dataset, each in its own directory."""
     exp = load_experiment(config_path, overrides)
     out_dir = Path(out_dir)
+    if not exp.draws:
+        return _run_grid(exp, out_dir)
+    with writing(out_dir, "experiment directory"):
+        atomic_write_text(out_dir / runs.EXPERIMENT_FILE, yaml.safe_dump(dataclasses.asdict(exp), sort_keys=False))
+        for draw in exp.draws:
+            log.info("draw %d of the synthetic dataset (%d/%d)", draw, exp.draws.index(draw) + 1, len(exp.draws))
+            start = time.perf_counter()
+            _run_grid(draw_experiment(exp, out_dir, draw, write_data=True), runs.draw_dir(out_dir, draw))
+            add_time(runs.timing_path(out_dir), {f"draw {draw}": time.perf_counter() - start})
+    return out_dir
+
+
+def draw_experiment(exp: ExperimentConfig, out_dir: Path, draw: int, write_data: bool = False) -> ExperimentConfig:
+    """The one-draw experiment of `draw`: its runs train on the synthetic dataset of seed `draw`, kept in
+    the draw's directory (written first when `write_data` and not there yet)."""
+    root = runs.draw_data_dir(out_dir, draw)
+    if write_data and not is_synthetic_dataset(root):
+        log.info("writing the synthetic dataset of draw %d to %s", draw, root)
+        write_synthetic_dataset(root, seed=draw, **exp.synthetic)
+    return dataclasses.replace(exp, draws=[], base=deep_merge(exp.base, {"data": {"root": str(root)}}))
+
+
+def add_time(path: Path, seconds: dict[str, float]) -> dict[str, float]:
+    """Add this invocation's seconds to those a timing file holds from earlier invocations of the same
+    experiment (a re-run that skips finished work adds little), so that it describes the whole of it."""
+    try:
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        earlier = {}  # unreadable: counted again from here
+    earlier = earlier if isinstance(earlier, dict) else {}
+    timing = {key: float(value) for key, value in earlier.items() if isinstance(value, (int, float))}
+    for key, value in seconds.items():
+        timing[key] = timing.get(key, 0.0) + value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, timing)
+    return timing
+
+
+def _run_grid(exp: ExperimentConfig, out_dir: Path) -> Path:
     planned = plan_runs(exp)
     for run in planned:  # every run config and architecture is checked before any training starts
         cfg = run_config(exp, run, out_dir)
@@ -382,13 +473,22 @@ def _evaluate_all(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Pat
 def plan_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> str:
     """The dry run: the plan as text, nothing trained or written."""
     exp = load_experiment(config_path, overrides)
+    if exp.draws:
+        first = draw_experiment(exp, Path(out_dir), exp.draws[0])
+        plan = _plan_text(first, runs.draw_dir(Path(out_dir), exp.draws[0]), data_written_first=True)
+        return (f"{plan}\nthe grid above runs once per draw of the synthetic dataset: draws {exp.draws} "
+                f"({len(exp.draws)} x {len(plan_runs(first))} training runs), each in {Path(out_dir) / 'draw_<k>'}")
+    return _plan_text(exp, Path(out_dir))
+
+
+def _plan_text(exp: ExperimentConfig, out_dir: Path, data_written_first: bool = False) -> str:
     planned = plan_runs(exp)
     for run in planned:
         cfg = run_config(exp, run, Path(out_dir))
         build_backbone(cfg.model.arch, width=cfg.model.width)
     roots = sorted({run_config(exp, run, Path(out_dir)).data.root for run in planned})
     for root in roots:
-        if not Path(root).is_dir():  # can be meant (the demo writes its dataset first), so a warning
+        if not Path(root).is_dir() and not data_written_first:  # can be meant (the demo writes its dataset first), so a warning
             log.warning("data.root %s does not exist (yet): the estimates below are without its videos, and the "
                         "experiment itself will not start without it (set base.data.root)", root)
     return format_plan(exp, planned, Path(out_dir))

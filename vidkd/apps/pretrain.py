@@ -30,7 +30,7 @@ log = logging.getLogger("vidkd.train")
 # what a resumed run may change: its length, learning rate and bookkeeping; never what the weights,
 # the optimizer state or the data geometry depend on
 RESUMABLE_KEYS = ("name", "train.epochs", "train.lr", "train.grad_clip", "train.knn_every", "train.knn_k",
-                  "train.val_tuples_per_video", "train.device", "data.num_workers", "data.root")
+                  "train.val_tuples_per_video", "train.val_every", "train.device", "data.num_workers", "data.root")
 RESUMABLE_SECTIONS = ("eval.",)
 
 

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
+from vidkd.config import KINETICS_MEAN, KINETICS_STD  # the default of every ClipTransform
+
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
 _RGB_TO_YIQ = torch.tensor([LUMA, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)

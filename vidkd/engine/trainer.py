@@ -388,7 +388,8 @@ class Trainer:
         for epoch in range(self.start_epoch, t.epochs + 1):
             metrics: dict[str, Any] = {"epoch": epoch}
             metrics.update(self.train_one_epoch(epoch))
-            metrics.update(self._timed("val_seconds", self.validate))
+            if epoch % t.val_every == 0 or epoch == t.epochs:
+                metrics.update(self._timed("val_seconds", self.validate))
             if not self._weights_finite() or not math.isfinite(metrics.get("val_loss", 0.0)):
                 raise self._diverged(f"the weights diverged (non-finite values) in epoch {epoch}")
             if probing and (epoch % t.knn_every == 0 or epoch == t.epochs):

@@ -93,7 +93,7 @@ def _panel(ax: Axes, groups: Sequence["Group"], key: str, title: str) -> None:
         ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> Path:
+def save_figure(fig: Figure, out_dir: Path, stem: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     png = out_dir / f"{stem}.png"
@@ -110,7 +110,7 @@ def plot_baselines(baselines: Sequence["Group"], out_dir: Path) -> Path:
     second = second_metric(baselines)
     _panel(axes[0], baselines, "val_pretext_acc", "Baselines: val pretext accuracy")
     _panel(axes[1], baselines, second, f"Baselines: {panel_title(second)}")
-    return _save(fig, out_dir, "baselines")
+    return save_figure(fig, out_dir, "baselines")
 
 
 def plot_teacher_students(teacher: "Group", students: Sequence["Group"], out_dir: Path) -> Path:
@@ -124,7 +124,7 @@ def plot_teacher_students(teacher: "Group", students: Sequence["Group"], out_dir
     for (title, shown), ax_row in zip(rows, axes):
         _panel(ax_row[0], [teacher, *shown], "val_pretext_acc", f"{title}: val pretext accuracy")
         _panel(ax_row[1], [teacher, *shown], second, f"{title}: {panel_title(second)}")
-    return _save(fig, out_dir, f"teacher_{teacher.slug}")
+    return save_figure(fig, out_dir, f"teacher_{teacher.slug}")
 
 
 def plot_train_loss(groups: Sequence["Group"], out_dir: Path) -> Path:
@@ -136,4 +136,4 @@ def plot_train_loss(groups: Sequence["Group"], out_dir: Path) -> Path:
     _panel(axes[0][0], groups, "train_loss", "Train loss (PCL, + KD for students)")
     if students:
         _panel(axes[0][1], students, "train_kd_loss", "Students: KD term")
-    return _save(fig, out_dir, "train_loss")
+    return save_figure(fig, out_dir, "train_loss")

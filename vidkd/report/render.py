@@ -18,6 +18,7 @@ from typing import Sequence
 from vidkd import runs
 from vidkd.errors import VidkdError
 from vidkd.report.results import group_runs, load_experiment
+from vidkd.report.study import build_study_sections, is_study_directory
 from vidkd.report.summary import build_summary
 from vidkd.report.tables import Figure, Section, Table, build_sections
 from vidkd.utils.io import atomic_write_json, atomic_write_text
@@ -99,6 +100,8 @@ def write_report(directory: Path) -> Path:
     directory = Path(directory)
     if not directory.is_dir():
         raise VidkdError(f"{directory} does not exist; pass the --out directory of `vidkd experiment`")
+    if is_study_directory(directory):
+        return _write_study_report(directory)
     exp = load_experiment(directory)
     report_dir = runs.report_dir(directory)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +109,25 @@ def write_report(directory: Path) -> Path:
     atomic_write_json(report_dir / SUMMARY_FILE, summary)
     sections = build_sections(exp, report_dir, summary)
     title = f"vidkd {'run' if exp.single_run else 'experiment'} report: {directory.resolve().name}"
+    atomic_write_text(report_dir / HTML_FILE, render_html(title, sections))
+    md_path = report_dir / MARKDOWN_FILE
+    atomic_write_text(md_path, render_markdown(title, sections, report_dir))
+    return md_path
+
+
+STUDY_FILE = "study.json"  # the teacher-strength study's numbers (vidkd/report/study.py)
+
+
+def _write_study_report(directory: Path) -> Path:
+    """A multi-draw experiment: each draw's own report, and the study's across the draws."""
+    for _, draw_dir in runs.iter_draw_dirs(directory):
+        if runs.plan_path(draw_dir).is_file():
+            write_report(draw_dir)
+    report_dir = runs.report_dir(directory)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    sections, summary = build_study_sections(directory, report_dir)
+    atomic_write_json(report_dir / STUDY_FILE, summary)
+    title = f"vidkd teacher-strength study: {directory.resolve().name}"
     atomic_write_text(report_dir / HTML_FILE, render_html(title, sections))
     md_path = report_dir / MARKDOWN_FILE
     atomic_write_text(md_path, render_markdown(title, sections, report_dir))

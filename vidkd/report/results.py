@@ -47,6 +47,8 @@ class Run:
     eval_seconds: dict[str, float] = field(default_factory=dict)  # protocol -> the result's "seconds"
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> the whole result record
     problems: list[str] = field(default_factory=list)
+    teacher_epochs: int | None = None  # a student's teacher budget in a teacher-strength study
+    arm: str | None = None  # a student's named KD arm
 
     @property
     def width(self) -> float | None:
@@ -104,14 +106,20 @@ class Group:
     teacher_arch: str | None
     width: float | None
     runs: list[Run]
+    teacher_epochs: int | None = None  # students: their teacher's budget; teachers: their own
+    arm: str | None = None
 
     @property
     def label(self) -> str:
         name = ARCH_NAMES.get(self.arch, self.arch)
         if self.width is not None and self.width != 1.0:
             name += f" ×{self.width:g}"
+        budget = f" {self.teacher_epochs} ep" if self.teacher_epochs is not None else ""
         if self.kind == "student":
-            name += f" ← {ARCH_NAMES.get(self.teacher_arch or '', self.teacher_arch or '?')}"
+            name += f" ← {ARCH_NAMES.get(self.teacher_arch or '', self.teacher_arch or '?')}{budget}"
+            name += f" ({self.arm})" if self.arm else ""
+        elif self.kind == "teacher":
+            name += f" teacher{budget}"
         elif self.kind == "random":
             name += " (random init)"
         return name
@@ -119,7 +127,8 @@ class Group:
     @property
     def slug(self) -> str:
         width = "" if self.width in (None, 1.0) else f"_w{self.width:g}"
-        return f"{self.arch}{width}"
+        budget = "" if self.teacher_epochs is None else f"_e{self.teacher_epochs}"
+        return f"{self.arch}{width}{budget}{'_' + self.arm if self.arm else ''}"
 
     @property
     def input_shape(self) -> tuple[int, int, int, int] | None:
@@ -260,6 +269,9 @@ def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, spli
         planned_epochs=entry.get("epochs") or planned_epochs or config.get("train", {}).get("epochs"),
         config=config,
         problems=problems,
+        teacher_epochs=entry.get("teacher_epochs") if entry.get("kind") == "student" else (
+            entry.get("epochs") if entry.get("kind") == "teacher" else None),
+        arm=entry.get("arm"),
     )
     if "width" in entry and "model" not in config:  # a run not started yet: the plan knows its width
         run.config.setdefault("model", {})["width"] = entry["width"]
@@ -368,12 +380,15 @@ def group_runs(all_runs: Sequence[Run]) -> list[Group]:
     """Group runs that differ only by seed; baselines first, then students by teacher and arch."""
     groups: dict[tuple[Any, ...], Group] = {}
     for run in all_runs:
-        key = (run.kind, run.arch, run.teacher_arch, run.width)
-        groups.setdefault(key, Group(run.kind, run.arch, run.teacher_arch, run.width, [])).runs.append(run)
+        key = (run.kind, run.arch, run.teacher_arch, run.width, run.teacher_epochs, run.arm)
+        groups.setdefault(key, Group(run.kind, run.arch, run.teacher_arch, run.width, [], run.teacher_epochs,
+                                     run.arm)).runs.append(run)
     # a run that never wrote its config has no width: join it to the one group it can belong to
     for key in [k for k in groups if k[3] is None]:
-        matches = [k for k in groups if k[:3] == key[:3] and k[3] is not None]
+        matches = [k for k in groups if k[:3] == key[:3] and k[4:] == key[4:] and k[3] is not None]
         if len(matches) == 1:
             groups[matches[0]].runs.extend(groups.pop(key).runs)
-    return sorted(groups.values(), key=lambda g: (g.kind != "baseline", arch_rank(g.teacher_arch or ""),
-                                                  arch_rank(g.arch), -(g.width or 1.0)))
+    kinds = ("baseline", "teacher", "student")
+    return sorted(groups.values(), key=lambda g: (kinds.index(g.kind) if g.kind in kinds else len(kinds),
+                                                  arch_rank(g.teacher_arch or ""), g.teacher_epochs or 0,
+                                                  arch_rank(g.arch), g.arm or "", -(g.width or 1.0)))

@@ -114,6 +114,23 @@ def baseline_group(groups: Sequence[Group], arch: str, width: float | None) -> G
     return candidates[0] if candidates else None
 
 
+def teacher_group(groups: Sequence[Group], student: Group) -> Group | None:
+    """The group of a student's teacher: the teacher run of its budget in a teacher-strength study,
+    else (and for a budget equal to the baselines') the from-scratch baseline of the teacher's arch."""
+    if student.teacher_epochs is not None:
+        budget = next((g for g in groups if g.kind == "teacher" and g.arch == student.teacher_arch
+                       and g.teacher_epochs == student.teacher_epochs), None)
+        if budget is not None:
+            return budget
+    return baseline_group(groups, student.teacher_arch or "", None)
+
+
+def teacher_label(student: Group) -> str:
+    """'r3d', or 'r3d e32 (relational)' for a student of a budget or an arm of a study."""
+    budget = f" e{student.teacher_epochs}" if student.teacher_epochs is not None else ""
+    return f"{student.teacher_arch or '?'}{budget}{f' ({student.arm})' if student.arm else ''}"
+
+
 def target_accuracy(baseline: Group | None) -> float | None:
     """The baseline's best val pretext accuracy, averaged over its seeds."""
     if baseline is None:

@@ -20,7 +20,7 @@ import statistics
 from typing import Any, Sequence
 
 from vidkd.report.results import SUPERVISED, Group, Run
-from vidkd.report.stats import baseline_group, first_epoch_reaching, seeds_phrase
+from vidkd.report.stats import baseline_group, first_epoch_reaching, seeds_phrase, teacher_group, teacher_label
 
 HEADLINE = {"retrieval": "R@1", "knn": "top1", "linear": "test_top1", "finetune": "video_top1"}
 # two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal 1.96)
@@ -135,7 +135,7 @@ def kd_vs_twin(groups: Sequence[Group]) -> list[dict[str, Any]]:
             reached = first_epoch_reaching(s_epochs, s_values, t_best)
             if reached is not None and t_epoch is not None:
                 epochs.append((student.seed, float(reached), float(t_epoch)))
-        teacher, arch = group.teacher_arch or "?", group.arch
+        teacher, arch = teacher_label(group), group.arch
         if best:
             rows.append(_row(teacher, arch, "best_val_pretext_acc", best))
         if epochs:
@@ -192,7 +192,7 @@ def claims(kd_rows: Sequence[dict[str, Any]], groups: Sequence[Group]) -> list[d
     for group in groups:
         if group.kind != "student":
             continue
-        teacher = baseline_group(groups, group.teacher_arch or "", None)
+        teacher = teacher_group(groups, group)
         if teacher is None:
             continue
         pairs = [(s.seed, a, b) for s, t in _paired(group, teacher)
@@ -200,7 +200,7 @@ def claims(kd_rows: Sequence[dict[str, Any]], groups: Sequence[Group]) -> list[d
         if pairs:
             interval = ci95([a - b for _, a, b in pairs])
             beats.append((_decided(interval, above=True),
-                          f"{group.teacher_arch}→{group.arch}: best val pretext {100 * statistics.fmean(a for _, a, _ in pairs):.1f}% "
+                          f"{teacher_label(group)}→{group.arch}: best val pretext {100 * statistics.fmean(a for _, a, _ in pairs):.1f}% "
                           f"vs teacher {100 * statistics.fmean(b for _, _, b in pairs):.1f}%, {_fmt(interval)}"))
     if beats:  # the paper's claim is that a student *can* beat its teacher: one decided case suffices
         holds = True if any(c for c, _ in beats) else (None if any(c is None for c, _ in beats) else False)
@@ -209,7 +209,8 @@ def claims(kd_rows: Sequence[dict[str, Any]], groups: Sequence[Group]) -> list[d
     else:
         verdict("a student can beat its teacher", [])
 
-    cross = [r for r in kd_rows if r["teacher"] != r["student"] and r["metric"] in ("epochs_to_twin_best",
+    # a row's teacher is its architecture, then a study's budget and arm ('r3d e32 (relational)')
+    cross = [r for r in kd_rows if r["teacher"].split(" ")[0] != r["student"] and r["metric"] in ("epochs_to_twin_best",
                                                                                    "best_val_pretext_acc")]
     verdict("distillation works across architectures",
             [(_decided(r["difference_ci95"], above=r["metric"] == "best_val_pretext_acc"),
