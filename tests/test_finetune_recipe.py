@@ -10,7 +10,6 @@ from vidkd.config import load_config
 from vidkd.eval.finetune import FinetuneRecipe
 from vidkd.eval.linear import LinearRecipe
 from vidkd.eval.protocols import PCL_FINETUNE_LR, PCL_NUM_CLIPS, pcl_finetune_recipe
-from vidkd.eval.retrieval import RETRIEVAL_KS, RETRIEVAL_METRICS, recall_name
 
 
 def test_vidkd_recipe_reads_the_eval_train_and_data_sections():
@@ -45,7 +44,3 @@ def test_pcl_recipe_ignores_the_eval_section():
     assert recipe.scheduler == "plateau" and recipe.val_videos == 2 and not recipe.drop_last
     assert recipe.amp == "none" and recipe.num_test_clips == PCL_NUM_CLIPS and recipe.epochs == 3
     assert tuple(recipe.train_transform.mean.flatten().tolist()) == (0.0, 0.0, 0.0)  # not normalised
-
-
-def test_retrieval_metric_names_come_from_the_ks():
-    assert RETRIEVAL_METRICS == tuple(recall_name(k) for k in RETRIEVAL_KS) == ("R@1", "R@5", "R@10", "R@20", "R@50")

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd.errors import ConfigError
+from vidkd.protocol_specs import PROTOCOL_NAMES, PROTOCOL_SPECS
 from vidkd.utils.io import atomic_write_text
 
 log = logging.getLogger("vidkd.config")
@@ -188,7 +189,10 @@ class Config:
         return dataclasses.asdict(self)
 
 
-EVALUATIONS = ("retrieval", "knn", "linear", "finetune")
+EVALUATIONS = PROTOCOL_NAMES  # the evaluation protocols (vidkd.protocol_specs)
+# what a protocol's result depends on are keys of the eval section
+assert {key for spec in PROTOCOL_SPECS.values() for key in spec.settings} <= {
+    f.name for f in dataclasses.fields(EvalConfig)}
 EVAL_PROTOCOLS = ("vidkd", "pcl")  # named recipes of the evaluations (docs/evaluation.md)
 RECIPE_EVALUATIONS = {"vidkd": EVALUATIONS, "pcl": ("retrieval", "finetune")}  # what each recipe defines
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vidkd.errors import VidkdError
+from vidkd.protocol_specs import PROTOCOL_SPECS
 from vidkd.utils.checkpoint import META_FILE, WEIGHTS_FILE, copy_checkpoint, find_checkpoint
 from vidkd.utils.io import atomic_write_text
 from vidkd.utils.lock import exclusive
@@ -257,7 +258,8 @@ def has_trained(run_dir: Path) -> bool:
 # --------------------------------------------------------------------------- evaluation results
 
 
-LABELLED_FRACTION_PROTOCOLS = ("linear", "finetune")  # the others use no labels, so no fraction in their name
+# the protocols that train on labels (vidkd.protocol_specs); the others use none, so no fraction in their name
+LABELLED_FRACTION_PROTOCOLS = tuple(name for name, spec in PROTOCOL_SPECS.items() if spec.uses_labels)
 
 
 def result_name(protocol: str, split: int = 1, fraction: float = 1.0, recipe: str = "vidkd") -> str:

@@ -69,7 +69,8 @@ class Distillation(Method):
         return model(inputs) if self.map_stages is None else model(inputs, maps=self.map_stages)
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The student's own loss plus the KD terms between its output and the teacher's."""
+        """The student's own loss plus the KD terms between its output and the teacher's (here, not in a
+        `loss` of its own: the teacher must see the very inputs the student sees)."""
         inputs = self.inputs(batch)  # moved to the device once, for student and teacher
         output = self._run(model, inputs)
         with torch.no_grad():
@@ -77,11 +78,6 @@ class Distillation(Method):
         loss, parts = self.student.loss(output, batch)
         kd, kd_parts = self.kd_loss(output, teacher_output)
         return loss + kd, {**parts, **kd_parts, "kd_loss": kd.detach()}
-
-    def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Not used: the teacher must see the student's inputs, so `training_step` computes the loss."""
-        raise NotImplementedError("Distillation computes its loss in training_step, where the teacher sees the "
-                                  "student's inputs")
 
     def clips_in(self, batch: dict[str, Any]) -> int:
         return self.student.clips_in(batch)

@@ -15,13 +15,15 @@ import torch.nn as nn
 from vidkd.config import TeacherConfig
 from vidkd.distill.losses import active_terms
 from vidkd.errors import CheckpointError
-from vidkd.methods import method_of
+from vidkd.methods import MODEL_TYPES, method_of
 from vidkd.methods.loading import load_model
 from vidkd.models.loading import WeightSource, read_weights, resolve_arch
 
 
 def _head_classes(weights: WeightSource) -> int | None:
-    for key in ("pretext_head.fc.weight", "order_head.fc8.weight"):
+    """The classes of the checkpoint's pretext head (None without one), by the tensor each method's model names."""
+    for model_type in MODEL_TYPES.values():
+        key = model_type.PRETEXT_LOGITS_WEIGHT
         if key in weights.state:
             return int(weights.state[key].shape[0])
     return None

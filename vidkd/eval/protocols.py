@@ -45,10 +45,11 @@ from vidkd.eval.finetune import FinetuneRecipe, finetune, finetune_repeated
 from vidkd.eval.fractions import check_fraction, fraction_of_split
 from vidkd.eval.knn import knn_classify
 from vidkd.eval.linear import LinearRecipe, linear_probe
-from vidkd.eval.retrieval import RETRIEVAL_KS, RETRIEVAL_METRICS, retrieval_recall
+from vidkd.eval.retrieval import retrieval_recall
 from vidkd.eval.runtime import EvalRuntime
 from vidkd.models import build_backbone
 from vidkd.models.loading import load_backbone
+from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_KS
 from vidkd.utils.checkpoint import find_checkpoint, read_meta
 from vidkd.utils.io import atomic_write_json
 from vidkd.utils.runtime import resolve_device, resolve_memory_format, seed_everything
@@ -74,19 +75,10 @@ PCL_VAL_VIDEOS = {"ucf101": 800, "hmdb51": 400}  # random_split of the train lis
 PCL_VAL_SHARE = 8  # at most 1/8 of the training videos: keeps 800 of UCF101's 9537 and 400 of HMDB51's 3570
 
 
-# the eval settings a protocol's result depends on besides the split, fraction and recipe its file is named by
-RESULT_SETTINGS = {
-    "retrieval": ("num_clips",),
-    "knn": ("num_clips", "knn_k", "knn_temperature"),
-    "linear": ("num_clips", "linear_steps", "linear_weight_decay"),
-    "finetune": ("num_clips", "finetune_epochs", "finetune_lr", "finetune_batch_size", "finetune_backbone_lr_scale",
-                 "finetune_dropout", "finetune_repeats"),
-}
-
-
 def result_settings(eval_cfg: EvalConfig, protocol: str) -> dict[str, Any]:
-    """The `eval.*` values a `protocol` result is computed with (stored in its record as `eval`)."""
-    return {key: getattr(eval_cfg, key) for key in RESULT_SETTINGS[protocol]}
+    """The `eval.*` values a `protocol` result is computed with (stored in its record as `eval`): those
+    of its `ProtocolSpec.settings`."""
+    return {key: getattr(eval_cfg, key) for key in PROTOCOL_SPECS[protocol].settings}
 
 
 def changed_settings(record: dict[str, Any], eval_cfg: EvalConfig, protocol: str) -> list[str]:
@@ -328,6 +320,7 @@ PROTOCOLS: dict[str, Callable[[EvaluationContext], ProtocolResult]] = {
 # per recipe (eval.protocol), the protocols it defines its own way; the others run the vidkd recipe
 RECIPES: dict[str, dict[str, Callable[[EvaluationContext], ProtocolResult]]] = {
     "vidkd": PROTOCOLS, "pcl": {"retrieval": pcl_retrieval, "finetune": pcl_finetuning}}
+assert list(PROTOCOLS) == list(PROTOCOL_SPECS)  # one function per registered protocol, in the registry's order
 assert set(RECIPES) == set(EVAL_PROTOCOLS)
 assert all(set(RECIPES[name]) == set(RECIPE_EVALUATIONS[name]) for name in RECIPES)
 
@@ -547,16 +540,12 @@ def evaluate(
     return _run_protocols(shared, protocols, fractions, _Source(str(source), info), out_dir, on_result)
 
 
-HEADLINE = {"retrieval": RETRIEVAL_METRICS, "knn": ("top1", "top5"),
-            "linear": ("test_top1", "test_top5", "train_top1"), "finetune": ("video_top1", "clip_top1")}
-
-
 def format_results(results: dict[str, dict[str, Any]], header: bool = True, written: bool = True) -> str:
-    """A short table: protocol, headline metrics (in %), seconds (and where the results went)."""
+    """A short table: protocol, the metrics its `ProtocolSpec` shows (in %), seconds (and where the results went)."""
     lines = [f"{'protocol':<10} {'metrics (%)':<56} {'seconds':>8}"] if header else []
     for protocol, record in results.items():
         shown = "  ".join(f"{name} {100 * record['metrics'][name]:.1f}"
-                          for name in HEADLINE[protocol] if name in record["metrics"])
+                          for name in PROTOCOL_SPECS[protocol].metrics if name in record["metrics"])
         lines.append(f"{protocol:<10} {shown:<56} {record['seconds']:>8.1f}")
     paths = [r["path"] for r in results.values() if "path" in r]
     if written and paths:

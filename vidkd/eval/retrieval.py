@@ -12,15 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-RETRIEVAL_KS = (1, 5, 10, 20, 50)  # the ks every retrieval result reports, as PCL and VCOP
-
-
-def recall_name(k: int) -> str:
-    """The metric name of recall at `k` in a result's metrics: `R@k`."""
-    return f"R@{k}"
-
-
-RETRIEVAL_METRICS = tuple(recall_name(k) for k in RETRIEVAL_KS)  # ("R@1", "R@5", "R@10", "R@20", "R@50")
+from vidkd.protocol_specs import RETRIEVAL_KS, recall_name  # the ks and their metric names are the registry's
 
 
 def as_tensor(values: torch.Tensor | np.ndarray | Sequence, dtype: torch.dtype | None = None) -> torch.Tensor:

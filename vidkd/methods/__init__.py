@@ -19,11 +19,13 @@ from vidkd.methods.pcl import PCL, PCLModel
 from vidkd.methods.vcop import VCOP, VCOPModel
 
 METHODS: dict[str, type[Method]] = {"pcl": PCL, "vcop": VCOP}
-# rebuild a method's model around a backbone from a checkpoint's tensors and metadata
+# each method's model: it names its head tensors (HEAD_PREFIXES, PRETEXT_LOGITS_WEIGHT) and rebuilds
+# itself around a backbone from a checkpoint's tensors and metadata (from_state)
+MODEL_TYPES: dict[str, type[PCLModel] | type[VCOPModel]] = {"pcl": PCLModel, "vcop": VCOPModel}
 MODELS: dict[str, Callable[[nn.Module, dict[str, torch.Tensor], dict[str, Any]], nn.Module]] = {
-    "pcl": PCLModel.from_state, "vcop": VCOPModel.from_state}
-# tensor-name prefixes that identify a method's heads in a checkpoint without metadata
-HEAD_PREFIXES = {"vcop": ("order_head.",), "pcl": ("pretext_head.", "projection.")}
+    name: model.from_state for name, model in MODEL_TYPES.items()}
+# tensor-name prefixes that identify a method's heads in a checkpoint without metadata (vcop's tried first)
+HEAD_PREFIXES = {"vcop": VCOPModel.HEAD_PREFIXES, "pcl": PCLModel.HEAD_PREFIXES}
 
 
 def build_method(cfg: Config, splits: RunSplits | None = None) -> Method:
@@ -42,4 +44,4 @@ def method_of(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     return "pcl"  # a bare backbone: wrap it as a PCL model without heads
 
 
-__all__ = ["METHODS", "MODELS", "Method", "ModelOutput", "RunSplits", "build_method", "method_of", "run_splits"]
+__all__ = ["METHODS", "MODELS", "MODEL_TYPES", "Method", "ModelOutput", "RunSplits", "build_method", "method_of", "run_splits"]

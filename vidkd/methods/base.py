@@ -32,8 +32,10 @@ class ModelOutput(NamedTuple):
 class Method(abc.ABC):
     """One training objective over one model.
 
-    Subclasses set `name` and implement `train_dataset`, `inputs`, `loss` and `meta`; the rest
-    has defaults that fit most pretext methods.
+    Subclasses set `name` and implement `train_dataset`, `inputs` and `meta`, and either `loss` (which
+    the default `training_step` calls on the model's output) or `training_step` itself; the rest has
+    defaults that fit most pretext methods. The engine calls only `training_step`; a method that
+    can be a distillation student implements `loss` (Distillation adds its KD terms to it).
     """
 
     name: ClassVar[str]
@@ -85,11 +87,13 @@ class Method(abc.ABC):
         """Run `model` (the engine passes its DDP/compiled wrapper) on a batch."""
         return model(self.inputs(batch))
 
-    @abc.abstractmethod
     def loss(self, output: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and detached scalars to log."""
+        """Total loss and detached scalars to log, from the model's `output` on `batch`."""
+        raise NotImplementedError(f"{type(self).__name__} defines no loss(output, batch); implement it, or "
+                                  "override training_step")
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """What the engine calls once per batch: (total loss, detached scalars to log)."""
         return self.loss(self.forward(model, batch), batch)
 
     def clips_in(self, batch: dict[str, Any]) -> int:

@@ -9,7 +9,7 @@ first and last clips are untransformed, so they form the positive pair of the co
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -50,6 +50,13 @@ class PCLModel(nn.Module):
     Training such a model has nothing to learn; `from_config` (and config validation) refuse it.
     """
 
+    # the names of its heads' tensors in a checkpoint, owned here: `vidkd.methods.method_of` knows a
+    # checkpoint by them, `vidkd.distill.teacher` reads the pretext classes, and `vidkd.models.loading`
+    # (below methods, so a literal there) maps the reference PCL weights onto them
+    HEAD_PREFIXES: ClassVar[tuple[str, ...]] = ("pretext_head.", "projection.")
+    PRETEXT_LOGITS_WEIGHT: ClassVar[str] = "pretext_head.fc.weight"  # (pretext classes, tuple_len * d)
+    PROJECTION_OUT_WEIGHT: ClassVar[str] = "projection.mlp.2.weight"  # (proj_dim, d)
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -87,8 +94,8 @@ class PCLModel(nn.Module):
     @classmethod
     def from_state(cls, backbone: nn.Module, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> PCLModel:
         """The PCL model whose heads fit these (vidkd-layout) tensors."""
-        head = state.get("pretext_head.fc.weight")
-        proj = state.get("projection.mlp.2.weight")
+        head = state.get(cls.PRETEXT_LOGITS_WEIGHT)
+        proj = state.get(cls.PROJECTION_OUT_WEIGHT)
         tuple_len = head.shape[1] // backbone.feature_dim if head is not None else meta.get("tuple_len", 3)
         return cls(backbone, tuple_len=int(meta.get("tuple_len") or tuple_len),
                    pretext_classes=int(head.shape[0]) if head is not None else 0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -47,6 +47,11 @@ class VCOPModel(nn.Module):
     """Backbone + order head. `batchnorm`: "joint" (one backbone pass over all B * tuple_len clips) or
     "per_position" (one pass per tuple position, as the reference VCOPN; see `PCLModel`)."""
 
+    # the names of its head's tensors in a checkpoint, owned here (read as `PCLModel`'s are)
+    HEAD_PREFIXES: ClassVar[tuple[str, ...]] = ("order_head.",)
+    PRETEXT_LOGITS_WEIGHT: ClassVar[str] = "order_head.fc8.weight"  # (tuple_len!, pairs * hidden)
+    ORDER_HIDDEN_WEIGHT: ClassVar[str] = "order_head.fc7.weight"  # (hidden, 2 * d)
+
     def __init__(self, backbone: nn.Module, tuple_len: int = 3, hidden: int = 512, dropout: float = 0.5,
                  batchnorm: str = "joint") -> None:
         super().__init__()
@@ -57,7 +62,7 @@ class VCOPModel(nn.Module):
 
     @classmethod
     def from_state(cls, backbone: nn.Module, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> VCOPModel:
-        hidden = state["order_head.fc7.weight"].shape[0] if "order_head.fc7.weight" in state else 512
+        hidden = state[cls.ORDER_HIDDEN_WEIGHT].shape[0] if cls.ORDER_HIDDEN_WEIGHT in state else 512
         return cls(backbone, tuple_len=int(meta.get("tuple_len", 3)), hidden=int(hidden))
 
     def forward(self, clips: torch.Tensor, maps: Sequence[int] | None = None) -> ModelOutput:

@@ -94,6 +94,8 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 _PROJECTOR_SPELLINGS = ("projector.mlp.", "projector.")  # PCL's MoCoHead (`mlp` Sequential), or a bare Sequential
+# the owner of these names is vidkd.methods.pcl.PCLModel (above models, so spelled here; tests/test_head_names.py)
+PCL_PRETEXT_HEAD, PCL_PROJECTION = "pretext_head.", "projection.mlp."
 # the first Sequential child of PCL's `r18` base network (torchvision r3d_18 children[:-1]) -> torchvision names
 _R18_CHILDREN = {"0": "stem", "1": "layer1", "2": "layer2", "3": "layer3", "4": "layer4"}
 
@@ -115,7 +117,7 @@ def _projector_keys(state: dict[str, torch.Tensor]) -> dict[str, str]:
     if len(order) != 2:
         return {}
     ours = dict(zip(order, (0, 2)))
-    return {key: f"projection.mlp.{ours[index]}.{key[len(spelling):].split('.', 1)[1]}"
+    return {key: f"{PCL_PROJECTION}{ours[index]}.{key[len(spelling):].split('.', 1)[1]}"
             for key, index in indices.items()}
 
 
@@ -136,7 +138,7 @@ def _from_pcl(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], 
         if key.startswith("base_network."):
             mapped[_base_network_key(key)] = value
         elif key.startswith("fc.") and key.count(".") == 1:
-            mapped["pretext_head." + key] = value
+            mapped[PCL_PRETEXT_HEAD + key] = value
         elif key in projector:
             mapped[projector[key]] = value
         else:

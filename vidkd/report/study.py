@@ -17,10 +17,11 @@ import numpy as np
 from matplotlib.figure import Figure as MplFigure
 
 from vidkd import runs
+from vidkd.protocol_specs import HEADLINE
 from vidkd.report.figures import arch_colour, save_figure
 from vidkd.report.results import ARCH_NAMES, Run, arch_rank, load_experiment, read_json
 from vidkd.report.stats import format_seconds
-from vidkd.report.summary import HEADLINE, ci95
+from vidkd.report.summary import ci95
 from vidkd.report.tables import FIGURES_DIR, Figure, Section, Table
 
 PRETEXT = "val_pretext_acc"

@@ -19,10 +19,10 @@ import math
 import statistics
 from typing import Any, Sequence
 
+from vidkd.protocol_specs import HEADLINE
 from vidkd.report.results import SUPERVISED, Group, Run
 from vidkd.report.stats import baseline_group, first_epoch_reaching, seeds_phrase, teacher_group, teacher_label
 
-HEADLINE = {"retrieval": "R@1", "knn": "top1", "linear": "test_top1", "finetune": "video_top1"}
 # two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal 1.96)
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vidkd import runs
+from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_METRICS
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
 from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs
@@ -31,7 +32,6 @@ from vidkd.report.stats import (
 )
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
-RETRIEVAL_KS = ("R@1", "R@5", "R@10", "R@20", "R@50")
 FIGURES_DIR = "figures"  # under the report directory
 EFFICIENCY_FILE = "efficiency.json"  # under the report directory
 
@@ -230,19 +230,22 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
         return any(p in planned or any(p in r.evals for g in groups for r in g.runs) for p in protocols)
 
     if shown("retrieval"):
-        headers = ["model", "seeds", *RETRIEVAL_KS]
+        headers = ["model", "seeds", *RETRIEVAL_METRICS]
         rows = [[group.label, str(len(group.runs))]
-                + [format_percent(_eval_values(group, "retrieval", k)) for k in RETRIEVAL_KS] for group in groups]
-        matched, note = _published_column(exp, groups, "retrieval", "R@1", headers, rows, "PCL R@1 (published)")
+                + [format_percent(_eval_values(group, "retrieval", k)) for k in RETRIEVAL_METRICS] for group in groups]
+        headline = PROTOCOL_SPECS["retrieval"].headline
+        matched, note = _published_column(exp, groups, "retrieval", headline, headers, rows,
+                                           f"PCL {headline} (published)")
         any_published |= matched
         sections.append(Section("Retrieval (R@k %, test clips query train clips)",
                                 [Table(headers, rows)] + ([note] if note else [])))
 
     if shown("finetune"):
         headers = ["model", "seeds", "video top-1 %", "clip top-1 %"]
-        rows = [[group.label, str(len(group.runs)), format_percent(_eval_values(group, "finetune", "video_top1")),
-                 format_percent(_eval_values(group, "finetune", "clip_top1"))] for group in groups]
-        matched, note = _published_column(exp, groups, "finetune", "video_top1", headers, rows,
+        video, clip = PROTOCOL_SPECS["finetune"].metrics  # the headline first
+        rows = [[group.label, str(len(group.runs)), format_percent(_eval_values(group, "finetune", video)),
+                 format_percent(_eval_values(group, "finetune", clip))] for group in groups]
+        matched, note = _published_column(exp, groups, "finetune", video, headers, rows,
                                            "PCL video top-1 on {dataset} (published)")
         any_published |= matched
         repeats = max((len(r.evals.get("finetune", {}).get("repeats", [])) for g in groups for r in g.runs),
@@ -252,8 +255,8 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
         sections.append(Section("Fine-tuning (top-1 %)", [Table(headers, rows)] + [n for n in notes if n]))
 
     if shown("knn", "linear"):
-        rows = [[g.label, str(len(g.runs)), format_percent(_eval_values(g, "knn", "top1")),
-                 format_percent(_eval_values(g, "linear", "test_top1"))] for g in groups]
+        rows = [[g.label, str(len(g.runs)), format_percent(_eval_values(g, "knn", PROTOCOL_SPECS["knn"].headline)),
+                 format_percent(_eval_values(g, "linear", PROTOCOL_SPECS["linear"].headline))] for g in groups]
         sections.append(Section("Frozen-feature probes (top-1 %)",
                                 [Table(["model", "seeds", "kNN top-1 %", "linear probe top-1 %"], rows)]))
 
