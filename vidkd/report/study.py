@@ -17,11 +17,10 @@ import numpy as np
 from matplotlib.figure import Figure as MplFigure
 
 from vidkd import runs
-from vidkd.protocol_specs import HEADLINE
 from vidkd.report.figures import arch_colour, save_figure
 from vidkd.report.results import ARCH_NAMES, Run, arch_rank, load_experiment, read_json
 from vidkd.report.stats import format_seconds
-from vidkd.report.summary import ci95
+from vidkd.report.summary import ci95, headline_value
 from vidkd.report.tables import FIGURES_DIR, Figure, Section, Table
 
 PRETEXT = "val_pretext_acc"
@@ -58,13 +57,8 @@ def best_value(run: Run, key: str = PRETEXT) -> float | None:
     return max(values) if values else None
 
 
-def headline(run: Run, protocol: str) -> float | None:
-    value = run.evals.get(protocol, {}).get(HEADLINE[protocol])
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def metric(run: Run, key: str) -> float | None:
-    return best_value(run) if key == "best_pretext" else headline(run, key)
+    return best_value(run) if key == "best_pretext" else headline_value(run, key)
 
 
 def epochs_to_reach(run: Run, target: float | None) -> int | None:
@@ -104,14 +98,14 @@ def read_pairs(directory: Path) -> tuple[list[Pair], dict[tuple[int, int, str, i
         baseline_epochs = {r.arch: r.planned_epochs for r in exp.runs if r.kind == "baseline"}
         teacher_archs = {r.teacher_arch for r in exp.runs if r.kind == "student"}
         for (arch, seed, epochs), run in from_scratch.items():
-            if arch in teacher_archs and epochs:
+            if arch in teacher_archs and epochs and run.status == "done":
                 teachers[(draw, seed, arch, epochs)] = run
         for run in exp.runs:
             # the twin: the from-scratch run of the student's architecture, seed and budget (in the
             # paper's design, where the student trains as long as its teacher, the teacher itself)
             twin = from_scratch.get((run.arch, run.seed, run.planned_epochs))
-            if run.kind != "student" or twin is None:
-                continue
+            if run.kind != "student" or twin is None or run.status != "done" or twin.status != "done":
+                continue  # a pair is compared once both have finished
             budget = run.teacher_epochs or baseline_epochs.get(run.teacher_arch)
             teacher = teachers.get((draw, run.seed, run.teacher_arch, budget))
             pairs.append(Pair(draw, run.seed, run, twin, final_value(teacher) if teacher else None))
@@ -210,8 +204,9 @@ def plot_gains(results: Sequence[CellResult], out_dir: Path) -> Path:
             x = np.array([p[0] for p in points])
             mean = np.array([100 * statistics.fmean(g) for _, g in points])
             bands = [ci95(g) or [statistics.fmean(g)] * 2 for _, g in points]
-            ax.plot(x, mean, styles[key], label=label)
-            ax.fill_between(x, [100 * b[0] for b in bands], [100 * b[1] for b in bands], alpha=0.15)
+            line, = ax.plot(x, mean, styles[key], label=label)
+            ax.fill_between(x, [100 * b[0] for b in bands], [100 * b[1] for b in bands], alpha=0.12,
+                            color=line.get_color())
         for r in results:
             if r.arch == arch and r.arm is not None and r.teacher_accuracy is not None and r.gains("linear"):
                 gains, interval = r.gains("linear"), ci95(r.gains("linear"))
@@ -287,17 +282,15 @@ CLAIMS = (
 )
 
 
-def claim_lines(results: Sequence[CellResult]) -> list[str]:
+def claim_blocks(results: Sequence[CellResult]) -> list[str]:
     """For each claim of the paper, its verdict in every regime (teacher budget, arm) of each student."""
-    lines = []
+    blocks = []
     for claim, values_of in CLAIMS:
-        lines.append(f"**{claim}.**")
-        for r in results:
-            values = values_of(r)
-            scale = 1.0 if "epochs" in claim else 100.0
-            lines.append(f"- {_cell_label(r)} (teacher at {_pct(r.teacher_accuracy)}%): {verdict(values)}, "
-                         f"{mean_interval(values, scale=scale)}")
-    return lines
+        scale = 1.0 if "epochs" in claim else 100.0
+        bullets = [f"- {_cell_label(r)} (teacher at {_pct(r.teacher_accuracy)}%): {verdict(values_of(r))}, "
+                   f"{mean_interval(values_of(r), scale=scale)}" for r in results]
+        blocks.append(f"**{claim}.**\n\n" + "\n".join(bullets))
+    return blocks
 
 
 def is_study_directory(directory: Path) -> bool:
@@ -342,7 +335,7 @@ def build_study_sections(directory: Path, report_dir: Path) -> tuple[list[Sectio
                           "(draw, seed) pairs")] if figure else []),
         "Per draw:",
         Table(["student", "draw", *[label for _, label in GAIN_METRICS]], per_draw_rows(results))])
-    claims = Section("The paper's claims, by regime", ["\n".join(claim_lines(results))])
+    claims = Section("The paper's claims, by regime", claim_blocks(results))
     return [setup, teacher_section, gains, claims], study_summary(results)
 
 

@@ -43,14 +43,14 @@ def ci95(differences: Sequence[float]) -> list[float] | None:
     return [mean - half, mean + half]
 
 
-def _eval(run: Run, protocol: str, key: str | None = None) -> float | None:
+def headline_value(run: Run, protocol: str, key: str | None = None) -> float | None:
     """The headline number of `protocol`, read from `run.evals[key or protocol]`."""
     value = run.evals.get(key or protocol, {}).get(HEADLINE[protocol])
     return float(value) if isinstance(value, (int, float)) else None
 
 
 def _supervised(run: Run) -> float | None:
-    return _eval(run, "finetune", SUPERVISED)
+    return headline_value(run, "finetune", SUPERVISED)
 
 
 def _best_pretext(run: Run) -> tuple[float | None, int | None]:
@@ -85,8 +85,8 @@ def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> li
             pairs = []
             for run in group.runs:
                 reference = by_seed.get(run.seed, by_seed.get(None))
-                value = _eval(run, protocol)
-                floor = _eval(reference, protocol) if reference is not None else None
+                value = headline_value(run, protocol)
+                floor = headline_value(reference, protocol) if reference is not None else None
                 if value is not None and floor is not None:
                     pairs.append((run.seed, value, floor))
             if not pairs:
@@ -142,7 +142,7 @@ def kd_vs_twin(groups: Sequence[Group]) -> list[dict[str, Any]]:
             rows.append(_row(teacher, arch, "epochs_to_twin_best", epochs))
         for protocol in HEADLINE:
             values = [(s.seed, a, b) for s, t in pairs
-                      if (a := _eval(s, protocol)) is not None and (b := _eval(t, protocol)) is not None]
+                      if (a := headline_value(s, protocol)) is not None and (b := headline_value(t, protocol)) is not None]
             if values:
                 rows.append(_row(teacher, arch, f"{protocol}_{HEADLINE[protocol]}", values))
     return rows
