@@ -57,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--draw", type=int, default=0, help="seed of the dataset (`vidkd synth --seed`)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the presets')")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more run config keys for both methods' pretraining (e.g. train.knn_every=0)")
     parser.add_argument("--classes", type=int, default=len(DIRECTED_ACTIONS), help="directed classes to write")
     parser.add_argument("--groups", type=int, default=16, help="actors (smaller: a smoke run)")
     parser.add_argument("--clips-per-group", type=int, default=2)
@@ -110,6 +112,7 @@ def pretrain(args: argparse.Namespace, method: str, seed: int, data: Path, timin
     if run_dir.exists() and runs.is_run_dir(run_dir):  # started but not one epoch saved: start again
         shutil.rmtree(run_dir)
     overrides = [f"data.root={data}", f"train.seed={seed}"] + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    overrides += args.set
     timings[f"pretrain {run_dir.name}"] = run_vidkd(
         args, "pretrain", "--config", PRESETS[method], "--set", *overrides, "--out", str(run_dir))
     return run_dir
