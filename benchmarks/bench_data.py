@@ -56,9 +56,9 @@ from torch.utils.data import DataLoader, Dataset
 from vidkd.data.datasets import load_split
 from vidkd.data.loaders import TupleDataset
 from vidkd.data.prepare import prepare_dataset
-from vidkd.data.sampling import TupleSpec, clip_indices, frames_needed, remote_possible, sample_tuple
+from vidkd.data.sampling import TupleSpec, clip_indices, sample_tuple
 from vidkd.data.transforms import ClipTransform, transforms_from_config
-from vidkd.data.vcp import apply_vcp, sample_vcp_label
+from vidkd.methods.vcp import VcpSampler, apply_vcp, remote_possible, sample_vcp_label, vcp_positions
 from vidkd.data.video import VideoReader, probe_video, write_video
 from vidkd.synthetic import CLASS_NAMES, write_synthetic_dataset
 
@@ -106,7 +106,7 @@ class NaiveTupleDataset(Dataset):
     """Baseline: decode the whole video, then sample. Same sampler, transform and VCP as vidkd."""
 
     def __init__(self, reference: TupleDataset, reuse_reformatter: bool = False):
-        self.records, self.spec, self.transform = reference.records, reference.spec, reference.transform
+        self.records, self.spec, self.transform = reference.records, reference.sampler.spec, reference.transform
         self.reuse_reformatter = reuse_reformatter
 
     def __len__(self) -> int:
@@ -122,7 +122,7 @@ class NaiveTupleDataset(Dataset):
             else:  # the usual PyAV idiom
                 video = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
         label = sample_vcp_label(rng, remote_possible(len(video), spec))
-        positions = sample_tuple(len(video), spec, rng, need_remote=label == 4)
+        positions = vcp_positions(len(video), spec, rng, label)
         clips = []
         for i, start in enumerate(positions.clip_starts):
             clip = self.transform(video[clip_indices(start, spec.clip_len, len(video))], rng)
@@ -278,7 +278,7 @@ def draw_tuple(video: int, repeat: int, num_frames: int, spec: TupleSpec):
     rng = np.random.default_rng([0, video, repeat])
     positions = sample_tuple(num_frames, spec, rng)
     clips = [clip_indices(s, spec.clip_len, num_frames) for s in positions.clip_starts]
-    return positions.clip_starts, clips, frames_needed(positions, spec, num_frames), rng
+    return positions.clip_starts, clips, sorted({frame for clip in clips for frame in clip}), rng
 
 
 def sequential_frames(path: Path) -> np.ndarray:
@@ -608,7 +608,7 @@ def main() -> None:
     transform = ClipTransform()  # the PCL training transform: resize 128x171, random crop 112, jitter...
 
     # Frames decoded per tuple (num_workers=0 keeps the counter in this process).
-    probe = TupleDataset(split, spec, transform, progress=False)
+    probe = TupleDataset(split, VcpSampler(spec), transform, progress=False)
     probe.set_epoch(0)
     for i in range(len(probe)):
         probe[i]
@@ -618,9 +618,9 @@ def main() -> None:
     rows = []
     for name, dataset_fn, frames in [
         ("vidkd, FFmpeg threads",
-         lambda: TupleDataset(split, spec, transform, progress=False, decode_threads=True), decoded_per_tuple),
+         lambda: TupleDataset(split, VcpSampler(spec), transform, progress=False, decode_threads=True), decoded_per_tuple),
         ("vidkd, single-threaded decode (default)",
-         lambda: TupleDataset(split, spec, transform, progress=False), decoded_per_tuple),
+         lambda: TupleDataset(split, VcpSampler(spec), transform, progress=False), decoded_per_tuple),
         ("naive: decode all, then sample", lambda: NaiveTupleDataset(probe), float(NUM_FRAMES)),
         ("naive, reused RGB converter", lambda: NaiveTupleDataset(probe, reuse_reformatter=True), float(NUM_FRAMES)),
     ]:

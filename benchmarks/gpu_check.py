@@ -419,11 +419,12 @@ def augmentation_row(sizes: Sizes, data_root: Path) -> dict:
     from vidkd.data.loaders import TupleDataset
     from vidkd.data.sampling import TupleSpec
     from vidkd.data.transforms import transforms_from_config
+    from vidkd.methods.vcp import VcpSampler
 
     cfg = load_config("pcl_r3d_ucf101", overrides(sizes, data_root))
     transform, _ = transforms_from_config(cfg.data)
     spec = TupleSpec(cfg.data.clip_len, cfg.data.interval, cfg.data.tuple_len, starts=cfg.data.tuple_starts)
-    dataset = TupleDataset(load_split(data_root, "train"), spec, transform, seed=0, progress=False, deferred=True)
+    dataset = TupleDataset(load_split(data_root, "train"), VcpSampler(spec), transform, seed=0, progress=False, deferred=True)
     dataset.set_epoch(1)
     batch = dataset.collate(dataset.__getitems__(list(range(min(8, len(dataset))))))
     on_cpu = batch["pending"].finish(batch["crops"])

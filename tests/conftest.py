@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from vidkd.data.loaders import TupleDataset
+from vidkd.data.samplers import TupleSampler
 from vidkd.data.video import write_video
+from vidkd.methods.vcop import OrderSampler
+from vidkd.methods.vcp import VcpSampler
 
 INDEX_BITS = 8  # frames 0..255 can be told apart
 _ROWS, _COLS = 2, 4  # the 8 bits as big black/white blocks: robust to lossy mpeg4
@@ -86,3 +90,13 @@ def single_thread(monkeypatch):
 def index_video(tmp_path_factory) -> Path:
     """150 frames at 96x64, GOP 12 (keyframes at 0, 12, 24, ...)."""
     return write_index_video(tmp_path_factory.mktemp("video") / "index.avi", 150)
+
+
+def tuple_dataset(split, spec, transform, pretext: str = "vcp", shared_augmentation: bool = False,
+                  quadrant_order: str = "random", remote_rule: str = "vidkd", min_frames: int = 0,
+                  **dataset_options) -> TupleDataset:
+    """A TupleDataset with the sampler of `pretext`: PCL's "vcp", VCOP's "order", or "none" (plain tuples)."""
+    plain = dict(shared_augmentation=shared_augmentation, min_video_frames=min_frames)
+    sampler = {"none": TupleSampler(spec, **plain), "order": OrderSampler(spec, **plain),
+               "vcp": VcpSampler(spec, **plain, quadrant_order=quadrant_order, remote_rule=remote_rule)}[pretext]
+    return TupleDataset(split, sampler, transform, **dataset_options)

@@ -11,13 +11,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import decode_index, write_index_video, write_ucf_layout
+from conftest import decode_index, tuple_dataset, write_index_video, write_ucf_layout
 from vidkd.data.datasets import load_split
 from vidkd.data import loaders
-from vidkd.data.loaders import ClipDataset, DecodedVideos, MultiClipDataset, TupleDataset
-from vidkd.data.sampling import TupleSpec, clip_orders, remote_possible, sample_tuple
+from vidkd.data.loaders import ClipDataset, DecodedVideos, MultiClipDataset
+from vidkd.data.sampling import TupleSpec
 from vidkd.data.transforms import ClipTransform
-from vidkd.data.vcp import apply_vcp, permute_quadrants, sample_vcp_label
+from vidkd.methods.vcop import clip_orders
+from vidkd.methods.vcp import apply_vcp, permute_quadrants, remote_possible, sample_vcp_label, vcp_positions
 from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError
 
@@ -43,7 +44,7 @@ def frame_ids(clip: torch.Tensor) -> list[int]:
 
 
 def test_pcl_tuple_positions_without_pretext(ucf):
-    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="none")
+    dataset = tuple_dataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="none")
     assert len(dataset) == 8
     for index in range(len(dataset)):
         item = dataset[index]
@@ -56,7 +57,7 @@ def test_pcl_tuple_positions_without_pretext(ucf):
 
 
 def test_vcp_lands_on_the_middle_clip_only(ucf):
-    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="vcp", fixed=True)
+    dataset = tuple_dataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="vcp", fixed=True)
     labels = set()
     for seed in range(6):
         dataset.seed = seed
@@ -94,13 +95,13 @@ def inverse(order: tuple[int, ...]) -> tuple[int, ...]:
 def test_fixed_is_repeatable_and_epochs_differ(ucf):
     split = load_split(ucf, "train")
     transform = ClipTransform(resize=(40, 44), crop=32, train=True)
-    fixed = TupleDataset(split, TupleSpec(), transform, fixed=True, seed=3)
+    fixed = tuple_dataset(split, TupleSpec(), transform, fixed=True, seed=3)
     a = [fixed[i]["clips"] for i in range(4)]
     fixed.set_epoch(5)
     b = [fixed[i]["clips"] for i in range(4)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
-    train = TupleDataset(split, TupleSpec(), transform, seed=3)
+    train = tuple_dataset(split, TupleSpec(), transform, seed=3)
     train.set_epoch(0)
     e0 = train[0]["clips"]
     assert torch.equal(e0, train[0]["clips"])  # reproducible within an epoch
@@ -114,7 +115,7 @@ def test_fixed_is_repeatable_and_epochs_differ(ucf):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_dataloader_batches(ucf, workers):
     torch.set_num_threads(1)
-    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(resize=(40, 44), crop=32))
+    dataset = tuple_dataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(resize=(40, 44), crop=32))
     dataset.set_epoch(0)
     loader = DataLoader(dataset, batch_size=4, num_workers=workers, shuffle=False)
     batches = list(loader)
@@ -165,7 +166,7 @@ def make_bad_dataset(root, good, zero=0, garbage=0, short=0):
 def test_bad_files_are_skipped_with_a_summary(tmp_path, caplog):
     split = make_bad_dataset(tmp_path, good=8, zero=1, garbage=1, short=1)
     with caplog.at_level(logging.WARNING, logger="vidkd.data"):
-        dataset = TupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
+        dataset = tuple_dataset(split, TupleSpec(), ClipTransform(**IDENTITY))
     assert len(dataset) == 5
     assert len(dataset.skipped["unreadable"]) == 2 and len(dataset.skipped["too short"]) == 1
     assert "skipped 3 of 8 videos (2 unreadable, 1 too short)" in caplog.text
@@ -175,12 +176,12 @@ def test_bad_files_are_skipped_with_a_summary(tmp_path, caplog):
 def test_mostly_bad_dataset_raises(tmp_path):
     split = make_bad_dataset(tmp_path, good=6, zero=2, garbage=2)
     with pytest.raises(DatasetError, match="only 2 of 6"):
-        TupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY))
+        tuple_dataset(split, TupleSpec(), ClipTransform(**IDENTITY))
 
 
 def test_decode_failure_at_getitem_substitutes_next_video(tmp_path, caplog):
     split = make_bad_dataset(tmp_path, good=4)
-    dataset = TupleDataset(split, TupleSpec(), ClipTransform(**IDENTITY), fixed=True)
+    dataset = tuple_dataset(split, TupleSpec(), ClipTransform(**IDENTITY), fixed=True)
     dataset.records[1].path.write_bytes(b"garbage" * 100)  # breaks after indexing
     with caplog.at_level(logging.WARNING, logger="vidkd.data"):
         item = dataset[1]
@@ -196,7 +197,7 @@ def test_decode_failure_at_getitem_substitutes_next_video(tmp_path, caplog):
 
 def test_order_tuples_are_shuffled_into_the_labelled_order(ucf):
     """VCOP: the clips come in the order `clip_orders(3)[label]` names; every order is drawn."""
-    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="order",
+    dataset = tuple_dataset(load_split(ucf, "train"), TupleSpec(), ClipTransform(**IDENTITY), pretext="order",
                            fixed=True)
     orders = clip_orders(3)
     assert orders[0] == (0, 1, 2) and len(orders) == 6
@@ -218,8 +219,8 @@ def test_preloaded_frames_give_bit_identical_samples(ucf):
     """Decoding once into memory (resized as the transform resizes) changes no sample."""
     transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=1.0, grayscale=0.5, mean=(0.4,) * 3,
                               std=(0.2,) * 3, modality="residual")
-    plain = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
-    cached = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
+    plain = tuple_dataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
+    cached = tuple_dataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
     assert cached.preload(transform.resize, progress=False)
     for dataset in (plain, cached):
         dataset.set_epoch(3)
@@ -227,7 +228,7 @@ def test_preloaded_frames_give_bit_identical_samples(ucf):
         a, b = plain[index], cached[index]
         assert a["pretext_label"] == b["pretext_label"] and torch.equal(a["clips"], b["clips"])
     assert cached.frames_decoded == 0 < plain.frames_decoded  # nothing decoded after the preload
-    assert not TupleDataset(load_split(ucf, "train"), TupleSpec(), transform).preload((40, 44), budget_bytes=10)
+    assert not tuple_dataset(load_split(ucf, "train"), TupleSpec(), transform).preload((40, 44), budget_bytes=10)
 
 
 def test_datasets_of_one_process_share_decoded_videos_and_a_changed_file_is_decoded_again(ucf, monkeypatch):
@@ -246,7 +247,7 @@ def test_datasets_of_one_process_share_decoded_videos_and_a_changed_file_is_deco
     first = MultiClipDataset(split, 3, 8, transform)
     assert first.preload(transform.resize, progress=False)
     assert len(decoded) == len(first.records)
-    second = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
+    second = tuple_dataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, pretext="vcp")
     assert second.preload(transform.resize, progress=False)
     assert len(decoded) == len(first.records)  # every video came from the store
     assert torch.equal(first[0]["clips"], MultiClipDataset(split, 3, 8, transform)[0]["clips"])  # the same samples
@@ -274,7 +275,7 @@ def test_tuple_clips_are_each_clip_transformed_alone_in_the_generators_order(ucf
     transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=0.7, grayscale=0.3, mean=(0.4,) * 3,
                               std=(0.2,) * 3, modality="residual")
     spec = TupleSpec(clip_len=8, interval=4)
-    dataset = TupleDataset(load_split(ucf, "train"), spec, transform, pretext="vcp", seed=5,
+    dataset = tuple_dataset(load_split(ucf, "train"), spec, transform, pretext="vcp", seed=5,
                            shared_augmentation=shared)
     dataset.set_epoch(2)
     labels = set()
@@ -282,7 +283,7 @@ def test_tuple_clips_are_each_clip_transformed_alone_in_the_generators_order(ucf
         rng = dataset._rng(index)
         record = dataset.records[index]
         label = sample_vcp_label(rng, remote_possible(record.num_frames, spec))
-        positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
+        positions = vcp_positions(record.num_frames, spec, rng, label)
         with VideoReader(record.path) as reader:
             video = reader.read(list(range(record.num_frames)))
         shared_params = transform.sample_params(rng, video.shape[1:3]) if shared else None
@@ -313,7 +314,7 @@ def test_a_batch_made_together_is_its_items_made_one_by_one(ucf, pretext, shared
     transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=0.7, grayscale=0.3, blur=0.2, mean=(0.4,) * 3,
                               std=(0.2,) * 3, modality="residual_rescaled")
     split = load_split(ucf, "train")
-    tuples = TupleDataset(split, TupleSpec(clip_len=8, interval=4), transform, pretext=pretext, seed=2,
+    tuples = tuple_dataset(split, TupleSpec(clip_len=8, interval=4), transform, pretext=pretext, seed=2,
                           shared_augmentation=shared)
     clips = ClipDataset(split, 8, transform, seed=2, fixed=True)
     multi = MultiClipDataset(split, 3, 8, transform, seed=2)
@@ -340,8 +341,8 @@ def test_augmentation_deferred_to_the_model_device_gives_the_same_clips(ucf, pre
                    jitter_order="random", jitter_style=style, antialias=style == "pil")
     spec = TupleSpec(clip_len=8, interval=4)
     split = load_split(ucf, "train")
-    on_workers = TupleDataset(split, spec, ClipTransform(**augment), pretext=pretext, seed=5, progress=False)
-    deferred = TupleDataset(split, spec, ClipTransform(**augment), pretext=pretext, seed=5, progress=False,
+    on_workers = tuple_dataset(split, spec, ClipTransform(**augment), pretext=pretext, seed=5, progress=False)
+    deferred = tuple_dataset(split, spec, ClipTransform(**augment), pretext=pretext, seed=5, progress=False,
                             deferred=True)
     for dataset in (on_workers, deferred):
         dataset.set_epoch(2)
@@ -362,7 +363,7 @@ def test_augmentation_deferred_to_the_model_device_gives_the_same_clips(ucf, pre
 def test_augmentation_on_a_gpu_matches_the_cpu_within_float_tolerance(ucf):
     transform = ClipTransform(resize=(40, 44), crop=32, color_jitter=0.8, grayscale=0.3, blur=0.5, modality="residual",
                               jitter_order="random")
-    dataset = TupleDataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, seed=5,
+    dataset = tuple_dataset(load_split(ucf, "train"), TupleSpec(clip_len=8, interval=4), transform, seed=5,
                            progress=False, deferred=True)
     dataset.set_epoch(1)
     batch = dataset.collate(dataset.__getitems__(list(range(len(dataset)))))

@@ -8,14 +8,13 @@ import json
 import pytest
 import torch
 
-from conftest import write_ucf_layout
+from conftest import tuple_dataset, write_ucf_layout
 from tiny_runs import make_tiny_dataset, tiny_config
 from vidkd import runs
 from vidkd.apps.pretrain import build_trainer, pretrain
 from vidkd.cli import main
 from vidkd.config import load_config
 from vidkd.data.datasets import load_split
-from vidkd.data.loaders import TupleDataset
 from vidkd.data.sampling import TupleSpec
 from vidkd.data.transforms import ClipTransform
 from vidkd.errors import DatasetError
@@ -52,8 +51,8 @@ def test_min_video_frames_leaves_out_what_the_reference_lists_leave_out(tmp_path
             path.replace(tmp_path / "videos" / path.parent.name / path.name)
     split = load_split(tmp_path, "train")
     transform = ClipTransform(resize=None, crop=32)
-    kept = TupleDataset(split, TupleSpec(), transform, progress=False)
-    listed = TupleDataset(split, TupleSpec(), transform, progress=False, min_frames=64)
+    kept = tuple_dataset(split, TupleSpec(), transform, progress=False)
+    listed = tuple_dataset(split, TupleSpec(), transform, progress=False, min_frames=64)
     assert len(kept) == 4 and len(listed) == 2 and all(r.num_frames >= 64 for r in listed.records)
 
 

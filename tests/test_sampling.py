@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidkd.data.sampling import (REFERENCE_REMOTE_GAP, TuplePositions, TupleSpec, clip_indices,
-                                 evenly_spaced_starts, fit_interval, frames_needed, min_tuple_frames,
-                                 random_clip_start, remote_positions, remote_possible, sample_tuple,
-                                 sample_tuple_reference, tuple_clip_starts)
+from vidkd.data.samplers import read_clips
+from vidkd.data.sampling import (TupleSpec, clip_indices, evenly_spaced_starts, fit_interval, min_tuple_frames,
+                                 random_clip_start, sample_tuple, tuple_clip_starts)
+from vidkd.methods.vcp import (REFERENCE_REMOTE_GAP, remote_positions, remote_possible, sample_tuple_reference,
+                               sample_tuple_with_remote)
 
 
 def test_span_and_clip_starts_do_not_overlap():
@@ -34,7 +35,6 @@ def test_sample_tuple_bounds_over_many_seeds(num_frames):
     seen_starts = set()
     for seed in range(300):
         pos = sample_tuple(num_frames, spec, np.random.default_rng(seed))
-        assert pos.remote_start is None
         assert pos.clip_starts == tuple_clip_starts(pos.clip_starts[0], spec)
         assert 0 <= pos.clip_starts[0] and pos.clip_starts[-1] + spec.clip_len <= num_frames
         seen_starts.add(pos.clip_starts[0])
@@ -47,7 +47,7 @@ def test_remote_clip_is_at_least_clip_len_outside_the_tuple(num_frames):
     spec = TupleSpec()
     sides = set()
     for seed in range(300):
-        pos = sample_tuple(num_frames, spec, np.random.default_rng(seed), need_remote=True)
+        pos = sample_tuple_with_remote(num_frames, spec, np.random.default_rng(seed))
         assert pos.remote_start is not None  # these videos always have room for one
         start, end = pos.clip_starts[0], pos.clip_starts[-1] + spec.clip_len  # tuple is [start, end)
         remote_end = pos.remote_start + spec.clip_len
@@ -70,7 +70,7 @@ def test_no_remote_when_video_too_short_for_one():
     spec = TupleSpec()
     assert remote_possible(96, spec) and not remote_possible(95, spec)
     for seed in range(50):
-        assert sample_tuple(95, spec, np.random.default_rng(seed), need_remote=True).remote_start is None
+        assert sample_tuple_with_remote(95, spec, np.random.default_rng(seed)).remote_start is None
 
 
 def test_short_video_shrinks_interval_then_gives_up():
@@ -92,12 +92,19 @@ def test_short_video_shrinks_interval_then_gives_up():
         sample_tuple(40, spec, np.random.default_rng(0))
 
 
-def test_frames_needed_is_sorted_union():
-    spec = TupleSpec()
-    pos = TuplePositions([0, 24, 48], remote_start=100)
-    needed = frames_needed(pos, spec)
-    assert needed == sorted(set(range(0, 16)) | set(range(24, 40)) | set(range(48, 64)) | set(range(100, 116)))
-    assert frames_needed(TuplePositions([0]), TupleSpec(tuple_len=1), num_frames=10) == list(range(10))
+def test_read_clips_reads_each_frame_once_in_order():
+    """The frames of every clip (a remote clip's too) in one sorted read; a short video's last frame pads."""
+    reads = []
+
+    def read(indices):
+        reads.append(indices)
+        return np.asarray(indices)[:, None] * np.ones((1, 2), int)
+
+    clips = read_clips(read, [0, 24, 48, 100], clip_len=16, num_frames=200)
+    assert reads == [sorted(set(range(0, 16)) | set(range(24, 40)) | set(range(48, 64)) | set(range(100, 116)))]
+    assert [c[:, 0].tolist() for c in clips] == [list(range(s, s + 16)) for s in (0, 24, 48, 100)]
+    short = read_clips(read, [4], clip_len=8, num_frames=10)
+    assert short[0][:, 0].tolist() == [4, 5, 6, 7, 8, 9, 9, 9]
 
 
 def test_random_clip_start_bounds():

@@ -76,7 +76,7 @@ def test_vcop_trains_and_teaches_a_pcl_student_with_relational_kd(data_root, tmp
 
 def test_vcop_learns_the_order_when_time_is_visible():
     """Clips whose brightness grows with time: the order is in the pixels, and VCOP finds it."""
-    from vidkd.data.sampling import clip_orders
+    from vidkd.methods.vcop import clip_orders
 
     torch.manual_seed(0)
     model = VCOPModel(build_backbone("r3d", width=0.125), tuple_len=3, hidden=64, dropout=0.0)
@@ -130,7 +130,7 @@ def test_per_position_batchnorm_is_a_loop_over_positions_as_the_reference_vcopn(
 
 
 def test_vcop_method_takes_batchnorm_and_weight_init_from_the_config(monkeypatch):
-    monkeypatch.setattr(vcop_module, "tuple_datasets", lambda cfg, splits, pretext: ([], []))
+    monkeypatch.setattr(vcop_module, "tuple_datasets", lambda cfg, splits, sampler: ([], []))
     cfg = tiny_config(Path("unused"), "method=vcop", "model.batchnorm=per_position", "model.arch=c3d",
                       "model.weight_init=torch_default")
     model = vcop_module.VCOP(cfg, splits=None).model

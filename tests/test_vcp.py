@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidkd.data.vcp import VCP_CLASSES, apply_vcp, chunk_bounds, sample_vcp_label
+from vidkd.methods.vcp import VCP_CLASSES, apply_vcp, chunk_bounds, sample_vcp_label
 
 
 def make_clip(t: int = 16, h: int = 8, w: int = 8) -> torch.Tensor:

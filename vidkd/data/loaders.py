@@ -1,4 +1,4 @@
-"""torch Datasets over a VideoSplit: PCL tuples, single random clips, evenly spaced test clips.
+"""torch Datasets over a VideoSplit: a method's tuples of clips, single random clips, evenly spaced test clips.
 
 Every item is a dict, so the default collate gives batches (`clips`: (B, tuple_len, C, T, H, W)).
 A DataLoader fetches a batch with `__getitems__`: every item makes its random draws as
@@ -26,6 +26,7 @@ import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,11 +34,9 @@ from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
 from vidkd.data.datasets import VideoRecord, VideoSplit, default_cache_dir, probe_videos, with_frame_counts
-from vidkd.data.sampling import (TupleSpec, clip_indices, clip_orders, evenly_spaced_starts, frames_needed,
-                                 min_tuple_frames, random_clip_start, remote_possible, sample_tuple,
-                                 sample_tuple_reference)
+from vidkd.data.samplers import ClipSampler, Sample
+from vidkd.data.sampling import clip_indices, evenly_spaced_starts, random_clip_start
 from vidkd.data.transforms import ClipParams, ClipTransform, resize_frames
-from vidkd.data.vcp import VCP_CLASSES, VcpDraw, draw_vcp, sample_vcp_label
 from vidkd.data.video import VideoReader
 from vidkd.errors import DatasetError, VideoDecodeError
 
@@ -102,11 +101,10 @@ class _Draw:
 
     index: int
     label: int
-    frames: list[np.ndarray]  # one (T, H, W, 3) array per clip; a tuple's remote clip comes last
+    frames: list[np.ndarray]  # one (T, H, W, 3) array per clip; a sampler's extra clips come last
     params: list[ClipParams]
-    pretext_label: int = 0
-    vcp: VcpDraw | None = None
-    order: tuple[int, ...] = ()  # VCOP: the order the tuple's clips are shown in
+    target: int = 0  # the sampler's label for the item (`pretext_label`)
+    task: Any = None  # what the sampler's `arrange` needs (see vidkd/data/samplers.py)
 
 
 class _VideoDataset(Dataset):
@@ -256,41 +254,18 @@ class _VideoDataset(Dataset):
         return frames
 
 
-PRETEXTS = ("vcp", "order", "none")
-
-
 class TupleDataset(_VideoDataset):
-    """Tuples of clips: `{"clips": (tuple_len, C, T, H, W), "pretext_label", "label", "index"}`.
+    """Items of a method's `ClipSampler`: `{"clips": (sampler.clips, C, T, H, W), "pretext_label", "label",
+    "index"}` (`pretext_label`: the sampler's target). Videos shorter than `sampler.min_frames` are
+    left out; the data layer reads and augments the frames the sampler asks for, the sampler's
+    `arrange` finishes them (a pretext transformation, an order)."""
 
-    `pretext`:
-    - "vcp" (PCL): the middle clip (`tuple_len // 2`) carries a VCP transformation whose label is
-      `pretext_label`; label 4 (remote clip) is only drawn for videos long enough for one.
-    - "order" (VCOP): the clips are shuffled; `pretext_label` is the index of their order in
-      `clip_orders(tuple_len)` (0 = chronological).
-    - "none": clips in order, `pretext_label` 0.
-    Videos shorter than a tuple use a shrunk interval; those shorter than `tuple_len * clip_len`
-    frames are left out (see vidkd/data/sampling.py).
-    """
-
-    def __init__(self, split: VideoSplit, spec: TupleSpec, transform: ClipTransform, pretext: str = "vcp",
-                 seed: int = 0, fixed: bool = False, cache: bool = True, progress: bool = True,
-                 decode_threads: bool = False, shared_augmentation: bool = False, quadrant_order: str = "random",
-                 remote_rule: str = "vidkd", deferred: bool = False, min_frames: int = 0):
-        # `min_frames` leaves out videos a tuple could still use (the reference lists keep >= 64 frames)
-        super().__init__(split, max(min_tuple_frames(spec), min_frames), seed=seed, fixed=fixed, cache=cache,
-                         progress=progress)
-        if remote_rule not in ("vidkd", "reference"):
-            raise ValueError(f"remote_rule must be 'vidkd' or 'reference', got {remote_rule!r}")
-        self.quadrant_order = quadrant_order  # VCP label 2: "random" or PCL's fixed "reference" order
-        self.remote_rule = remote_rule  # VCP label 4: "vidkd" or PCL's "reference" draw (sample_tuple_reference)
-        self.spec = spec
-        # one crop / flip / colour draw for all clips of a tuple (PCL draws one per clip)
-        self.shared_augmentation = shared_augmentation
+    def __init__(self, split: VideoSplit, sampler: ClipSampler, transform: ClipTransform, seed: int = 0,
+                 fixed: bool = False, cache: bool = True, progress: bool = True, decode_threads: bool = False,
+                 deferred: bool = False):
+        super().__init__(split, sampler.min_frames, seed=seed, fixed=fixed, cache=cache, progress=progress)
+        self.sampler = sampler
         self.transform = transform
-        if pretext not in PRETEXTS:
-            raise ValueError(f"pretext must be one of {', '.join(PRETEXTS)}; got {pretext!r}")
-        self.pretext = pretext
-        self.orders = clip_orders(spec.tuple_len)
         # items hold uint8 crops and `collate` the rest of the work, which `batch_clips` does on the device
         self.deferred = deferred
         # FFmpeg threading buys nothing measurable for 320x240 frames (docs/benchmarks.md), and
@@ -300,116 +275,69 @@ class TupleDataset(_VideoDataset):
 
     def _draw(self, index: int, rng: np.random.Generator) -> _Draw:
         record = self.records[index]
-        spec = self.spec
-        if self.pretext == "vcp" and self.remote_rule == "reference":
-            positions, label = sample_tuple_reference(record.num_frames, spec, rng, int(rng.integers(VCP_CLASSES)))
-        else:
-            label = sample_vcp_label(rng, remote_possible(record.num_frames, spec)) if self.pretext == "vcp" else 0
-            positions = sample_tuple(record.num_frames, spec, rng, need_remote=(label == 4))
-        needed = frames_needed(positions, spec, record.num_frames)
-        frames = self._read(index, needed, threads=self.decode_threads)
-        row = {frame: i for i, frame in enumerate(needed)}
-
-        def clip_frames(start: int) -> np.ndarray:
-            return frames[[row[f] for f in clip_indices(start, spec.clip_len, record.num_frames)]]
-
-        middle = spec.tuple_len // 2
-        shared = self.transform.sample_params(rng, frames.shape[1:3]) if self.shared_augmentation else None
-
-        def params():
-            return shared or self.transform.sample_params(rng, frames.shape[1:3])
-
-        # in the generator's order: each clip's augmentation, and right after the middle clip's its
-        # remote clip's (put last) and its VCP choice
-        draw = _Draw(index, record.label, [], [])
-        remote = None
-        for i, start in enumerate(positions.clip_starts):
-            draw.frames.append(clip_frames(start))
-            draw.params.append(params())
-            if i == middle and label and self.pretext == "vcp":
-                if label == 4:
-                    remote = (clip_frames(positions.remote_start), params())
-                draw.vcp = draw_vcp(label, rng, self.quadrant_order)
-        if remote is not None:
-            draw.frames.append(remote[0])
-            draw.params.append(remote[1])
-        if self.pretext == "order":
-            label = int(rng.integers(len(self.orders)))
-            draw.order = self.orders[label]
-        draw.pretext_label = label
-        return draw
+        sample: Sample = self.sampler.sample(
+            record.num_frames, rng, lambda frames: self._read(index, frames, threads=self.decode_threads),
+            lambda size: self.transform.sample_params(rng, size))
+        return _Draw(index, record.label, sample.frames, sample.params, sample.target, sample.task)
 
     def _make_items(self, draws: list[_Draw]) -> list[dict]:
         if self.deferred:  # decode and crop only: the rest is done batched on the model's device
             return [{"crops": self.transform.crop_many(d.frames, d.params), "draw": dataclasses.replace(d, frames=[]),
-                     "pretext_label": d.pretext_label, "label": d.label, "index": d.index} for d in draws]
-        pending = PendingTuples.of(self.transform, self.spec.tuple_len, self.pretext, draws)
-        frames = [f for d in draws for f in d.frames[:pending.tuple_len]] + \
-            [d.frames[pending.tuple_len] for d in draws if len(d.frames) > pending.tuple_len]
+                     "pretext_label": d.target, "label": d.label, "index": d.index} for d in draws]
+        pending = PendingTuples.of(self.transform, self.sampler, draws)
+        n = self.sampler.clips
+        frames = [f for d in draws for f in d.frames[:n]] + [f for d in draws for f in d.frames[n:]]
         # no autograd bookkeeping for the many small tensor ops; the modality step, outside the mode,
         # gives the caller ordinary tensors
         with torch.inference_mode():
             x = pending.arrange(self.transform.apply_many(frames, pending.params, modality=False))
         clips = pending.to_modality(x)
-        return [{"clips": clips[b], "pretext_label": d.pretext_label, "label": d.label, "index": d.index}
+        return [{"clips": clips[b], "pretext_label": d.target, "label": d.label, "index": d.index}
                 for b, d in enumerate(draws)]
 
     def collate(self, items: list[dict]) -> dict:
         """The DataLoader's batch: default collation, or, for deferred items, their crops in the order
-        `PendingTuples` finishes them (every tuple's clips, then the remote clips) and the work left."""
+        `PendingTuples` finishes them (every item's shown clips, then the extra clips)."""
         if "crops" not in items[0]:
             return default_collate(items)
-        n = self.spec.tuple_len
+        n = self.sampler.clips
         draws = [item["draw"] for item in items]
         crops = [item["crops"][:n] for item in items] + [item["crops"][n:] for item in items if len(item["crops"]) > n]
-        return {"crops": torch.cat(crops), "pending": PendingTuples.of(self.transform, n, self.pretext, draws),
+        return {"crops": torch.cat(crops), "pending": PendingTuples.of(self.transform, self.sampler, draws),
                 **{key: torch.tensor([item[key] for item in items]) for key in ("pretext_label", "label", "index")}}
 
 
 @dataclass
 class PendingTuples:
-    """What turns a batch of tuples' crops into its clips: the augmentation past the crop, VCP, VCOP's
-    order and the input modality. Picklable, so a DataLoader worker can hand it to the training loop."""
+    """What turns a batch of tuples' crops into its clips: the augmentation past the crop, the
+    sampler's `arrange` and the input modality. Picklable, so a DataLoader worker can hand it to the
+    training loop."""
 
     transform: ClipTransform
-    tuple_len: int
-    params: list[ClipParams]  # every tuple's clips in order, then the remote clips
-    vcps: list[VcpDraw | None]
-    remotes: list[bool]
-    orders: list[tuple[int, ...]] | None  # VCOP: the order each tuple's clips are shown in
+    sampler: ClipSampler
+    params: list[ClipParams]  # every item's shown clips in order, then the extra clips
+    tasks: list[Any]
+    extras: list[int]  # extra clips per item
 
     @classmethod
-    def of(cls, transform: ClipTransform, tuple_len: int, pretext: str, draws: list[_Draw]) -> PendingTuples:
-        remotes = [len(d.params) > tuple_len for d in draws]  # a remote clip comes last
-        params = [p for d in draws for p in d.params[:tuple_len]] + \
-            [d.params[tuple_len] for d, remote in zip(draws, remotes) if remote]
-        return cls(transform, tuple_len, params, [d.vcp for d in draws], remotes,
-                   [d.order for d in draws] if pretext == "order" else None)
+    def of(cls, transform: ClipTransform, sampler: ClipSampler, draws: list[_Draw]) -> PendingTuples:
+        n = sampler.clips
+        params = [p for d in draws for p in d.params[:n]] + [p for d in draws for p in d.params[n:]]
+        return cls(transform, sampler, params, [d.task for d in draws], [len(d.params) - n for d in draws])
 
     def finish(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, tuple_len, C, T, H, W) clips from `collate`'s crops, on the crops' device."""
+        """(B, clips, C, T, H, W) clips from `collate`'s crops, on the crops' device."""
         with torch.no_grad():
             return self.to_modality(self.arrange(self.transform.finish_many(crops, self.params, modality=False)))
 
     def arrange(self, x: torch.Tensor) -> torch.Tensor:
-        """Augmented clips (every tuple's, then the remote ones) -> the tuples' clips: VCP applied to
-        each middle clip (a remote clip replaces it), in VCOP's order."""
-        n, middle = self.tuple_len, self.tuple_len // 2
-        remote = len(self.vcps) * n
-        for b, (vcp, has_remote) in enumerate(zip(self.vcps, self.remotes)):
-            if vcp is not None:
-                x[b * n + middle] = vcp.apply(x[b * n + middle], remote=x[remote] if has_remote else None)
-                remote += has_remote
-        x = x[:len(self.vcps) * n]
-        if self.orders is not None:
-            x = x[[b * n + i for b, order in enumerate(self.orders) for i in order]]
-        return x
+        return self.sampler.arrange(x, self.tasks, self.extras)
 
     def to_modality(self, x: torch.Tensor) -> torch.Tensor:
         clips = self.transform.to_modality(x)
         if clips.is_inference():  # rgb: no modality step made a new tensor
             clips = clips.clone()
-        return clips.view(len(self.vcps), self.tuple_len, *clips.shape[1:])
+        return clips.view(len(self.tasks), self.sampler.clips, *clips.shape[1:])
 
 
 def batch_clips(batch: dict, device: torch.device | str) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Where clips come from in a video: PCL tuples, the remote clip, random and evenly spaced clips.
+"""Where clips come from in a video: tuples of clips, random and evenly spaced clips (the positions;
+what a method does with them is its sampler's business: vidkd/data/samplers.py).
 
 All positions are 0-based frame indices; a clip starting at `s` covers frames `s .. s+clip_len-1`.
 
@@ -13,7 +14,6 @@ give a tuple and the loaders exclude it when they index the dataset (`min_tuple_
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TupleSpec:
-    """Shape of a PCL tuple: `tuple_len` clips of `clip_len` frames, `interval` frames apart."""
+    """Shape of a tuple: `tuple_len` clips of `clip_len` frames, `interval` frames apart."""
 
     clip_len: int = 16
     interval: int = 8
@@ -42,10 +42,9 @@ class TupleSpec:
 
 @dataclass(frozen=True)
 class TuplePositions:
-    """Start frame of each clip of a tuple, and of the remote clip (None: none drawn/possible)."""
+    """Start frame of each clip of a tuple."""
 
     clip_starts: list[int]
-    remote_start: int | None = None
 
 
 def tuple_clip_starts(start: int, spec: TupleSpec) -> list[int]:
@@ -79,95 +78,22 @@ def fit_interval(num_frames: int, spec: TupleSpec) -> int:
     return (num_frames - spec.tuple_len * spec.clip_len) // (spec.tuple_len - 1)
 
 
-def remote_positions(num_frames: int, tuple_start: int, span: int, clip_len: int) -> list[int]:
-    """Every valid remote clip start: the clip ends >= clip_len frames before the tuple, or
-    starts >= clip_len frames after it (so at least clip_len frames lie between them)."""
-    before = range(0, tuple_start - 2 * clip_len + 1)
-    after = range(tuple_start + span + clip_len, num_frames - clip_len + 1)
-    return list(before) + list(after)
+def fitted_spec(num_frames: int, spec: TupleSpec) -> TupleSpec:
+    """`spec` with the interval a video of `num_frames` frames can use (`fit_interval`)."""
+    return TupleSpec(spec.clip_len, fit_interval(num_frames, spec), spec.tuple_len, spec.starts)
 
 
-def sample_tuple(num_frames: int, spec: TupleSpec, rng: np.random.Generator,
-                 need_remote: bool = False) -> TuplePositions:
-    """Draw a tuple (and, if `need_remote`, a remote clip) from a video of `num_frames` frames.
-
-    The start is uniform over `0 .. num_frames - span`. With `need_remote`, the start is uniform
-    over the starts that leave room for a remote clip (when the video has any), and the remote clip
-    is uniform over all valid positions on both sides; `remote_start` is None when the video is
-    too short for one (or when no remote clip was asked for). Short videos use `fit_interval`.
-    """
-    interval = fit_interval(num_frames, spec)
-    fitted = TupleSpec(spec.clip_len, interval, spec.tuple_len, spec.starts)
-    last_start = num_frames - fitted.span
-    if need_remote:
-        starts = [s for s in range(last_start + 1) if _has_remote(num_frames, s, fitted)]
-        if starts:
-            start = int(starts[rng.integers(len(starts))])
-            options = remote_positions(num_frames, start, fitted.span, spec.clip_len)
-            return TuplePositions(tuple_clip_starts(start, fitted), int(options[rng.integers(len(options))]))
-    start = int(rng.integers(last_start + 1))
-    return TuplePositions(tuple_clip_starts(start, fitted), None)
-
-
-REFERENCE_REMOTE_GAP = 16  # PCL's `dist`
-
-
-def sample_tuple_reference(num_frames: int, spec: TupleSpec, rng: np.random.Generator,
-                           label: int) -> tuple[TuplePositions, int]:
-    """PCL's own draw (datasets/ucf101.py): the start is uniform whatever the label; the remote
-    clip (label 4) needs room on BOTH sides of the tuple (16 + clip_len frames before, 16 + 16
-    after), else the label is redrawn from 0..3, which makes label 4 rarer than the others. The
-    remote clip is drawn before or after the tuple with equal probability. Returns (positions, label).
-    """
-    interval = fit_interval(num_frames, spec)
-    fitted = TupleSpec(spec.clip_len, interval, spec.tuple_len, spec.starts)
+def sample_tuple(num_frames: int, spec: TupleSpec, rng: np.random.Generator) -> TuplePositions:
+    """Draw a tuple from a video of `num_frames` frames: the start is uniform over
+    `0 .. num_frames - span`. Short videos use `fit_interval`."""
+    fitted = fitted_spec(num_frames, spec)
     start = int(rng.integers(num_frames - fitted.span + 1))
-    starts = tuple_clip_starts(start, fitted)
-    if label != 4:
-        return TuplePositions(starts, None), label
-    before_room = start - REFERENCE_REMOTE_GAP - spec.clip_len
-    after_room = num_frames - start - fitted.span - REFERENCE_REMOTE_GAP - spec.clip_len
-    if before_room < 0 or after_room < 0:
-        return TuplePositions(starts, None), int(rng.integers(4))
-    if rng.random() < 0.5:
-        remote = int(rng.integers(0, before_room + 1))
-    else:
-        remote = int(rng.integers(start + fitted.span + REFERENCE_REMOTE_GAP, num_frames - spec.clip_len + 1))
-    return TuplePositions(starts, remote), 4
-
-
-def _has_remote(num_frames: int, start: int, spec: TupleSpec) -> bool:
-    room_before = start - 2 * spec.clip_len >= 0
-    room_after = start + spec.span + 2 * spec.clip_len <= num_frames
-    return room_before or room_after
-
-
-def remote_possible(num_frames: int, spec: TupleSpec) -> bool:
-    """Whether some tuple position in this video leaves room for a remote clip."""
-    try:
-        interval = fit_interval(num_frames, spec)
-    except ValueError:
-        return False
-    return num_frames >= TupleSpec(spec.clip_len, interval, spec.tuple_len, spec.starts).span + 2 * spec.clip_len
+    return TuplePositions(tuple_clip_starts(start, fitted))
 
 
 def clip_indices(start: int, clip_len: int, num_frames: int) -> list[int]:
     """Frame indices of a clip; past the end of a short video the last frame repeats (padding)."""
     return [min(start + j, num_frames - 1) for j in range(clip_len)]
-
-
-def frames_needed(positions: TuplePositions, spec: TupleSpec, num_frames: int | None = None) -> list[int]:
-    """Sorted, unique frame indices of all clips of `positions` (remote clip included)."""
-    starts = list(positions.clip_starts)
-    if positions.remote_start is not None:
-        starts.append(positions.remote_start)
-    frames: set[int] = set()
-    for s in starts:
-        if num_frames is None:
-            frames.update(range(s, s + spec.clip_len))
-        else:
-            frames.update(clip_indices(s, spec.clip_len, num_frames))
-    return sorted(frames)
 
 
 def random_clip_start(num_frames: int, clip_len: int, rng: np.random.Generator) -> int:
@@ -187,8 +113,3 @@ def evenly_spaced_starts(num_frames: int, clip_len: int, n: int) -> list[int]:
     if n == 1:
         return [last // 2]
     return [int(round(v)) for v in np.linspace(0, last, n)]
-
-
-def clip_orders(tuple_len: int) -> list[tuple[int, ...]]:
-    """Every order of `tuple_len` clips, chronological first (VCOP's classes: itertools order)."""
-    return list(itertools.permutations(range(tuple_len)))

@@ -14,6 +14,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from vidkd.config import Config
 from vidkd.data.datasets import VideoSplit, load_split
 from vidkd.data.loaders import MaterializedDataset, TupleDataset, materialized_bytes
+from vidkd.data.samplers import ClipSampler, TupleSampler
 from vidkd.data.sampling import TupleSpec
 from vidkd.data.transforms import transforms_from_config
 from vidkd.models import build_backbone
@@ -57,20 +58,22 @@ def tuple_spec(cfg: Config) -> TupleSpec:
                      starts=cfg.data.tuple_starts)
 
 
-def tuple_datasets(cfg: Config, splits: RunSplits, pretext: str) -> tuple[TupleDataset, Dataset]:
-    """(training tuples, fixed validation tuples on the test split) for pretext 'vcp' | 'order' | 'none'."""
-    spec = tuple_spec(cfg)
+def tuple_sampler(cfg: Config) -> TupleSampler:
+    """Plain tuples (clips in order) of the run's data settings; methods extend it with their task."""
+    return TupleSampler(tuple_spec(cfg), shared_augmentation=cfg.data.shared_augmentation,
+                        min_video_frames=cfg.data.min_video_frames)
+
+
+def tuple_datasets(cfg: Config, splits: RunSplits, sampler: ClipSampler) -> tuple[TupleDataset, Dataset]:
+    """(training items, fixed validation items on the test split) of a method's `sampler`."""
     train_tf, eval_tf = transforms_from_config(cfg.data)
-    options = dict(quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule,
-                   min_frames=cfg.data.min_video_frames)
-    train = TupleDataset(splits.train, spec, train_tf, pretext=pretext, seed=cfg.train.seed,
-                         shared_augmentation=cfg.data.shared_augmentation, deferred=augments_on_model(cfg), **options)
+    train = TupleDataset(splits.train, sampler, train_tf, seed=cfg.train.seed, deferred=augments_on_model(cfg))
     if cfg.data.preload:
         train.preload(train_tf.resize)
     # fixed tuples (same clips and transformations every epoch), several per video if asked
     val_tf = train_tf if cfg.train.val_augmented else eval_tf  # fixed=True: the same draw every epoch
-    val_sets = [TupleDataset(splits.test, spec, val_tf, pretext=pretext,
-                             seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r, fixed=True, progress=False, **options)
+    val_sets = [TupleDataset(splits.test, sampler.for_validation(), val_tf, seed=cfg.train.seed + VALIDATION_SEED_STRIDE * r,
+                             fixed=True, progress=False)
                 for r in range(cfg.train.val_tuples_per_video)]
     if cfg.data.preload:  # the test videos: shared with the other validation draws and the evaluations
         for val_set in val_sets:

@@ -17,13 +17,15 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vidkd.config import Config, SSLConfig
+from vidkd.data.samplers import TupleSampler
 from vidkd.data.loaders import batch_clips
-from vidkd.data.vcp import VCP_CLASSES
 from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
-                                  pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
+                                  pretext_validation_metrics, pretext_validation_sums, tuple_datasets,
+                                  tuple_sampler)
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
+from vidkd.methods.vcp import VCP_CLASSES, VcpSampler
 from vidkd.models.heads import PretextHead, ProjectionHead
 
 BATCHNORM_MODES = ("joint", "per_position")  # `model.batchnorm`
@@ -225,6 +227,15 @@ class PCLLoss(nn.Module):
         return loss, parts
 
 
+def pcl_sampler(cfg: Config) -> TupleSampler:
+    """VCP tuples (`ssl.pretext: vcp`), or plain ones (`none`)."""
+    plain = tuple_sampler(cfg)
+    if cfg.ssl.pretext == "none":
+        return plain
+    return VcpSampler(plain.spec, plain.shared_augmentation, plain.min_video_frames,
+                      quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule)
+
+
 class PCL(Method):
     """Pretext-Contrastive Learning as a `Method`: VCP tuples, CE + lambda * (NCE_1 + NCE_2)."""
 
@@ -233,7 +244,7 @@ class PCL(Method):
     def __init__(self, cfg: Config, splits: RunSplits) -> None:
         self.cfg = cfg
         self.pretext = cfg.ssl.pretext
-        self.train_set, self.val_set = tuple_datasets(cfg, splits, pretext=cfg.ssl.pretext)
+        self.train_set, self.val_set = tuple_datasets(cfg, splits, pcl_sampler(cfg))
         self.model = pcl_model(cfg)
         self.criterion = PCLLoss(cfg.ssl, num_train_videos=len(self.train_set), seed=cfg.train.seed)
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -20,10 +23,35 @@ from torch.utils.data import Dataset
 
 from vidkd.config import Config
 from vidkd.data.loaders import batch_clips
+from vidkd.data.samplers import DrawParams, ReadFrames, Sample, TupleSampler
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, input_meta, pretext_score,
-                                  pretext_validation_metrics, pretext_validation_sums, tuple_datasets)
+                                  pretext_validation_metrics, pretext_validation_sums, tuple_datasets,
+                                  tuple_sampler)
 from vidkd.methods.pcl import check_batchnorm, tuple_features_and_maps
+
+
+def clip_orders(tuple_len: int) -> list[tuple[int, ...]]:
+    """Every order of `tuple_len` clips, chronological first (VCOP's classes: itertools order)."""
+    return list(itertools.permutations(range(tuple_len)))
+
+
+@dataclass(frozen=True)
+class OrderSampler(TupleSampler):
+    """VCOP's tuples: the clips are shuffled; the target is the index of their order in
+    `clip_orders(tuple_len)` (0 = chronological)."""
+
+    def sample(self, num_frames: int, rng: np.random.Generator, read: ReadFrames, draw_params: DrawParams) -> Sample:
+        sample = super().sample(num_frames, rng, read, draw_params)
+        orders = clip_orders(self.spec.tuple_len)
+        sample.target = int(rng.integers(len(orders)))
+        sample.task = orders[sample.target]
+        return sample
+
+    def arrange(self, x: torch.Tensor, tasks: Sequence[tuple[int, ...]], extras: Sequence[int]) -> torch.Tensor:
+        """Each item's clips in its order."""
+        n = self.spec.tuple_len
+        return x[[b * n + i for b, order in enumerate(tasks) for i in order]]
 
 
 class OrderHead(nn.Module):
@@ -79,7 +107,8 @@ class VCOP(Method):
 
     def __init__(self, cfg: Config, splits: RunSplits) -> None:
         self.cfg = cfg
-        self.train_set, self.val_set = tuple_datasets(cfg, splits, pretext="order")
+        self.train_set, self.val_set = tuple_datasets(cfg, splits, OrderSampler(tuple_sampler(cfg).spec, cfg.data.shared_augmentation,
+                                                                          cfg.data.min_video_frames))
         self.model = VCOPModel(backbone_from_config(cfg), cfg.data.tuple_len, cfg.vcop.hidden, cfg.vcop.dropout,
                                batchnorm=cfg.model.batchnorm)
         self.num_orders = math.factorial(cfg.data.tuple_len)
