@@ -176,7 +176,7 @@ class EvalConfig:
 @dataclass
 class Config:
     name: str = "pcl"
-    method: str = "pcl"  # pcl | vcop (see vidkd.methods)
+    method: str = "pcl"  # pcl | vcop | any method registered with `register_method` (see vidkd.methods)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     ssl: SSLConfig = field(default_factory=SSLConfig)
@@ -184,9 +184,42 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # the sections registered by their owners (`register_section`), by name; read as `cfg.<name>`
+    registered: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in REGISTERED_SECTIONS:
+            return self.__dict__.setdefault("registered", {}).setdefault(name, REGISTERED_SECTIONS[name]())
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as plain data; a registered section is written for a run of its method, or when set."""
+        out = dataclasses.asdict(dataclasses.replace(self, registered={}))
+        out.pop("registered")
+        for name, cls in REGISTERED_SECTIONS.items():
+            section = getattr(self, name)
+            if name == self.method or section != cls():
+                out[name] = dataclasses.asdict(section)
+        return out
+
+
+# sections of extensions (a method's options), registered by the module that owns them
+REGISTERED_SECTIONS: dict[str, type] = {}
+REGISTERED_METHODS: list[str] = ["pcl", "vcop"]
+
+
+def register_section(name: str, cls: type) -> type:
+    """Add the config section `name` (a dataclass of its keys) for an extension; returns `cls`."""
+    if name in field_types(Config) or REGISTERED_SECTIONS.get(name, cls) is not cls:
+        raise ValueError(f"config section {name!r} exists already")
+    REGISTERED_SECTIONS[name] = cls
+    return cls
+
+
+def register_method(name: str) -> None:
+    """Make `name` a valid value of the `method` key."""
+    if name not in REGISTERED_METHODS:
+        REGISTERED_METHODS.append(name)
 
 
 EVALUATIONS = PROTOCOL_NAMES  # the evaluation protocols (vidkd.protocol_specs)
@@ -252,8 +285,12 @@ RETIRED_KEYS = {"data.train_fraction", "train.checkpoint_every", "ssl.pretext_cl
 
 
 def field_types(cls: type) -> dict[str, Any]:
+    """The keys of a config dataclass and their types (for `Config`, the registered sections too)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    types_ = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "registered"}
+    if cls is Config:
+        types_.update(REGISTERED_SECTIONS)
+    return types_
 
 
 def coerce_value(value: Any, annotation: Any, key: str) -> Any:
@@ -350,7 +387,11 @@ def build_section(cls: type, values: Any, prefix: str = "", root: type | None = 
             raise unknown_key_error(full, all_keys(root or cls))
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
-            setattr(obj, key, build_section(annotation, {} if value is None else value, f"{full}.", root or cls))
+            section = build_section(annotation, {} if value is None else value, f"{full}.", root or cls)
+            if key in REGISTERED_SECTIONS and cls is Config:
+                obj.registered[key] = section
+            else:
+                setattr(obj, key, section)
         else:
             setattr(obj, key, coerce_value(value, annotation, full))
     return obj
@@ -688,6 +729,10 @@ def validate(cfg: Config) -> None:
     _validate_ranges(cfg)
     _validate_rates_and_evaluation(cfg)
     _validate_objective(cfg)
+    for name in REGISTERED_SECTIONS:  # a registered section checks its own values (`check()`, if it has one)
+        check = getattr(getattr(cfg, name), "check", None)
+        if check is not None:
+            check()
     _check_finite(cfg)  # last: the checks above name their own range for NaN where they have one
 
 
@@ -712,7 +757,7 @@ def _validate_choices(cfg: Config) -> None:
                           f"{cfg.train.best_by!r} and the plateau scheduler need every epoch; set train.best_by=last "
                           "and another scheduler (e.g. cosine), or val_every=1")
     _one_of("eval.protocol", cfg.eval.protocol, EVAL_PROTOCOLS)
-    _one_of("method", cfg.method, ("pcl", "vcop"))
+    _one_of("method", cfg.method, tuple(REGISTERED_METHODS))
     _one_of("ssl.pretext", cfg.ssl.pretext, ("vcp", "none"))
     _one_of("ssl.contrastive", cfg.ssl.contrastive, ("memory_bank", "in_batch", "none"))
     _one_of("train.scheduler", cfg.train.scheduler, ("plateau", "cosine", "none"))
@@ -837,8 +882,13 @@ def _validate_objective(cfg: Config) -> None:
 
 def _check_finite(cfg: Any, prefix: str = "") -> None:
     """NaN or infinity in any number of the config is refused, naming the key."""
+    if isinstance(cfg, Config):
+        for name in REGISTERED_SECTIONS:
+            _check_finite(getattr(cfg, name), f"{name}.")
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        if f.name == "registered" and isinstance(cfg, Config):
+            continue
         if dataclasses.is_dataclass(value):
             _check_finite(value, f"{prefix}{f.name}.")
             continue

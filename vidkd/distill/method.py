@@ -2,7 +2,9 @@
 
 Teacher and student see the very same batch; the teacher is frozen (eval mode, no gradients).
 Only when an active term needs stage maps (`KDLoss.map_stages`) are the models asked for them;
-otherwise both run their plain forward.
+otherwise both run their plain forward. A teacher of another method whose model takes another number
+of clips (a PCL teacher, 3 clips, for a CVRL student's 2 views) sees the student's clips through its
+backbone only: the feature terms can compare them, the logit and embedding terms cannot.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from torch.utils.data import Dataset
 
 from vidkd.config import TeacherConfig
 from vidkd.distill.losses import KDLoss
-from vidkd.methods.base import Method
+from vidkd.methods.base import Method, ModelOutput
+from vidkd.methods.pcl import tuple_features_and_maps
 from vidkd.models.registry import resolve_stage
 
 
@@ -68,13 +71,20 @@ class Distillation(Method):
     def _run(self, model: nn.Module, inputs: torch.Tensor) -> Any:
         return model(inputs) if self.map_stages is None else model(inputs, maps=self.map_stages)
 
+    def _run_teacher(self, inputs: torch.Tensor) -> Any:
+        if inputs.shape[1] == getattr(self.teacher, "tuple_len", inputs.shape[1]):
+            return self._run(self.teacher, inputs)
+        features, maps = tuple_features_and_maps(self.teacher.backbone, inputs, self.teacher.batchnorm,
+                                                 self.map_stages)
+        return ModelOutput(pretext_logits=None, features=features, embeddings=None, maps=maps)
+
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The student's own loss plus the KD terms between its output and the teacher's (here, not in a
         `loss` of its own: the teacher must see the very inputs the student sees)."""
         inputs = self.inputs(batch)  # moved to the device once, for student and teacher
         output = self._run(model, inputs)
         with torch.no_grad():
-            teacher_output = self._run(self.teacher, inputs)
+            teacher_output = self._run_teacher(inputs)
         loss, parts = self.student.loss(output, batch)
         kd, kd_parts = self.kd_loss(output, teacher_output)
         return loss + kd, {**parts, **kd_parts, "kd_loss": kd.detach()}

@@ -29,6 +29,12 @@ def _head_classes(weights: WeightSource) -> int | None:
     return None
 
 
+def heads_needed(teacher_cfg: TeacherConfig) -> bool:
+    """Whether an active term reads the teacher's heads, which take its own number of clips (feature
+    terms read its backbone, which takes any: see `Distillation`)."""
+    return bool({"pretext_logits", "embeddings"} & {term.needs for term in active_terms(teacher_cfg).values()})
+
+
 def check_teacher_fits(teacher_cfg: TeacherConfig, student_meta: dict[str, Any],
                        weights: WeightSource) -> dict[str, Any]:
     """Raise a one-line CheckpointError naming the first mismatch; return what was read.
@@ -59,7 +65,7 @@ def check_teacher_fits(teacher_cfg: TeacherConfig, student_meta: dict[str, Any],
             raise CheckpointError(f"teacher {path} was trained with data.{key}={teacher_value} but the student uses "
                                   f"{student_value}; both see the same clips, so set data.{key}={teacher_value}")
     teacher_tuple = weights.meta.get("tuple_len")
-    if teacher_tuple is not None and teacher_tuple != student_meta.get("tuple_len"):
+    if heads_needed(teacher_cfg) and teacher_tuple is not None and teacher_tuple != student_meta.get("tuple_len"):
         raise CheckpointError(f"teacher {path} uses tuples of {teacher_tuple} clips, the student "
                               f"{student_meta.get('tuple_len')}; set data.tuple_len={teacher_tuple}")
     return {"arch": arch, "width": width, "format": weights.format, "method": teacher_method}
@@ -79,7 +85,7 @@ def load_teacher(teacher_cfg: TeacherConfig, student_meta: dict[str, Any],
     found = check_teacher_fits(teacher_cfg, student_meta, weights)
     model, report, _ = load_model(weights, arch=found["arch"], width=found["width"],
                                   allow_partial=teacher_cfg.allow_partial)
-    if getattr(model, "tuple_len", student_meta.get("tuple_len")) != student_meta.get("tuple_len"):
+    if heads_needed(teacher_cfg) and getattr(model, "tuple_len", student_meta.get("tuple_len")) != student_meta.get("tuple_len"):
         raise CheckpointError(f"teacher {teacher_cfg.path} takes tuples of {model.tuple_len} clips, the student "
                               f"{student_meta.get('tuple_len')}; set data.tuple_len={model.tuple_len}")
     diverged = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]

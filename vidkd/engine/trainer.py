@@ -412,7 +412,7 @@ class Trainer:
                 self._save(runs.LAST, epoch, metrics)
                 if improved:
                     self._save(runs.BEST, epoch, metrics)
-                log.info(format_epoch(metrics))
+                log.info(format_epoch(metrics, self.method.main_metric))
             self._barrier()
         if self.writer is not None:
             self.writer.close()
@@ -425,10 +425,12 @@ class Trainer:
             self._log_handler = None
 
 
-def format_epoch(metrics: dict[str, Any]) -> str:
+def format_epoch(metrics: dict[str, Any], main_metric: str = "val_pretext_acc") -> str:
+    """One log line per epoch; `main_metric`: the method's, shown where the pretext accuracy is."""
     parts = [f"epoch {metrics['epoch']}"]
+    main = (main_metric, "val pretext" if main_metric == "val_pretext_acc" else main_metric.removeprefix("val_"))
     for key, label in (("train_loss", "loss"), ("train_pretext_acc", "pretext"), ("train_kd_loss", "kd"),
-                       ("val_pretext_acc", "val pretext"), ("val_knn_top1", "kNN"), ("lr", "lr"),
+                       main, ("val_knn_top1", "kNN"), ("lr", "lr"),
                        ("epoch_seconds", "s"), ("clips_per_second", "clips/s")):
         value = metrics.get(key)
         if value is not None:

@@ -1,7 +1,7 @@
 """Training methods behind one interface (`Method`), by name.
 
-A new self-supervised method is one module here plus one line in `METHODS` (and `MODELS`, so
-its checkpoints can be loaded as teachers or evaluated); see docs/architecture.md.
+A new self-supervised method is one module here (its `Method`, with its `model_type`, sampler and
+config section) plus one line in `METHODS`; see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -11,21 +11,26 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from vidkd.config import Config
+from vidkd.config import Config, register_method
 from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import RunSplits, run_splits
-from vidkd.methods.pcl import PCL, PCLModel
-from vidkd.methods.vcop import VCOP, VCOPModel
+from vidkd.methods.cvrl import CVRL
+from vidkd.methods.pcl import PCL
+from vidkd.methods.vcop import VCOP
 
-METHODS: dict[str, type[Method]] = {"pcl": PCL, "vcop": VCOP}
+METHODS: dict[str, type[Method]] = {"pcl": PCL, "vcop": VCOP, "cvrl": CVRL}
+for _name in METHODS:
+    register_method(_name)
 # each method's model: it names its head tensors (HEAD_PREFIXES, PRETEXT_LOGITS_WEIGHT) and rebuilds
 # itself around a backbone from a checkpoint's tensors and metadata (from_state)
-MODEL_TYPES: dict[str, type[PCLModel] | type[VCOPModel]] = {"pcl": PCLModel, "vcop": VCOPModel}
+MODEL_TYPES: dict[str, Any] = {name: method.model_type for name, method in METHODS.items()}
 MODELS: dict[str, Callable[[nn.Module, dict[str, torch.Tensor], dict[str, Any]], nn.Module]] = {
     name: model.from_state for name, model in MODEL_TYPES.items()}
-# tensor-name prefixes that identify a method's heads in a checkpoint without metadata (vcop's tried first)
-HEAD_PREFIXES = {"vcop": VCOPModel.HEAD_PREFIXES, "pcl": PCLModel.HEAD_PREFIXES}
+# tensor-name prefixes that identify a method's heads in a checkpoint without metadata (a bare
+# backbone is read as PCL's, so PCL's come last)
+HEAD_PREFIXES = {name: model.HEAD_PREFIXES for name, model in MODEL_TYPES.items() if name != "pcl"} | {
+    "pcl": MODEL_TYPES["pcl"].HEAD_PREFIXES}
 
 
 def build_method(cfg: Config, splits: RunSplits | None = None) -> Method:

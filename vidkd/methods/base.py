@@ -39,6 +39,8 @@ class Method(abc.ABC):
     """
 
     name: ClassVar[str]
+    model_type: ClassVar[type[nn.Module]]  # the model class: rebuilt from checkpoints by its `from_state`
+    main_metric: ClassVar[str] = "val_pretext_acc"  # what its validation measures first (logged per epoch)
     model: nn.Module  # what checkpoints hold (model.safetensors)
     device: torch.device = torch.device("cpu")
 

@@ -240,6 +240,7 @@ class PCL(Method):
     """Pretext-Contrastive Learning as a `Method`: VCP tuples, CE + lambda * (NCE_1 + NCE_2)."""
 
     name = "pcl"
+    model_type = PCLModel
 
     def __init__(self, cfg: Config, splits: RunSplits) -> None:
         self.cfg = cfg

@@ -104,6 +104,7 @@ class VCOPModel(nn.Module):
 
 class VCOP(Method):
     name = "vcop"
+    model_type = VCOPModel
 
     def __init__(self, cfg: Config, splits: RunSplits) -> None:
         self.cfg = cfg
