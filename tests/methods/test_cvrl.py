@@ -22,6 +22,7 @@ from vidkd.methods.cvrl import CVRL, CVRLModel, CVRLSampler, interval_cdf, nt_xe
 from vidkd.methods.loading import load_model
 from vidkd.models import build_backbone
 from vidkd.models.loading import read_weights
+from vidkd.report.results import MAIN_METRIC, Run
 from vidkd.runs import read_metrics
 
 CVRL_TINY = ["method=cvrl", "data.modality=rgb", "train.knn_every=0", "train.val_augmented=true"]
@@ -148,3 +149,14 @@ def test_cvrl_model_takes_any_number_of_clips():
     out = model(torch.randn(2, 3, 3, 8, 32, 32))
     assert out.embeddings.shape == (2, 3, 8) and out.pretext_logits is None
     assert torch.allclose(out.embeddings.norm(dim=-1), torch.ones(2, 3))
+
+
+def test_the_report_reads_a_cvrl_runs_main_metric(cvrl_run):
+    run = Run("cvrl", "baseline", "r3d", None, None, 0, cvrl_run, 1, config={"method": "cvrl"},
+              metrics=read_metrics(cvrl_run))
+    epochs, values = run.series(MAIN_METRIC)
+    logged = [m for m in run.metrics if "val_instance_acc" in m]
+    assert epochs[-1] == 1 and (epochs, values) == ([m["epoch"] for m in logged], [m["val_instance_acc"] for m in logged])
+    pcl = Run("pcl", "baseline", "r3d", None, None, 0, cvrl_run, 1, config={"method": "pcl"},
+              metrics=[{"epoch": 1, "val_pretext_acc": 0.5, "val_instance_acc": 0.9}])
+    assert pcl.series(MAIN_METRIC) == ([1], [0.5])

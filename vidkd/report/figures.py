@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from vidkd.report.results import MAIN_METRIC
+
 if TYPE_CHECKING:
     from vidkd.report.results import Group
 
@@ -25,12 +27,13 @@ _SPARE_COLOURS = ["tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
 
 METRIC_LABELS = {
     "val_pretext_acc": "val pretext accuracy (%)",
+    MAIN_METRIC: "val pretext accuracy (%)",  # a method's main metric: CVRL's pretext task is instance discrimination
     "val_knn_top1": "kNN top-1 (%)",
     "train_pretext_acc": "train pretext accuracy (%)",
     "train_loss": "train loss",
     "train_kd_loss": "train KD loss",
 }
-PERCENT_METRICS = ("val_pretext_acc", "val_knn_top1", "train_pretext_acc")
+PERCENT_METRICS = (MAIN_METRIC, "val_pretext_acc", "val_knn_top1", "train_pretext_acc")
 
 
 def second_metric(groups: Sequence["Group"]) -> str:
@@ -108,7 +111,7 @@ def plot_baselines(baselines: Sequence["Group"], out_dir: Path) -> Path:
     fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     second = second_metric(baselines)
-    _panel(axes[0], baselines, "val_pretext_acc", "Baselines: val pretext accuracy")
+    _panel(axes[0], baselines, MAIN_METRIC, "Baselines: val pretext accuracy")
     _panel(axes[1], baselines, second, f"Baselines: {panel_title(second)}")
     return save_figure(fig, out_dir, "baselines")
 
@@ -122,7 +125,7 @@ def plot_teacher_students(teacher: "Group", students: Sequence["Group"], out_dir
     axes = fig.subplots(len(rows), 2, squeeze=False)
     second = second_metric([teacher, *students])
     for (title, shown), ax_row in zip(rows, axes):
-        _panel(ax_row[0], [teacher, *shown], "val_pretext_acc", f"{title}: val pretext accuracy")
+        _panel(ax_row[0], [teacher, *shown], MAIN_METRIC, f"{title}: val pretext accuracy")
         _panel(ax_row[1], [teacher, *shown], second, f"{title}: {panel_title(second)}")
     return save_figure(fig, out_dir, f"teacher_{teacher.slug}")
 

@@ -22,7 +22,12 @@ import yaml
 from vidkd import runs
 from vidkd.config import EVAL_PROTOCOLS, EVALUATIONS, recipe_of
 from vidkd.errors import VidkdError
+from vidkd.methods import METHODS
 from vidkd.utils.checkpoint import WEIGHTS_FILE
+
+# the key of `Run.series` for the validation metric a run's method names first (`Method.main_metric`:
+# the pretext accuracy of PCL and VCOP, CVRL's instance discrimination); curves and KD claims read it
+MAIN_METRIC = "main_metric"
 
 ARCH_NAMES = {"c3d": "C3D", "r3d": "R3D", "r21d": "R(2+1)D", "r3d_18": "R3D-18", "mc3_18": "MC3-18",
               "r2plus1d_18": "R(2+1)D-18"}
@@ -76,11 +81,16 @@ class Run:
             return f"incomplete ({last}/{self.planned_epochs} epochs)"
         return "done"
 
-    def series(self, key: str) -> tuple[list[int], list[float]]:
-        """(epochs, values) of one metric, sorted by epoch; null/missing values skipped.
+    @property
+    def main_metric(self) -> str:
+        method = METHODS.get(str(self.config.get("method", "pcl")))
+        return method.main_metric if method is not None else "val_pretext_acc"
 
-        A resumed run may log an epoch twice; the later line wins.
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """(epochs, values) of one metric (`MAIN_METRIC`: the run's method's), sorted by epoch;
+        null/missing values skipped. A resumed run may log an epoch twice; the later line wins.
         """
+        key = self.main_metric if key == MAIN_METRIC else key
         by_epoch: dict[int, float] = {}
         for entry in self.metrics:
             epoch, value = entry.get("epoch"), entry.get(key)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from vidkd import runs
-from vidkd.report.results import SUPERVISED, Experiment, Group, Run, read_json
+from vidkd.report.results import MAIN_METRIC, SUPERVISED, Experiment, Group, Run, read_json
 
 NEAR_FRACTION = 0.95  # "converged": within 95% of the target accuracy
 MISSING = "—"
@@ -87,7 +87,7 @@ class RunSummary:
 
 def summarise_run(run: Run, target: float | None) -> RunSummary:
     """Best/final accuracies and the first epochs reaching `target` and 95% of it."""
-    epochs, pretext = run.series("val_pretext_acc")
+    epochs, pretext = run.series(MAIN_METRIC)
     _, knn = run.series("val_knn_top1")
     reach = near = None
     if target is not None:
@@ -135,7 +135,7 @@ def target_accuracy(baseline: Group | None) -> float | None:
     """The baseline's best val pretext accuracy, averaged over its seeds."""
     if baseline is None:
         return None
-    bests = [max(vals) for run in baseline.runs if (vals := run.series("val_pretext_acc")[1])]
+    bests = [max(vals) for run in baseline.runs if (vals := run.series(MAIN_METRIC)[1])]
     return statistics.fmean(bests) if bests else None
 
 

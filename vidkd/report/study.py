@@ -18,12 +18,12 @@ from matplotlib.figure import Figure as MplFigure
 
 from vidkd import runs
 from vidkd.report.figures import arch_colour, save_figure
-from vidkd.report.results import ARCH_NAMES, Run, arch_rank, load_experiment, read_json
+from vidkd.report.results import ARCH_NAMES, MAIN_METRIC, Run, arch_rank, load_experiment, read_json
 from vidkd.report.stats import format_seconds
 from vidkd.report.summary import ci95, headline_value
 from vidkd.report.tables import FIGURES_DIR, Figure, Section, Table
 
-PRETEXT = "val_pretext_acc"
+PRETEXT = MAIN_METRIC  # the pretext accuracy of PCL and VCOP; a run of another method, its main metric
 # the metrics of a pair, in the study's tables and figure: (key, label)
 GAIN_METRICS = (("best_pretext", "best val pretext acc."), ("linear", "linear probe"), ("knn", "kNN"))
 # a value of the validation curve carries about this much noise (one standard error of the study's

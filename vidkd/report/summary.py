@@ -20,7 +20,7 @@ import statistics
 from typing import Any, Sequence
 
 from vidkd.protocol_specs import HEADLINE
-from vidkd.report.results import SUPERVISED, Group, Run
+from vidkd.report.results import MAIN_METRIC, SUPERVISED, Group, Run
 from vidkd.report.stats import baseline_group, first_epoch_reaching, seeds_phrase, teacher_group, teacher_label
 
 # two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal 1.96)
@@ -55,7 +55,7 @@ def _supervised(run: Run) -> float | None:
 
 def _best_pretext(run: Run) -> tuple[float | None, int | None]:
     """(best validation pretext accuracy, the first epoch reaching it)."""
-    epochs, values = run.series("val_pretext_acc")
+    epochs, values = run.series(MAIN_METRIC)
     if not values:
         return None, None
     best = max(values)
@@ -131,7 +131,7 @@ def kd_vs_twin(groups: Sequence[Group]) -> list[dict[str, Any]]:
             if s_best is None or t_best is None:
                 continue
             best.append((student.seed, s_best, t_best))
-            s_epochs, s_values = student.series("val_pretext_acc")
+            s_epochs, s_values = student.series(MAIN_METRIC)
             reached = first_epoch_reaching(s_epochs, s_values, t_best)
             if reached is not None and t_epoch is not None:
                 epochs.append((student.seed, float(reached), float(t_epoch)))

@@ -17,7 +17,7 @@ from vidkd import runs
 from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_METRICS
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
-from vidkd.report.results import ARCH_NAMES, Experiment, Group, Run, arch_rank, group_runs
+from vidkd.report.results import ARCH_NAMES, MAIN_METRIC, Experiment, Group, Run, arch_rank, group_runs
 from vidkd.report.stats import (
     MISSING,
     baseline_group,
@@ -292,7 +292,7 @@ def _efficiency_section(exp: Experiment, groups: list[Group], cache_path: Path) 
         weights = next((b for g in members for r in g.runs if (b := r.weights_bytes()) is not None), None)
         trained = []
         for g in members:
-            bests = [max(v) for r in g.runs if (v := r.series("val_pretext_acc")[1])]
+            bests = [max(v) for r in g.runs if (v := r.series(MAIN_METRIC)[1])]
             trained.append(f"{g.label} ({g.kind}): {format_percent(bests)}")
         missing_cost = "error" in cost
         rows.append([
