@@ -94,7 +94,7 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 _PROJECTOR_SPELLINGS = ("projector.mlp.", "projector.")  # PCL's MoCoHead (`mlp` Sequential), or a bare Sequential
-# the owner of these names is vidkd.methods.pcl.PCLModel (above models, so spelled here; tests/test_head_names.py)
+# the owner of these names is vidkd.methods.pcl.PCLModel (above models, so spelled here; tests/methods/test_head_names.py)
 PCL_PRETEXT_HEAD, PCL_PROJECTION = "pretext_head.", "projection.mlp."
 # the first Sequential child of PCL's `r18` base network (torchvision r3d_18 children[:-1]) -> torchvision names
 _R18_CHILDREN = {"0": "stem", "1": "layer1", "2": "layer2", "3": "layer3", "4": "layer4"}

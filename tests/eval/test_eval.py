@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -21,18 +20,8 @@ from vidkd.eval.retrieval import retrieval_recall
 from vidkd.eval.runtime import EvalRuntime
 
 
-def _have(*modules: str) -> bool:
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-    except ModuleNotFoundError:
-        return False
 
 
-NEEDS_DATA_AND_MODELS = pytest.mark.skipif(
-    not _have("vidkd.data.datasets", "vidkd.data.loaders", "vidkd.data.transforms", "vidkd.models.heads",
-              "vidkd.models.r3d"),
-    reason="the data layer / models are not available yet",
-)
 
 
 # ---------------------------------------------------------------- retrieval
@@ -233,7 +222,6 @@ TINY = ["model.width=0.125", "data.resize=[32,40]", "data.crop=32", "data.clip_l
         "train.device=cpu", "train.batch_size=4", "train.knn_k=3"]
 
 
-@NEEDS_DATA_AND_MODELS
 def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
     from vidkd.eval import protocols as run
 
@@ -265,7 +253,6 @@ def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
     print(run.format_results(results))
 
 
-@NEEDS_DATA_AND_MODELS
 def test_finetune_one_epoch_trains_and_reports_fractions(tmp_path):
     from vidkd.data.datasets import load_split
     from vidkd.eval.finetune import FinetuneRecipe, finetune
@@ -314,7 +301,6 @@ def test_find_run_dir_from_run_checkpoint_or_weights(tmp_path):
         assert (key.protocol, key.split, key.fraction, key.recipe) == args
 
 
-@NEEDS_DATA_AND_MODELS
 def test_evaluate_refuses_user_mistakes_with_clear_errors(tmp_path):
     from vidkd.errors import DatasetError
     from vidkd.eval.protocols import evaluate
@@ -329,7 +315,6 @@ def test_evaluate_refuses_user_mistakes_with_clear_errors(tmp_path):
         evaluate(tmp_path / "no-run", overrides=TINY)
 
 
-@NEEDS_DATA_AND_MODELS
 def test_evaluate_run_directory_reads_its_config_and_checkpoint(tmp_path):
     from vidkd.config import load_config, save_config
     from vidkd.utils.checkpoint import save_checkpoint
@@ -377,7 +362,6 @@ def _conv5_maxpool_size(arch: str, channels: int, clip_len: int, crop: int) -> i
     return channels * t * (s // 2) * (s // 2)
 
 
-@NEEDS_DATA_AND_MODELS
 @pytest.mark.parametrize("arch", ["c3d", "r3d", "r21d", "r3d_18"])
 def test_pcl_retrieval_feature_shape_per_backbone(arch):
     from vidkd.eval.features import clip_features
@@ -415,7 +399,6 @@ def test_pcl_retrieval_refuses_a_backbone_without_a_reference_feature():
         pcl_retrieval_feature("my_net")
 
 
-@NEEDS_DATA_AND_MODELS
 def test_pcl_validation_split_is_seeded_held_out_and_disjoint(tmp_path):
     from vidkd.data.datasets import load_split
     from vidkd.eval.finetune import hold_out_videos
@@ -437,7 +420,6 @@ def test_pcl_validation_split_is_seeded_held_out_and_disjoint(tmp_path):
         hold_out_videos(split, len(split.records), seed=0)
 
 
-@NEEDS_DATA_AND_MODELS
 def test_pcl_finetune_recipe_is_recorded_and_run_through_the_engine(tmp_path, monkeypatch):
     from vidkd.eval import finetune as finetune_module
     from vidkd.eval import protocols as run
@@ -486,7 +468,6 @@ def test_pcl_finetune_recipe_is_recorded_and_run_through_the_engine(tmp_path, mo
     assert trainer.method.score({"val_loss": 0.5, "train_loss": 0.1}) == -0.5
 
 
-@NEEDS_DATA_AND_MODELS
 def test_finetune_repeats_average_runs_whose_first_is_the_single_run(tmp_path):
     from vidkd.eval import protocols as run
     from vidkd.eval.finetune import repeat_seed
@@ -530,7 +511,6 @@ def test_finetune_repeats_below_one_is_a_config_error():
         load_config(None, ["eval.finetune_repeats=0"])
 
 
-@NEEDS_DATA_AND_MODELS
 def test_vidkd_recipe_is_the_default_and_recorded(tmp_path):
     from vidkd.eval.protocols import evaluate
 

@@ -155,7 +155,7 @@ def test_two_ranks_match_one_rank_with_twice_the_batch(data_root, tmp_path):
     pretrain(tiny_config(data_root, *common, "train.batch_size=4"), one)
 
     two = tmp_path / "two"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                f"--master_port={_free_port()}", "-m", "vidkd", "pretrain",
                *tiny_args(data_root, *common, "train.batch_size=2"), "--out", str(two)]
