@@ -461,10 +461,13 @@ def test_curves_show_the_train_pretext_accuracy_when_no_run_probed_knn(tmp_path)
 
 
 def test_a_ceiling_from_fewer_seeds_than_the_pair_says_so():
-    from vidkd.report.summary import _of_seeds
+    from vidkd.report.summary import SslRow, _of_seeds
 
-    assert _of_seeds({"seeds": [0, 1, 2], "supervised_seeds": [0]}) == "; means over seeds, supervised: seed 0"
-    assert _of_seeds({"seeds": [0, 1, 2], "supervised_seeds": [2, 1, 0]}) == "; means over seeds"
+    def row(seeds, ceiling):
+        return SslRow("r3d", 1.0, "linear", 0.6, 0.3, 0.9, ceiling, 0.5, [0.1, 0.5], seeds)
+
+    assert _of_seeds(row([0, 1, 2], [0])) == "; means over seeds, supervised: seed 0"
+    assert _of_seeds(row([0, 1, 2], [2, 1, 0])) == "; means over seeds"
 
 
 def test_fine_tuning_section_says_when_values_average_repeats(tmp_path):

@@ -15,8 +15,10 @@ interval (null). A claim holds (`true`) when every interval lies on its side of 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from vidkd.protocol_specs import HEADLINE
@@ -27,6 +29,55 @@ from vidkd.report.stats import baseline_group, first_epoch_reaching, seeds_phras
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 ABOUT_HALF = 0.6  # "about half the epochs": at most 60% of the twin's
+EPOCH_METRICS = ("epochs_to_twin_best",)  # kd_vs_twin metrics counted in epochs; the others are accuracies
+
+
+@dataclass(frozen=True)
+class SslRow:
+    """One row of `ssl_vs_random`: a pretrained network against itself at random initialisation."""
+
+    arch: str
+    width: float | None
+    protocol: str
+    pretrained: float
+    random_init: float
+    supervised: float | None
+    supervised_seeds: list[int | None]
+    gap_closed: float | None
+    difference_ci95: list[float] | None
+    seeds: list[int | None]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> SslRow:
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class KdRow:
+    """One row of `kd_vs_twin`: a student against its same-seed, same-budget from-scratch twin."""
+
+    teacher: str
+    student: str
+    metric: str
+    student_value: float
+    twin: float
+    difference_ci95: list[float] | None
+    seeds: list[int | None]
+
+    @property
+    def in_epochs(self) -> bool:
+        """Counted in epochs (else an accuracy, shown in points)."""
+        return self.metric in EPOCH_METRICS
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> KdRow:
+        return cls(**values)
 
 
 def t_quantile(df: int) -> float:
@@ -62,7 +113,7 @@ def _best_pretext(run: Run) -> tuple[float | None, int | None]:
     return best, first_epoch_reaching(epochs, values, best)
 
 
-def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> list[dict[str, Any]]:
+def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> list[SslRow]:
     """Each baseline against the same network at random initialisation, paired by seed.
 
     A random network evaluated without a seed (`random_<arch>`, older grids) is the floor of every
@@ -95,11 +146,8 @@ def ssl_vs_random(groups: Sequence[Group], random_groups: Sequence[Group]) -> li
             floor = statistics.fmean(f for _, _, f in pairs)
             closed = ((pretrained - floor) / (supervised - floor)
                       if supervised is not None and protocol in ("linear", "knn") and supervised > floor else None)
-            rows.append({"arch": group.arch, "width": group.width, "protocol": protocol, "pretrained": pretrained,
-                         "random_init": floor,
-                         "supervised": supervised, "supervised_seeds": list(ceilings), "gap_closed": closed,
-                         "difference_ci95": ci95([v - f for _, v, f in pairs]),
-                         "seeds": [seed for seed, _, _ in pairs]})
+            rows.append(SslRow(group.arch, group.width, protocol, pretrained, floor, supervised, list(ceilings), closed,
+                               ci95([v - f for _, v, f in pairs]), [seed for seed, _, _ in pairs]))
     return rows
 
 
@@ -108,13 +156,13 @@ def _paired(student: Group, twin: Group) -> list[tuple[Run, Run]]:
     return [(run, twins[run.seed]) for run in student.runs if run.seed in twins]
 
 
-def _row(teacher: str, student: str, metric: str, pairs: list[tuple[int, float, float]]) -> dict[str, Any]:
-    return {"teacher": teacher, "student": student, "metric": metric,
-            "student_value": statistics.fmean(s for _, s, _ in pairs), "twin": statistics.fmean(t for _, _, t in pairs),
-            "difference_ci95": ci95([s - t for _, s, t in pairs]), "seeds": [seed for seed, _, _ in pairs]}
+def _row(teacher: str, student: str, metric: str, pairs: list[tuple[int, float, float]]) -> KdRow:
+    return KdRow(teacher, student, metric, statistics.fmean(s for _, s, _ in pairs),
+                 statistics.fmean(t for _, _, t in pairs), ci95([s - t for _, s, t in pairs]),
+                 [seed for seed, _, _ in pairs])
 
 
-def kd_vs_twin(groups: Sequence[Group]) -> list[dict[str, Any]]:
+def kd_vs_twin(groups: Sequence[Group]) -> list[KdRow]:
     """Per student and metric: the student against its same-seed, same-budget from-scratch twin."""
     rows = []
     for group in groups:
@@ -163,7 +211,7 @@ def _fmt(interval: list[float] | None, scale: float = 100.0, unit: str = " point
     return f"95% interval of the difference [{scale * interval[0]:+.1f}, {scale * interval[1]:+.1f}]{unit}"
 
 
-def claims(kd_rows: Sequence[dict[str, Any]], groups: Sequence[Group]) -> list[dict[str, Any]]:
+def claims(kd_rows: Sequence[KdRow], groups: Sequence[Group]) -> list[dict[str, Any]]:
     """The KD paper's four claims, each decided (True/False) only when every interval decides it."""
     out = []
 
@@ -175,17 +223,17 @@ def claims(kd_rows: Sequence[dict[str, Any]], groups: Sequence[Group]) -> list[d
         holds = False if False in results else (True if all(c is True for c in results) else None)
         out.append({"claim": claim, "holds": holds, "evidence": "; ".join(text for _, text in checks)})
 
-    faster = [r for r in kd_rows if r["metric"] == "epochs_to_twin_best"]
+    faster = [r for r in kd_rows if r.metric == "epochs_to_twin_best"]
     verdict("students converge faster than their twins",
-            [(_decided(r["difference_ci95"], above=False),
-              f"{r['teacher']}→{r['student']}: {r['student_value']:.1f} vs {r['twin']:.1f} epochs, "
-              f"{_fmt(r['difference_ci95'], 1.0, ' epochs')}") for r in faster])
+            [(_decided(r.difference_ci95, above=False),
+              f"{r.teacher}→{r.student}: {r.student_value:.1f} vs {r.twin:.1f} epochs, "
+              f"{_fmt(r.difference_ci95, 1.0, ' epochs')}") for r in faster])
     half = []
     for r in faster:
-        ratio = r["student_value"] / r["twin"] if r["twin"] else None
-        decided = None if r["difference_ci95"] is None or ratio is None else ratio <= ABOUT_HALF
-        half.append((decided, f"{r['teacher']}→{r['student']}: {ratio:.2f} of the twin's epochs" if ratio is not None
-                     else f"{r['teacher']}→{r['student']}: twin epochs unknown"))
+        ratio = r.student_value / r.twin if r.twin else None
+        decided = None if r.difference_ci95 is None or ratio is None else ratio <= ABOUT_HALF
+        half.append((decided, f"{r.teacher}→{r.student}: {ratio:.2f} of the twin's epochs" if ratio is not None
+                     else f"{r.teacher}→{r.student}: twin epochs unknown"))
     verdict("students reach the twin's best in about half the epochs", half)
 
     beats = []
@@ -210,11 +258,12 @@ def claims(kd_rows: Sequence[dict[str, Any]], groups: Sequence[Group]) -> list[d
         verdict("a student can beat its teacher", [])
 
     # a row's teacher is its architecture, then a study's budget and arm ('r3d e32 (relational)')
-    cross = [r for r in kd_rows if r["teacher"].split(" ")[0] != r["student"] and r["metric"] in ("epochs_to_twin_best",
-                                                                                   "best_val_pretext_acc")]
+    cross = [r for r in kd_rows if r.teacher.split(" ")[0] != r.student and r.metric in ("epochs_to_twin_best",
+                                                                                        "best_val_pretext_acc")]
     verdict("distillation works across architectures",
-            [(_decided(r["difference_ci95"], above=r["metric"] == "best_val_pretext_acc"),
-              f"{r['teacher']}→{r['student']} {r['metric']}: {_fmt(r['difference_ci95'], 1.0 if 'epochs' in r['metric'] else 100.0, ' epochs' if 'epochs' in r['metric'] else ' points')}")
+            [(_decided(r.difference_ci95, above=r.metric == "best_val_pretext_acc"),
+              f"{r.teacher}→{r.student} {r.metric}: "
+              f"{_fmt(r.difference_ci95, 1.0, ' epochs') if r.in_epochs else _fmt(r.difference_ci95)}")
              for r in cross])
     return out
 
@@ -223,50 +272,50 @@ SSL_MARGIN = 0.10  # the benchmark's bar: a linear probe at least 10 points abov
 GAP_SHARE = 1 / 3  # and at least a third of the way from random initialisation to the supervised ceiling
 
 
-def ssl_claims(ssl_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def ssl_claims(ssl_rows: Sequence[SslRow]) -> list[dict[str, Any]]:
     """What pretraining buys, decided per architecture by the paired intervals over seeds."""
     out = []
 
-    def verdict(claim: str, rows: list[dict[str, Any]], decide) -> None:
+    def verdict(claim: str, rows: list[SslRow], decide) -> None:
         if not rows:
             return
-        checks = [(decide(r), f"{r['arch']}: {100 * r['pretrained']:.1f}% vs {100 * r['random_init']:.1f}%, "
-                              f"{_fmt(r['difference_ci95'])}") for r in rows]
+        checks = [(decide(r), f"{r.arch}: {100 * r.pretrained:.1f}% vs {100 * r.random_init:.1f}%, "
+                              f"{_fmt(r.difference_ci95)}") for r in rows]
         results = [c for c, _ in checks]
         holds = False if False in results else (True if all(c is True for c in results) else None)
         out.append({"claim": claim, "holds": holds, "evidence": "; ".join(text for _, text in checks)})
 
-    def by_margin(row: dict[str, Any]) -> bool | None:
-        interval = row["difference_ci95"]
+    def by_margin(row: SslRow) -> bool | None:
+        interval = row.difference_ci95
         if interval is None:
             return None
-        if interval[0] > 0 and row["pretrained"] - row["random_init"] >= SSL_MARGIN:
+        if interval[0] > 0 and row.pretrained - row.random_init >= SSL_MARGIN:
             return True
         return False if interval[1] < SSL_MARGIN else None
 
-    rows = {protocol: [r for r in ssl_rows if r["protocol"] == protocol] for protocol in HEADLINE}
+    rows = {protocol: [r for r in ssl_rows if r.protocol == protocol] for protocol in HEADLINE}
     verdict(f"pretraining beats random init by at least {100 * SSL_MARGIN:.0f} points of linear-probe top-1",
             rows["linear"], by_margin)
     verdict("pretraining beats random init on kNN top-1", rows["knn"],
-            lambda r: _decided(r["difference_ci95"], above=True))
+            lambda r: _decided(r.difference_ci95, above=True))
     verdict("pretraining beats random init when fine-tuning on few labels", rows["finetune"],
-            lambda r: _decided(r["difference_ci95"], above=True))
-    closing = [r for r in rows["linear"] if r.get("gap_closed") is not None]
+            lambda r: _decided(r.difference_ci95, above=True))
+    closing = [r for r in rows["linear"] if r.gap_closed is not None]
     if closing:  # a share of means: decided like the rest only with two seeds or more
-        decided = all(len(r["seeds"]) >= 2 for r in closing)
+        decided = all(len(r.seeds) >= 2 for r in closing)
         out.append({"claim": "the linear probe closes at least a third of the gap to the supervised ceiling",
-                    "holds": all(r["gap_closed"] >= GAP_SHARE for r in closing) if decided else None,
-                    "evidence": "; ".join(f"{r['arch']}: {100 * r['gap_closed']:.0f}% of the gap (random "
-                                          f"{100 * r['random_init']:.1f}%, pretrained {100 * r['pretrained']:.1f}%, "
-                                          f"supervised {100 * r['supervised']:.1f}%{_of_seeds(r)})"
+                    "holds": all(r.gap_closed >= GAP_SHARE for r in closing) if decided else None,
+                    "evidence": "; ".join(f"{r.arch}: {100 * r.gap_closed:.0f}% of the gap (random "
+                                          f"{100 * r.random_init:.1f}%, pretrained {100 * r.pretrained:.1f}%, "
+                                          f"supervised {100 * r.supervised:.1f}%{_of_seeds(r)})"
                                           for r in closing)})
     return out
 
 
-def _of_seeds(row: dict[str, Any]) -> str:
+def _of_seeds(row: SslRow) -> str:
     """'; means over seeds', or where the ceiling has fewer seeds than the pair: '; supervised: seed 0'."""
-    ceiling = [seed for seed in row.get("supervised_seeds") or [] if seed is not None]
-    if ceiling and sorted(ceiling) != sorted(row["seeds"]):
+    ceiling = [seed for seed in row.supervised_seeds or [] if seed is not None]
+    if ceiling and sorted(ceiling) != sorted(row.seeds):
         return f"; means over seeds, supervised: {seeds_phrase(ceiling)}"
     return "; means over seeds"
 
@@ -274,4 +323,5 @@ def _of_seeds(row: dict[str, Any]) -> str:
 def build_summary(groups: Sequence[Group], random_groups: Sequence[Group]) -> dict[str, Any]:
     kd_rows = kd_vs_twin(groups)
     ssl_rows = ssl_vs_random(groups, random_groups)
-    return {"ssl_vs_random": ssl_rows, "kd_vs_twin": kd_rows, "claims": ssl_claims(ssl_rows) + claims(kd_rows, groups)}
+    return {"ssl_vs_random": [r.to_json() for r in ssl_rows], "kd_vs_twin": [r.to_json() for r in kd_rows],
+            "claims": ssl_claims(ssl_rows) + claims(kd_rows, groups)}

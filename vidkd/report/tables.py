@@ -18,6 +18,7 @@ from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_METRICS
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
 from vidkd.report.results import ARCH_NAMES, MAIN_METRIC, Experiment, Group, Run, arch_rank, group_runs
+from vidkd.report.summary import KdRow, SslRow
 from vidkd.report.stats import (
     MISSING,
     baseline_group,
@@ -353,18 +354,17 @@ def _interval(interval: list[float] | None, scale: float = 100.0) -> str:
 
 def ssl_section(summary: dict) -> Section:
     """Floor, SSL and ceiling side by side: each pretrained network against itself at random init."""
-    rows = []
-    for r in summary["ssl_vs_random"]:
-        closed = r.get("gap_closed")
-        name = ARCH_NAMES.get(r["arch"], r["arch"])
-        if r.get("width") not in (None, 1.0):
-            name += f" ×{r['width']:g}"
-        rows.append([name, r["protocol"], _pct(r["random_init"]), _pct(r["pretrained"]),
-                     _pct(r["supervised"]), _interval(r["difference_ci95"]),
-                     MISSING if closed is None else f"{100 * closed:.0f}%", str(len(r["seeds"]))])
-    ceiling_seeds = sorted({seed for r in summary["ssl_vs_random"] for seed in r.get("supervised_seeds") or []
-                            if seed is not None})
-    all_seeds = sorted({seed for r in summary["ssl_vs_random"] for seed in r["seeds"] if seed is not None})
+    rows, ssl_rows = [], [SslRow.from_json(r) for r in summary["ssl_vs_random"]]
+    for r in ssl_rows:
+        closed = r.gap_closed
+        name = ARCH_NAMES.get(r.arch, r.arch)
+        if r.width not in (None, 1.0):
+            name += f" ×{r.width:g}"
+        rows.append([name, r.protocol, _pct(r.random_init), _pct(r.pretrained),
+                     _pct(r.supervised), _interval(r.difference_ci95),
+                     MISSING if closed is None else f"{100 * closed:.0f}%", str(len(r.seeds))])
+    ceiling_seeds = sorted({seed for r in ssl_rows for seed in r.supervised_seeds or [] if seed is not None})
+    all_seeds = sorted({seed for r in ssl_rows for seed in r.seeds if seed is not None})
     of_seeds = f" ({seeds_phrase(ceiling_seeds)} only)" if ceiling_seeds and ceiling_seeds != all_seeds else ""
     return Section("What pretraining buys: random init, pretrained, supervised", [
         "Top-1 % on the test split (unseen actors), mean over seeds; the difference is pretrained minus random "
@@ -379,13 +379,12 @@ def kd_section(summary: dict) -> Section:
     """Every student against its same-seed, same-budget from-scratch twin."""
     names = {"best_val_pretext_acc": "best val pretext %", "epochs_to_twin_best": "epochs to the twin's best"}
     rows = []
-    for r in summary["kd_vs_twin"]:
-        epochs = r["metric"] == "epochs_to_twin_best"
-        value = (lambda v: f"{v:.1f}") if epochs else _pct
-        rows.append([f"{ARCH_NAMES.get(r['teacher'], r['teacher'])} → {ARCH_NAMES.get(r['student'], r['student'])}",
-                     names.get(r["metric"], r["metric"].replace("_", " ") + " %"), value(r["student_value"]),
-                     value(r["twin"]), _interval(r["difference_ci95"], 1.0 if epochs else 100.0),
-                     str(len(r["seeds"]))])
+    for r in map(KdRow.from_json, summary["kd_vs_twin"]):
+        value = (lambda v: f"{v:.1f}") if r.in_epochs else _pct
+        rows.append([f"{ARCH_NAMES.get(r.teacher, r.teacher)} → {ARCH_NAMES.get(r.student, r.student)}",
+                     names.get(r.metric, r.metric.replace("_", " ") + " %"), value(r.student_value),
+                     value(r.twin), _interval(r.difference_ci95, 1.0 if r.in_epochs else 100.0),
+                     str(len(r.seeds))])
     return Section("Students against their twins", [
         "Mean over seeds; the difference is student minus twin, paired by seed, with its 95% interval.",
         Table(["teacher → student", "metric", "student", "twin", "difference (95%)", "seeds"], rows)])
