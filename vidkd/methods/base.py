@@ -99,8 +99,10 @@ class Method(abc.ABC):
         return self.loss(self.forward(model, batch), batch)
 
     def clips_in(self, batch: dict[str, Any]) -> int:
-        """Clips of a batch, for the clips/s throughput figure."""
-        clips = batch["clips"]
+        """Clips of a batch, for the clips/s throughput figure (items without `clips`: one per item)."""
+        clips = batch.get("clips")
+        if clips is None:
+            return len(batch["index"])
         return int(clips.shape[0] * clips.shape[1]) if clips.dim() == 6 else int(clips.shape[0])
 
     def validation_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
