@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tiny_runs import make_tiny_dataset
 from vidkd.data.loaders import TupleDataset
 from vidkd.data.samplers import TupleSampler
 from vidkd.data.video import write_video
@@ -100,3 +101,9 @@ def tuple_dataset(split, spec, transform, pretext: str = "vcp", shared_augmentat
     sampler = {"none": TupleSampler(spec, **plain), "order": OrderSampler(spec, **plain),
                "vcp": VcpSampler(spec, **plain, quadrant_order=quadrant_order, remote_rule=remote_rule)}[pretext]
     return TupleDataset(split, sampler, transform, **dataset_options)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """The tiny synthetic dataset (tests/tiny_runs.py), written once per test module."""
+    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")

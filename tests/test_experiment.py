@@ -10,17 +10,12 @@ import pytest
 import torch
 import yaml
 
-from tiny_runs import TINY_SETTINGS, make_tiny_dataset
+from tiny_runs import TINY_SETTINGS
 from vidkd import runs
 from vidkd.errors import ConfigError
 from vidkd.apps.grid import plan_experiment, plan_runs, run_experiment
 from vidkd.config import load_experiment
 from vidkd.report import write_report
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
 
 
 def _base(data_root: Path) -> dict:

@@ -35,11 +35,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
-
-
-@pytest.fixture(scope="module")
 def finished_run(data_root, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "run"
     pretrain(tiny_config(data_root, "train.epochs=1"), run)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
-from tiny_runs import checkpoint_meta, make_tiny_dataset, tiny_config
+from tiny_runs import checkpoint_meta, tiny_config
 from vidkd.apps.pretrain import build_trainer
 from vidkd.config import TeacherConfig, load_config
 from vidkd.distill.losses import KDLoss, attention_map, attention_transfer_loss, relational_kd_loss
@@ -118,11 +118,6 @@ def test_kd_loss_asks_for_maps_only_when_attention_transfer_is_on():
     assert KDLoss(TeacherConfig(), 8, 8).map_stages is None
     assert KDLoss(TeacherConfig(relational_weight=1.0), 8, 8).map_stages is None
     assert KDLoss(TeacherConfig(attention_weight=1.0), 8, 8).map_stages == (-3, -2, -1)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
 
 
 @pytest.fixture(scope="module")

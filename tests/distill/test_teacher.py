@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_runs import make_tiny_dataset, tiny_config
+from tiny_runs import tiny_config
 from vidkd.config import load_config
 from vidkd.distill.losses import KDLoss
 from vidkd.distill.teacher import load_teacher
@@ -25,11 +25,6 @@ from vidkd.methods.loading import load_model as load_pcl_model
 from vidkd.models.loading import load_backbone
 
 ARCHS = ["c3d", "r3d", "r21d"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
 
 
 @pytest.fixture(scope="module")

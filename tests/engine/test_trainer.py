@@ -25,11 +25,6 @@ from vidkd.errors import ConfigError, TrainingError
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads cost more than they save
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
-
-
 
 def test_pretrain_writes_the_run_directory(data_root, tmp_path):
     run = tmp_path / "run"

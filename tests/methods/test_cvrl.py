@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tiny_runs import make_tiny_dataset, tiny_config
+from tiny_runs import tiny_config
 from vidkd.apps.pretrain import build_trainer, pretrain
 from vidkd.config import config_yaml, load_config
 from vidkd.data.datasets import load_split
@@ -26,11 +26,6 @@ from vidkd.report.results import MAIN_METRIC, Run
 from vidkd.runs import read_metrics
 
 CVRL_TINY = ["method=cvrl", "data.modality=rgb", "train.knn_every=0", "train.val_augmented=true"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
 
 
 @pytest.fixture(scope="module")

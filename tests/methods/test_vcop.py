@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_runs import make_tiny_dataset, tiny_config
+from tiny_runs import tiny_config
 from vidkd.apps.pretrain import pretrain
 from vidkd.errors import CheckpointError
 from vidkd.methods import method_of
@@ -20,11 +20,6 @@ from vidkd.models import build_backbone
 from vidkd.runs import read_metrics
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "synthetic")
 
 
 def test_order_head_pairs_every_two_slots_in_order():

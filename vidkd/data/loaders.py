@@ -286,7 +286,7 @@ class TupleDataset(_VideoDataset):
                      "pretext_label": d.target, "label": d.label, "index": d.index} for d in draws]
         pending = PendingTuples.of(self.transform, self.sampler, draws)
         n = self.sampler.clips
-        frames = [f for d in draws for f in d.frames[:n]] + [f for d in draws for f in d.frames[n:]]
+        frames = shown_then_extras([d.frames for d in draws], n)
         # no autograd bookkeeping for the many small tensor ops; the modality step, outside the mode,
         # gives the caller ordinary tensors
         with torch.inference_mode():
@@ -322,7 +322,7 @@ class PendingTuples:
     @classmethod
     def of(cls, transform: ClipTransform, sampler: ClipSampler, draws: list[_Draw]) -> PendingTuples:
         n = sampler.clips
-        params = [p for d in draws for p in d.params[:n]] + [p for d in draws for p in d.params[n:]]
+        params = shown_then_extras([d.params for d in draws], n)
         return cls(transform, sampler, params, [d.task for d in draws], [len(d.params) - n for d in draws])
 
     def finish(self, crops: torch.Tensor) -> torch.Tensor:
@@ -338,6 +338,11 @@ class PendingTuples:
         if clips.is_inference():  # rgb: no modality step made a new tensor
             clips = clips.clone()
         return clips.view(len(self.tasks), self.sampler.clips, *clips.shape[1:])
+
+
+def shown_then_extras(per_item: list[list], shown: int) -> list:
+    """Every item's first `shown` entries, then every item's extra ones: the order batched clips take."""
+    return [x for entries in per_item for x in entries[:shown]] + [x for entries in per_item for x in entries[shown:]]
 
 
 def batch_clips(batch: dict, device: torch.device | str) -> torch.Tensor:

@@ -58,10 +58,10 @@ def tuple_spec(cfg: Config) -> TupleSpec:
                      starts=cfg.data.tuple_starts)
 
 
-def tuple_sampler(cfg: Config) -> TupleSampler:
-    """Plain tuples (clips in order) of the run's data settings; methods extend it with their task."""
-    return TupleSampler(tuple_spec(cfg), shared_augmentation=cfg.data.shared_augmentation,
-                        min_video_frames=cfg.data.min_video_frames)
+def tuple_sampler(cfg: Config, kind: type[TupleSampler] = TupleSampler, **options: Any) -> TupleSampler:
+    """Tuples of the run's data settings: plain (clips in order), or a method's `kind` with its `options`."""
+    return kind(tuple_spec(cfg), shared_augmentation=cfg.data.shared_augmentation,
+                min_video_frames=cfg.data.min_video_frames, **options)
 
 
 def tuple_datasets(cfg: Config, splits: RunSplits, sampler: ClipSampler) -> tuple[TupleDataset, Dataset]:

@@ -229,11 +229,9 @@ class PCLLoss(nn.Module):
 
 def pcl_sampler(cfg: Config) -> TupleSampler:
     """VCP tuples (`ssl.pretext: vcp`), or plain ones (`none`)."""
-    plain = tuple_sampler(cfg)
     if cfg.ssl.pretext == "none":
-        return plain
-    return VcpSampler(plain.spec, plain.shared_augmentation, plain.min_video_frames,
-                      quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule)
+        return tuple_sampler(cfg)
+    return tuple_sampler(cfg, VcpSampler, quadrant_order=cfg.ssl.quadrant_order, remote_rule=cfg.ssl.remote_rule)
 
 
 class PCL(Method):

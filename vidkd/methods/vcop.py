@@ -108,8 +108,7 @@ class VCOP(Method):
 
     def __init__(self, cfg: Config, splits: RunSplits) -> None:
         self.cfg = cfg
-        self.train_set, self.val_set = tuple_datasets(cfg, splits, OrderSampler(tuple_sampler(cfg).spec, cfg.data.shared_augmentation,
-                                                                          cfg.data.min_video_frames))
+        self.train_set, self.val_set = tuple_datasets(cfg, splits, tuple_sampler(cfg, OrderSampler))
         self.model = VCOPModel(backbone_from_config(cfg), cfg.data.tuple_len, cfg.vcop.hidden, cfg.vcop.dropout,
                                batchnorm=cfg.model.batchnorm)
         self.num_orders = math.factorial(cfg.data.tuple_len)
