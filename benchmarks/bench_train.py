@@ -21,6 +21,7 @@ convolutions' worth per convolution). `--write-docs` puts the table under
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import statistics
@@ -83,7 +84,7 @@ def forward_flops_per_clip(cfg: Config, arch: str | None = None) -> int:
 
 def open_trainer(cfg: Config, out_dir: Path) -> Trainer:
     trainer = build_trainer(cfg, out_dir)
-    trainer.progress = False
+    trainer.options = dataclasses.replace(trainer.options, progress=False)
     logging.getLogger("vidkd").setLevel(logging.WARNING)  # the Trainer turns INFO on for its log file
     return trainer
 

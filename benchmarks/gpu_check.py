@@ -29,6 +29,7 @@ its numbers say nothing about a GPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import gc
 import inspect
@@ -187,7 +188,7 @@ def open_trainer(arch: str, sizes: Sizes, data_root: Path, run_dir: Path, precis
     cfg = load_config(f"pcl_{arch}_ucf101", overrides(sizes, data_root, f"train.amp={amp}",
                                                       f"train.batch_size={batch}"))
     trainer = build_trainer(cfg, run_dir)
-    trainer.progress = False
+    trainer.options = dataclasses.replace(trainer.options, progress=False)
     logging.getLogger("vidkd").setLevel(logging.ERROR)  # the Trainer turns INFO on for its log file
     return trainer, cfg
 

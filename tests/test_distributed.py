@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from vidkd.config import TrainConfig
-from vidkd.engine.trainer import Trainer
+from vidkd.engine.trainer import RunOptions, Trainer
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 from vidkd.methods.supervised import Supervised
 from vidkd.utils import dist as D
@@ -111,7 +111,7 @@ def _solo_training() -> list:
     method = Supervised(_TinyBackbone(), 2, items)
     schedule = TrainConfig(epochs=2, batch_size=4, optimizer="sgd", lr=0.1, scheduler="none", device="cpu",
                            knn_every=0)
-    trainer = Trainer(method, schedule, run_dir=None, progress=False, distributed=False)
+    trainer = Trainer(method, schedule, run_dir=None, options=RunOptions(progress=False, distributed=False))
     assert trainer.dist.world_size == 1
     return trainer.fit()
 

@@ -20,7 +20,7 @@ from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, prepare_dataset
 from vidkd.data.prepare import format_summary as format_prepare_summary
 from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
-from vidkd.eval.protocols import PROTOCOLS, evaluate, format_results
+from vidkd.eval.protocols import PROTOCOLS, EvaluationChoices, evaluate, format_results
 from vidkd.report import write_report
 from vidkd.synthetic import (ACTION_SETS, DEFAULT_ACTION_SET, DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, format_summary,
                              write_synthetic_dataset)
@@ -109,9 +109,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args) + ([f"eval.protocol={args.recipe}"] if args.recipe else [])
     results = evaluate(
-        args.source, protocols=args.protocol or ("retrieval", "knn"), data_root=args.data, layout=args.layout,
-        split=args.split, fraction=args.fraction, epochs=args.epochs, overrides=overrides, out=args.out,
-        on_result=show,
+        args.source, protocols=args.protocol or ("retrieval", "knn"),
+        choices=EvaluationChoices(data_root=args.data, layout=args.layout, split=args.split, fraction=args.fraction,
+                                  epochs=args.epochs),
+        overrides=overrides, out=args.out, on_result=show,
     )
     paths = [r["path"] for r in results.values() if "path" in r]
     if paths:
@@ -161,10 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidkd", description="Self-supervised video learning with knowledge distillation.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _add_synth_command(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("synth", help="write the built-in synthetic action dataset (UCF101 layout)")
     p.add_argument("out", help="output directory")
@@ -181,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "actions that travel across the frame; docs/synthetic.md)")
     p.set_defaults(func=cmd_synth)
 
+
+def _add_data_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     c = data_sub.add_parser("check", help="count videos per split/class and list unusable files")
@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mpeg4 quantiser 2-31 (default 4) or libx264 crf 0-51 (default 23); lower is better and larger")
     c.set_defaults(func=cmd_data_prepare)
 
-    p = sub.add_parser("pretrain", help="self-supervised pretraining (method: pcl | vcop), with an optional KD teacher")
+
+def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="self-supervised pretraining (method: pcl | vcop | cvrl), with an optional KD teacher")
     p.add_argument("--config", help="YAML config: a path or a preset name (pcl_r3d_synthetic, vcop_r3d_synthetic, ...)")
     p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--out", help="run directory to create")
@@ -215,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", metavar="PATH", help="frozen teacher: run dir, checkpoint or state_dict")
     p.set_defaults(func=cmd_pretrain)
 
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="retrieval, kNN, linear probe, fine-tuning")
     p.add_argument("source", help="run directory, checkpoint, or 'random:ARCH' for random initialisation")
     p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
@@ -234,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the JSON result (default: RUN_DIR/eval/)")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_adapt_teacher_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("adapt-teacher", help="train a pretext head on a frozen backbone so it can teach")
     p.add_argument("checkpoint", help="torchvision-layout or other backbone state_dict")
     p.add_argument("--arch", required=True)
@@ -244,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-partial", action="store_true")
     p.set_defaults(func=cmd_adapt_teacher)
 
+
+def _add_experiment_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="run the paper's grid: baselines, students, evaluations")
     p.add_argument("--config", required=True)
     p.add_argument("--out", help="experiment directory (with --dry-run: default runs/<config name>)")
@@ -252,22 +260,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would run and its estimated cost")
     p.set_defaults(func=cmd_experiment)
 
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="figures and Markdown/HTML report of an experiment directory")
     p.add_argument("dir")
     p.set_defaults(func=cmd_report)
 
+
+def _add_export_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained backbone (ONNX) and check it")
     p.add_argument("run_dir")
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("--out", help="output file (default RUN_DIR/export/backbone.onnx)")
     p.set_defaults(func=cmd_export)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline, small, on the built-in synthetic dataset")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--data", help="dataset root: any dataset in the UCF101 layout, or where to write the "
                    "synthetic one (default OUT/data)")
     p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="experiment or run config override")
     p.set_defaults(func=cmd_demo)
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidkd", description="Self-supervised video learning with knowledge distillation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_synth_command(sub)
+    _add_data_command(sub)
+    _add_pretrain_command(sub)
+    _add_evaluate_command(sub)
+    _add_adapt_teacher_command(sub)
+    _add_experiment_command(sub)
+    _add_report_command(sub)
+    _add_export_command(sub)
+    _add_demo_command(sub)
     return parser
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vidkd.config import TrainConfig
-from vidkd.engine.trainer import Trainer
+from vidkd.engine.trainer import RunOptions, Trainer
 from vidkd.methods.base import Method
 from vidkd.runs import read_metrics
 
@@ -66,7 +66,8 @@ def _schedule(epochs: int) -> TrainConfig:
 
 
 def _fit(run_dir, epochs: int, resume: bool = False) -> Trainer:
-    trainer = Trainer(_Regression(), _schedule(epochs), run_dir, progress=False, distributed=False, resume=resume)
+    trainer = Trainer(_Regression(), _schedule(epochs), run_dir,
+                      RunOptions(progress=False, distributed=False, resume=resume))
     try:
         trainer.fit()
     finally:

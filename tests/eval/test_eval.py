@@ -16,6 +16,7 @@ from vidkd.eval.features import FeatureCache, extract_features, weights_fingerpr
 from vidkd.eval.fractions import sample_fraction
 from vidkd.eval.knn import knn_classify
 from vidkd.eval.linear import LinearRecipe, group_folds, linear_probe
+from vidkd.eval.protocols import EvaluationChoices
 from vidkd.eval.retrieval import retrieval_recall
 from vidkd.eval.runtime import EvalRuntime
 
@@ -228,8 +229,9 @@ def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
     torch.set_num_threads(2)
     root = _write_tiny_ucf(tmp_path / "ucf")
     out = tmp_path / "eval"
-    results = run.evaluate("random:r3d", protocols=("knn", "retrieval", "linear"), data_root=root,
-                           overrides=TINY, out=out, epochs=20, progress=False)
+    results = run.evaluate("random:r3d", protocols=("knn", "retrieval", "linear"),
+                           choices=EvaluationChoices(data_root=root, epochs=20), overrides=TINY, out=out,
+                           progress=False)
     assert list(results) == ["retrieval", "knn", "linear"]
     recall = results["retrieval"]["metrics"]
     assert list(recall) == ["R@1", "R@5", "R@10", "R@20", "R@50"]
@@ -247,7 +249,7 @@ def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
         raise AssertionError("features should come from the cache")
 
     monkeypatch.setattr(run, "extract_features", no_extraction)
-    again = run.evaluate("random:r3d", protocols=("retrieval",), data_root=root, overrides=TINY, out=out,
+    again = run.evaluate("random:r3d", protocols=("retrieval",), choices=EvaluationChoices(data_root=root), overrides=TINY, out=out,
                          progress=False)
     assert again["retrieval"]["metrics"] == recall
     print(run.format_results(results))
@@ -308,9 +310,9 @@ def test_evaluate_refuses_user_mistakes_with_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown protocol"):
         evaluate("random:r3d", protocols=("recall",), overrides=TINY)
     with pytest.raises(ConfigError, match="fraction"):
-        evaluate("random:r3d", protocols=("linear",), fraction=0.0, overrides=TINY)
+        evaluate("random:r3d", protocols=("linear",), choices=EvaluationChoices(fraction=0.0), overrides=TINY)
     with pytest.raises(DatasetError, match="--data"):
-        evaluate("random:r3d", data_root=tmp_path / "missing", overrides=TINY)
+        evaluate("random:r3d", choices=EvaluationChoices(data_root=tmp_path / "missing"), overrides=TINY)
     with pytest.raises(ConfigError, match="does not exist"):
         evaluate(tmp_path / "no-run", overrides=TINY)
 
@@ -336,7 +338,8 @@ def test_evaluate_run_directory_reads_its_config_and_checkpoint(tmp_path):
     saved = json.loads((run_dir / "eval" / "knn.json").read_text())
     assert saved["dataset"]["root"] == str(root) and saved["checkpoint"]["epoch"] == 7
     assert saved["arch"] == "r3d" and saved["width"] == 0.125
-    reference = evaluate("random:r3d", protocols=("knn",), data_root=root, overrides=TINY, out=tmp_path / "ref",
+    reference = evaluate("random:r3d", protocols=("knn",), choices=EvaluationChoices(data_root=root), overrides=TINY,
+                         out=tmp_path / "ref",
                          progress=False)["knn"]
     assert result["metrics"] == reference["metrics"]
     # same weights, so the same cached test features: the checkpoint really was loaded
@@ -435,9 +438,10 @@ def test_pcl_finetune_recipe_is_recorded_and_run_through_the_engine(tmp_path, mo
             self.initial_lrs = [group["lr"] for group in self.optimizer.param_groups]
 
     monkeypatch.setattr(finetune_module, "Trainer", Recording)
-    results = run.evaluate("random:r3d", protocols=("finetune", "knn"), data_root=root, out=tmp_path / "out",
+    results = run.evaluate("random:r3d", protocols=("finetune", "knn"), choices=EvaluationChoices(data_root=root, epochs=2),
+                           out=tmp_path / "out",
                            overrides=TINY + ["eval.protocol=pcl", "eval.finetune_lr=0.5", "eval.finetune_dropout=0.9"],
-                           epochs=2, progress=False)
+                           progress=False)
     # a pcl result is named for its recipe, so it never overwrites the vidkd one
     assert not (tmp_path / "out" / "finetune.json").exists()
     record = json.loads((tmp_path / "out" / "finetune_pcl.json").read_text())
@@ -458,7 +462,7 @@ def test_pcl_finetune_recipe_is_recorded_and_run_through_the_engine(tmp_path, mo
     assert results["knn"]["settings"]["recipe"] == "vidkd"  # the reference has no kNN: vidkd's runs
 
     (trainer,) = trainers
-    assert trainer.initial_lrs == [1e-3, 1e-3] and trainer.keep_best and trainer.best_epoch == metrics["best_epoch"]
+    assert trainer.initial_lrs == [1e-3, 1e-3] and trainer.options.keep_best and trainer.best_epoch == metrics["best_epoch"]
     assert trainer.train.scheduler == "plateau" and trainer.train.plateau_patience == 30
     assert trainer.train.plateau_factor == 0.1 and trainer.train.min_lr == 1e-5 and trainer.train.batch_size == 5
     assert isinstance(trainer.method.model.head.dropout, nn.Identity)
@@ -475,10 +479,10 @@ def test_finetune_repeats_average_runs_whose_first_is_the_single_run(tmp_path):
     torch.set_num_threads(2)
     root = _write_tiny_ucf(tmp_path / "ucf")
     settings = TINY + ["eval.fraction=0.5", "eval.num_clips=2", "eval.finetune_batch_size=3", "train.seed=3"]
-    single = run.evaluate("random:r3d", protocols=("finetune",), data_root=root, overrides=settings, epochs=2,
-                          progress=False)["finetune"]
-    record = run.evaluate("random:r3d", protocols=("finetune",), data_root=root, out=tmp_path / "out",
-                          overrides=settings + ["eval.finetune_repeats=3"], epochs=2, progress=False)["finetune"]
+    single = run.evaluate("random:r3d", protocols=("finetune",), choices=EvaluationChoices(data_root=root, epochs=2),
+                          overrides=settings, progress=False)["finetune"]
+    record = run.evaluate("random:r3d", protocols=("finetune",), choices=EvaluationChoices(data_root=root, epochs=2),
+                          out=tmp_path / "out", overrides=settings + ["eval.finetune_repeats=3"], progress=False)["finetune"]
     saved = json.loads((tmp_path / "out" / "finetune_frac0.5.json").read_text())
     metrics = saved["metrics"]
     assert saved["settings"]["repeats"] == 3 and single["settings"]["repeats"] == 1
@@ -516,7 +520,8 @@ def test_vidkd_recipe_is_the_default_and_recorded(tmp_path):
 
     torch.set_num_threads(2)
     root = _write_tiny_ucf(tmp_path / "ucf")
-    results = evaluate("random:r3d", protocols=("retrieval",), data_root=root, overrides=TINY, progress=False)
+    results = evaluate("random:r3d", protocols=("retrieval",), choices=EvaluationChoices(data_root=root), overrides=TINY,
+                       progress=False)
     assert results["retrieval"]["settings"]["recipe"] == "vidkd"
     assert "feature" not in results["retrieval"]["settings"]
 

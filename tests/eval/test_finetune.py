@@ -43,4 +43,4 @@ def test_pcl_recipe_ignores_the_eval_section():
     assert recipe.lr == PCL_FINETUNE_LR and recipe.backbone_lr_scale == 1.0 and recipe.dropout == 0.0
     assert recipe.scheduler == "plateau" and recipe.val_videos == 2 and not recipe.drop_last
     assert recipe.amp == "none" and recipe.num_test_clips == PCL_NUM_CLIPS and recipe.epochs == 3
-    assert tuple(recipe.train_transform.mean.flatten().tolist()) == (0.0, 0.0, 0.0)  # not normalised
+    assert recipe.train_transform.mean == (0.0, 0.0, 0.0)  # not normalised

@@ -16,6 +16,7 @@ from vidkd.utils.checkpoint import save_checkpoint
 from vidkd import report, runs
 from vidkd.errors import VidkdError
 from vidkd.models import build_backbone
+from vidkd.plan import PlanEntry
 from vidkd.report import efficiency, published
 from vidkd.report.summary import build_summary
 
@@ -104,8 +105,7 @@ def make_experiment(root: Path, dataset: str = "synthetic", width: float = 0.125
 
 
 def load(tmp_path: Path, name: str) -> report.Run:
-    entry = plan_entry(name)
-    return report.load_run(entry, tmp_path, EPOCHS)
+    return report.load_run(PlanEntry.from_json(plan_entry(name)), tmp_path, EPOCHS)
 
 
 def test_epoch_to_reach_baseline_best(tmp_path):

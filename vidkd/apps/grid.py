@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import time
-from dataclasses import dataclass
+
 from pathlib import Path
 from typing import Sequence
 
@@ -28,30 +28,15 @@ from vidkd.config import load_config as read_config
 from vidkd.config import load_experiment as read_experiment
 from vidkd.data.datasets import load_split
 from vidkd.errors import ConfigError, VidkdError
-from vidkd.eval.protocols import changed_settings, evaluate
+from vidkd.eval.protocols import EvaluationChoices, changed_settings, evaluate
 from vidkd.models import build_backbone, list_backbones
 from vidkd.models.flops import count_flops
+from vidkd.plan import Plan, PlanEntry
 from vidkd.synthetic import is_synthetic_dataset, write_synthetic_dataset
 from vidkd.utils import dist as dist_utils
 from vidkd.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("vidkd.experiment")
-
-
-@dataclass
-class PlannedRun:
-    name: str
-    kind: str  # baseline | teacher (a budget other than the runs' epochs) | student
-    arch: str
-    seed: int
-    teacher_arch: str | None = None
-    teacher_run: str | None = None
-    epochs: int | None = None  # a teacher's budget (None: the experiment's epochs)
-    teacher_epochs: int | None = None  # the budget of a student's teacher (None: the baseline's)
-    arm: str | None = None  # the named KD arm of a student (None: the experiment's `teacher` section)
-
-    def run_dir(self, experiment_dir: Path) -> Path:
-        return runs.experiment_run_dir(experiment_dir, self.name)
 
 
 def _arch_epochs(exp: ExperimentConfig, arch: str) -> int:
@@ -67,18 +52,18 @@ def _arms(exp: ExperimentConfig) -> list[tuple[str | None, list[int | None], lis
     return arms
 
 
-def plan_runs(exp: ExperimentConfig) -> list[PlannedRun]:
+def plan_runs(exp: ExperimentConfig) -> list[PlanEntry]:
     """Baselines first, then teachers of other budgets, then same-architecture students, then
     cross-architecture pairs (each pair by teacher budget and arm)."""
-    planned: list[PlannedRun] = []
+    planned: list[PlanEntry] = []
     for seed in exp.seeds:
         for arch in exp.baselines:
-            planned.append(PlannedRun(runs.baseline_run_name(arch, seed), "baseline", arch, seed))
+            planned.append(PlanEntry(runs.baseline_run_name(arch, seed), "baseline", arch, seed))
     for seed in exp.seeds:
         for arch in exp.teachers:
             for budget in exp.teacher_epochs:
                 if budget != _arch_epochs(exp, arch):
-                    planned.append(PlannedRun(runs.teacher_run_name(arch, budget, seed), "teacher", arch, seed,
+                    planned.append(PlanEntry(runs.teacher_run_name(arch, budget, seed), "teacher", arch, seed,
                                               epochs=budget))
     pairs = [(t, s) for t in exp.teachers for s in exp.students]
     ordered = [p for p in pairs if p[0] == p[1]] + [p for p in pairs if p[0] != p[1]]
@@ -90,13 +75,13 @@ def plan_runs(exp: ExperimentConfig) -> list[PlannedRun]:
                                else runs.teacher_run_name(teacher, budget, seed))
                 for arm, arm_budgets, arm_students in _arms(exp):
                     if budget in arm_budgets and student in arm_students:
-                        planned.append(PlannedRun(
+                        planned.append(PlanEntry(
                             runs.student_run_name(teacher, student, seed, budget, arm), "student", student, seed,
                             teacher_arch=teacher, teacher_run=teacher_run, teacher_epochs=budget, arm=arm))
     return planned
 
 
-def run_config(exp: ExperimentConfig, run: PlannedRun, out_dir: Path) -> Config:
+def run_config(exp: ExperimentConfig, run: PlanEntry, out_dir: Path) -> Config:
     values = exp.run_values()
     if run.kind == "teacher":
         values = deep_merge(values, exp.teacher_runs)
@@ -129,7 +114,7 @@ def _train_videos(cfg: Config) -> int:
         return 0
 
 
-def estimate_cost(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> dict[str, dict[str, float]]:
+def estimate_cost(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) -> dict[str, dict[str, float]]:
     """Training TFLOPs per run: (3 passes x student + teacher forward) x clips x epochs."""
     costs: dict[str, dict[str, float]] = {}
     videos = None
@@ -145,41 +130,33 @@ def estimate_cost(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Pat
     return costs
 
 
-def _measured_speed(out_dir: Path, planned: list[PlannedRun]) -> dict[str, float]:
+def _measured_speed(out_dir: Path, planned: list[PlanEntry]) -> dict[str, float]:
     """clips/s per architecture and kind from runs already finished, to turn FLOPs into time."""
     speeds: dict[str, float] = {}
     for run in planned:
-        rates = [m["clips_per_second"] for m in runs.read_metrics(run.run_dir(out_dir)) if m.get("clips_per_second")]
+        rates = [m["clips_per_second"] for m in runs.read_metrics(run.path(out_dir)) if m.get("clips_per_second")]
         if rates:
             speeds[f"{run.kind}:{run.arch}:{run.teacher_arch}"] = sum(rates) / len(rates)
     return speeds
 
 
-def _write_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> None:
+def _write_plan(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) -> None:
     base = config_from_dict(exp.run_values())
     root = Path(base.data.root)
     if is_synthetic_dataset(root):
         dataset = "synthetic"
     else:
         dataset = base.data.layout if base.data.layout != "auto" else root.name
-    plan = {
-        "name": exp.name,
-        "dataset": dataset,  # synthetic | ucf101 | hmdb51 | folder: decides whether published numbers compare
-        "dataset_root": base.data.root,
-        "layout": base.data.layout,
-        "split": base.data.split,
-        "epochs": base.train.epochs,
-        "fraction": exp.eval.fraction,
-        "finetune_fraction": labelled_fraction(exp.eval, "finetune"),
-        "protocol": exp.eval.protocol,
-        "seeds": exp.seeds,
-        "evaluations": exp.evaluations,
-        "student_evaluations": evaluations_of(exp, "student"),
-        "runs": [{**dataclasses.asdict(r), "run_dir": str(r.run_dir(out_dir).relative_to(out_dir)),
-                  "width": cfg.model.width, "epochs": cfg.train.epochs, "method": base.method}
-                 for r in planned for cfg in [run_config(exp, r, out_dir)]],
-    }
-    atomic_write_json(runs.plan_path(out_dir), plan)
+    plan = Plan(
+        name=exp.name, dataset=dataset, dataset_root=base.data.root, layout=base.data.layout, split=base.data.split,
+        epochs=base.train.epochs, fraction=exp.eval.fraction, finetune_fraction=labelled_fraction(exp.eval, "finetune"),
+        protocol=exp.eval.protocol, seeds=tuple(exp.seeds), evaluations=tuple(exp.evaluations),
+        student_evaluations=tuple(evaluations_of(exp, "student")),
+        runs=tuple(dataclasses.replace(r, run_dir=str(r.path(out_dir).relative_to(out_dir)), width=cfg.model.width,
+                                       epochs=cfg.train.epochs, method=base.method)
+                   for r in planned for cfg in [run_config(exp, r, out_dir)]),
+    )
+    atomic_write_json(runs.plan_path(out_dir), plan.to_json())
     atomic_write_text(out_dir / runs.EXPERIMENT_FILE, yaml.safe_dump(dataclasses.asdict(exp), sort_keys=False))
 
 
@@ -213,7 +190,7 @@ def recipe_differences(cfg: Config) -> tuple[str | None, list[str]]:
     return preset, [f"{k} {_lookup(values, k)} (reference {_lookup(reference, k)})" for k in keys]
 
 
-def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> str:
+def format_plan(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) -> str:
     """The plan as a table: every run, its method, recipe, evaluation protocol, status and estimated cost."""
     costs = estimate_cost(exp, planned, out_dir)
     speeds = _measured_speed(out_dir, planned)
@@ -223,7 +200,7 @@ def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
     total = 0.0
     for run in planned:
         cfg = run_config(exp, run, out_dir)
-        status, epoch = runs.run_state(run.run_dir(out_dir), cfg.train.epochs)
+        status, epoch = runs.run_state(run.path(out_dir), cfg.train.epochs)
         shown = {"done": "done", "new": "to run", "partial": f"resume @{epoch + 1}"}[status]
         cost = costs[run.name]
         speed = speeds.get(f"{run.kind}:{run.arch}:{run.teacher_arch}")
@@ -238,7 +215,7 @@ def format_plan(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path)
     return "\n".join(lines)
 
 
-def _recipe_notes(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> list[str]:
+def _recipe_notes(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) -> list[str]:
     """One line per reference-recipe run group that differs from its preset, naming every difference."""
     by_difference: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for run in planned:
@@ -256,9 +233,9 @@ def _lookup(values: dict, dotted: str):
     return values
 
 
-def _train(exp: ExperimentConfig, run: PlannedRun, out_dir: Path, position: str) -> None:
+def _train(exp: ExperimentConfig, run: PlanEntry, out_dir: Path, position: str) -> None:
     cfg = run_config(exp, run, out_dir)
-    run_dir = run.run_dir(out_dir)
+    run_dir = run.path(out_dir)
     status, epoch = runs.run_state(run_dir, cfg.train.epochs)
     if status == "done":
         log.info("%s %s: done, skipping", position, run.name)
@@ -329,8 +306,8 @@ def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config,
     if source.startswith("random:"):  # the untrained twin sees exactly the clips the runs see
         overrides += [f"model.width={cfg.model.width}", f"train.seed={cfg.train.seed}"]
         overrides += [f"data.{key}={json.dumps(value)}" for key, value in dataclasses.asdict(cfg.data).items()]
-    evaluate(source, protocols=tuple(missing), overrides=overrides, out=out, data_root=cfg.data.root,
-             layout=cfg.data.layout, split=cfg.data.split, progress=True)
+    evaluate(source, protocols=tuple(missing), overrides=overrides, out=out, progress=True,
+             choices=EvaluationChoices(data_root=cfg.data.root, layout=cfg.data.layout, split=cfg.data.split))
 
 
 def load_experiment(config_path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -427,12 +404,12 @@ def _changed_settings(existing: dict, planned: dict, partial: bool) -> list[str]
     return changed
 
 
-def _refuse_changed_runs(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> None:
+def _refuse_changed_runs(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) -> None:
     """A trained run of the experiment directory that the plan would train differently is never
     silently reused: the whole re-run is refused, with the differences, before anything is written."""
     conflicts = []
     for run in planned:
-        run_dir = run.run_dir(out_dir)
+        run_dir = run.path(out_dir)
         if not runs.is_run_dir(run_dir) or not runs.has_trained(run_dir):
             continue
         cfg = run_config(exp, run, out_dir)
@@ -448,18 +425,18 @@ def _refuse_changed_runs(exp: ExperimentConfig, planned: list[PlannedRun], out_d
                           "to train them again")
 
 
-def _evaluate_all(exp: ExperimentConfig, planned: list[PlannedRun], out_dir: Path) -> None:
+def _evaluate_all(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) -> None:
     if dist_utils.is_main_process_env() and exp.evaluations:
         for run in planned:
             protocols = evaluations_of(exp, run.kind)
             if not protocols:
                 continue
             log.info("evaluating %s (%s)", run.name, ", ".join(protocols))
-            _evaluate(exp, str(run.run_dir(out_dir)), None, run_config(exp, run, out_dir), protocols=protocols)
+            _evaluate(exp, str(run.path(out_dir)), None, run_config(exp, run, out_dir), protocols=protocols)
         if exp.random_init:
             for seed in exp.seeds:  # one untrained network per seed, so that comparisons pair by seed
                 for arch in exp.baselines:
-                    cfg = run_config(exp, PlannedRun(runs.random_init_dir(out_dir, arch).name, "baseline", arch, seed),
+                    cfg = run_config(exp, PlanEntry(runs.random_init_dir(out_dir, arch).name, "baseline", arch, seed),
                                      out_dir)
                     results = runs.eval_dir(runs.random_init_dir(out_dir, arch, seed))
                     log.info("evaluating random-init %s (seed %d)", arch, seed)

@@ -17,7 +17,7 @@ from vidkd import runs
 from vidkd.config import Config, config_differences, config_from_dict, deep_merge, parse_overrides, save_config
 from vidkd.distill.method import Distillation
 from vidkd.distill.teacher import load_teacher
-from vidkd.engine.trainer import Trainer
+from vidkd.engine.trainer import RunOptions, Trainer
 from vidkd.errors import ConfigError
 from vidkd.eval.probes import KNNProbe
 from vidkd.methods import RunSplits, build_method, run_splits
@@ -73,8 +73,9 @@ def build_trainer(cfg: Config, run_dir: Path, resume: bool = False) -> Trainer:
         runs.metrics_path(run_dir).unlink(missing_ok=True)
         save_config(cfg, runs.config_path(run_dir))
     dist_utils.barrier()
-    return Trainer(method, cfg.train, run_dir, num_workers=cfg.data.num_workers, probes=probes,
-                   meta={"config": cfg.to_dict(), "dataset": dataset_record(splits)}, resume=resume, sync_bn=cfg.model.sync_bn)
+    options = RunOptions(num_workers=cfg.data.num_workers, resume=resume, sync_bn=cfg.model.sync_bn)
+    return Trainer(method, cfg.train, run_dir, options, probes=probes,
+                   meta={"config": cfg.to_dict(), "dataset": dataset_record(splits)})
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

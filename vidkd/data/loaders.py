@@ -261,16 +261,15 @@ class TupleDataset(_VideoDataset):
     `arrange` finishes them (a pretext transformation, an order)."""
 
     def __init__(self, split: VideoSplit, sampler: ClipSampler, transform: ClipTransform, seed: int = 0,
-                 fixed: bool = False, cache: bool = True, progress: bool = True, decode_threads: bool = False,
-                 deferred: bool = False):
+                 fixed: bool = False, cache: bool = True, progress: bool = True, deferred: bool = False):
         super().__init__(split, sampler.min_frames, seed=seed, fixed=fixed, cache=cache, progress=progress)
         self.sampler = sampler
         self.transform = transform
         # items hold uint8 crops and `collate` the rest of the work, which `batch_clips` does on the device
         self.deferred = deferred
         # FFmpeg threading buys nothing measurable for 320x240 frames (docs/benchmarks.md), and
-        # DataLoader workers already run in parallel: off by default.
-        self.decode_threads = decode_threads
+        # DataLoader workers already run in parallel: off, and only the benchmark turns it on.
+        self.decode_threads = False
         self.frames_decoded = 0  # in this process; the benchmark reads it with num_workers=0
 
     def _draw(self, index: int, rng: np.random.Generator) -> _Draw:

@@ -167,6 +167,21 @@ def _source_frames(container: av.container.InputContainer, stream, src: Path) ->
         yield frame
 
 
+def _configure_encoder(encoder, codec: str, quality: int, gop: int, threads: int) -> None:
+    """yuv420p, a keyframe every `gop` frames, no B-frames, and the codec's quality setting."""
+    encoder.pix_fmt = "yuv420p"
+    encoder.gop_size = gop
+    encoder.codec_context.max_b_frames = 0  # display order = decode order: simple, exact seeking
+    encoder.thread_count = threads
+    if codec == "libx264":
+        encoder.options = {"crf": str(quality), "preset": X264_PRESET, "x264-params": f"keyint={gop}:bframes=0"}
+    elif codec == "mpeg4":
+        # a constant quantiser: PyAV's `qscale` flag alone leaves the quantiser at its minimum (2)
+        encoder.options = {"qmin": str(quality), "qmax": str(quality)}
+    elif codec.startswith("libvpx"):
+        encoder.options = {"crf": str(quality), "b": "0"}
+
+
 def encode_video(src: str | Path, out: str | Path, short_side: int = DEFAULT_SHORT_SIDE, gop: int = DEFAULT_GOP,
                  codec: str | None = None, quality: int | None = None, threads: int = 1,
                  suffix: str | None = None) -> tuple[int, tuple[int, int], Fraction]:
@@ -201,17 +216,7 @@ def encode_video(src: str | Path, out: str | Path, short_side: int = DEFAULT_SHO
         with av.open(str(out), mode="w", format=_MUXERS[suffix]) as container:
             encoder = container.add_stream(codec, rate=rate)
             encoder.width, encoder.height = width, height
-            encoder.pix_fmt = "yuv420p"
-            encoder.gop_size = gop
-            encoder.codec_context.max_b_frames = 0  # display order = decode order: simple, exact seeking
-            encoder.thread_count = threads
-            if codec == "libx264":
-                encoder.options = {"crf": str(quality), "preset": X264_PRESET, "x264-params": f"keyint={gop}:bframes=0"}
-            elif codec == "mpeg4":
-                # a constant quantiser: PyAV's `qscale` flag alone leaves the quantiser at its minimum (2)
-                encoder.options = {"qmin": str(quality), "qmax": str(quality)}
-            elif codec.startswith("libvpx"):
-                encoder.options = {"crf": str(quality), "b": "0"}
+            _configure_encoder(encoder, codec, quality, gop, threads)
             time_base = Fraction(1) / rate
             for frame in _source_frames(source, stream, src):
                 scaled = scaler.reformat(frame, width=width, height=height, format="yuv420p", interpolation="AREA")

@@ -66,40 +66,49 @@ class ClipParams:
     blur_sigma: float | None = None
 
 
+@dataclass(frozen=True)
 class ClipTransform:
-    """uint8 frames (T, H, W, 3) -> normalised float tensor (C, T, crop, crop)."""
+    """uint8 frames (T, H, W, 3) -> normalised float tensor (C, T, crop, crop).
 
-    def __init__(self, resize: Sequence[int] = (128, 171), crop: int = 112, train: bool = True, flip: bool = True,
-                 color_jitter: float = 0.8, grayscale: float = 0.2, mean: Sequence[float] = KINETICS_MEAN,
-                 std: Sequence[float] = KINETICS_STD, modality: str = "rgb", blur: float = 0.0,
-                 jitter_order: str = "fixed", antialias: bool = False, jitter_style: str = "clip"):
-        if modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
-        if jitter_order not in ("fixed", "random"):
-            raise ValueError(f"jitter_order must be 'fixed' or 'random', got {jitter_order!r}")
-        if jitter_style not in JITTER_STYLES:
-            raise ValueError(f"jitter_style must be one of {', '.join(JITTER_STYLES)}, got {jitter_style!r}")
-        self.antialias = bool(antialias)
-        self.jitter_style = jitter_style
-        self.blur = float(blur)
-        self.jitter_order = jitter_order
-        self.resize = (int(resize[0]), int(resize[1])) if resize else None
-        self.crop = int(crop)
-        if self.resize and (self.crop > self.resize[0] or self.crop > self.resize[1]):
-            raise ValueError(f"crop {self.crop} is larger than the resized frame {self.resize}")
-        self.train = train
-        self.flip = flip
-        self.color_jitter = float(color_jitter)
-        self.grayscale = float(grayscale)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)  # over (C, T, H, W)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
-        self.modality = modality
+    Training draws a random crop, flip, colour jitter (probability `color_jitter`), grayscale and
+    blur per clip (`sample_params`) and applies them to every frame; evaluation takes the centre crop.
+    """
 
-    def __repr__(self) -> str:
-        return (f"ClipTransform(resize={self.resize}, crop={self.crop}, train={self.train}, flip={self.flip}, "
-                f"color_jitter={self.color_jitter}, grayscale={self.grayscale}, blur={self.blur}, "
-                f"jitter_order={self.jitter_order!r}, jitter_style={self.jitter_style!r}, "
-                f"antialias={self.antialias}, modality={self.modality!r})")
+    resize: tuple[int, int] | None = (128, 171)  # (height, width) before cropping; None keeps the frame size
+    crop: int = 112
+    train: bool = True
+    flip: bool = True
+    color_jitter: float = 0.8  # probability of a colour jitter
+    grayscale: float = 0.2  # probability of grayscale
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+    modality: str = "rgb"  # one of MODALITIES
+    blur: float = 0.0  # probability of a Gaussian blur
+    jitter_order: str = "fixed"  # "random": the four colour changes in a random order per clip
+    antialias: bool = False  # antialiased resize (PIL's)
+    jitter_style: str = "clip"  # one of JITTER_STYLES
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {self.modality!r}")
+        if self.jitter_order not in ("fixed", "random"):
+            raise ValueError(f"jitter_order must be 'fixed' or 'random', got {self.jitter_order!r}")
+        if self.jitter_style not in JITTER_STYLES:
+            raise ValueError(f"jitter_style must be one of {', '.join(JITTER_STYLES)}, got {self.jitter_style!r}")
+        resize = (int(self.resize[0]), int(self.resize[1])) if self.resize else None
+        normalised = {"resize": resize, "crop": int(self.crop), "color_jitter": float(self.color_jitter),
+                      "grayscale": float(self.grayscale), "blur": float(self.blur), "antialias": bool(self.antialias),
+                      "mean": tuple(float(v) for v in self.mean), "std": tuple(float(v) for v in self.std)}
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+        if resize and (self.crop > resize[0] or self.crop > resize[1]):
+            raise ValueError(f"crop {self.crop} is larger than the resized frame {resize}")
+
+    @property
+    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) as tensors over (C, T, H, W)."""
+        return (torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1, 1),
+                torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1, 1))
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         params = self.sample_params(rng, frames.shape[1:3])
@@ -184,7 +193,8 @@ class ClipTransform:
                 clip.copy_(_luma(clip))  # broadcast over the three channels
             if p.blur_sigma is not None:
                 clip.copy_(gaussian_blur(clip, p.blur_sigma))
-        x.sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
+        mean, std = self.normalisation
+        x.sub_(mean.to(x.device)).div_(std.to(x.device))
         return self.to_modality(x) if modality else x
 
     def _crop(self, frames: np.ndarray | torch.Tensor, params: ClipParams) -> torch.Tensor:

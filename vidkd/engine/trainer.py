@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -39,17 +40,12 @@ CHECKPOINT_FORMAT = "vidkd-checkpoint-v2"
 Probe = Callable[[nn.Module], dict[str, float]]  # run on rank 0 with the method's model
 
 
-class Trainer:
-    """Train `method` for `train.epochs` epochs.
+@dataclass(frozen=True)
+class RunOptions:
+    """How a training run executes, apart from its schedule (`TrainConfig`).
 
     Args:
-        method: what to train (its model, data, loss and validation).
-        train: the `train` section of the config (optimizer, schedule, AMP, epochs, ...).
-        run_dir: where checkpoints, metrics and logs go; None writes nothing.
         num_workers: DataLoader workers.
-        probes: callables run on rank 0 after epoch 0 and every `train.knn_every` epochs, each
-            returning metrics to log (the kNN probe, for example).
-        meta: extra metadata stored in every checkpoint (the resolved config, for example).
         resume: continue from `run_dir/checkpoints/last`.
         sync_bn: synchronise BatchNorm statistics across ranks.
         progress: show progress bars.
@@ -59,62 +55,52 @@ class Trainer:
             distributed job, e.g. fine-tuning during an evaluation that only rank 0 runs).
     """
 
-    def __init__(self, method: Method, train: TrainConfig, run_dir: Path | None, *, num_workers: int = 0,
-                 probes: Sequence[Probe] = (), meta: dict[str, Any] | None = None, resume: bool = False,
-                 sync_bn: bool = False, progress: bool = True, keep_best: bool = False,
-                 distributed: bool = True) -> None:
+    num_workers: int = 0
+    resume: bool = False
+    sync_bn: bool = False
+    progress: bool = True
+    keep_best: bool = False
+    distributed: bool = True
+
+
+class Trainer:
+    """Train `method` for `train.epochs` epochs.
+
+    Args:
+        method: what to train (its model, data, loss and validation).
+        train: the `train` section of the config (optimizer, schedule, AMP, epochs, ...).
+        run_dir: where checkpoints, metrics and logs go; None writes nothing.
+        options: how the run executes (`RunOptions`).
+        probes: callables run on rank 0 after epoch 0 and every `train.knn_every` epochs, each
+            returning metrics to log (the kNN probe, for example).
+        meta: extra metadata stored in every checkpoint (the resolved config, for example).
+    """
+
+    def __init__(self, method: Method, train: TrainConfig, run_dir: Path | None, options: RunOptions = RunOptions(),
+                 *, probes: Sequence[Probe] = (), meta: dict[str, Any] | None = None) -> None:
         self.method = method
         self.train = train
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.num_workers = num_workers
+        self.options = options
         self.probes = list(probes)
         self.extra_meta = dict(meta or {})
-        self.progress = progress
-        self.keep_best = keep_best
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch: int | None = None
-        self.dist = dist_utils.init_distributed() if distributed else dist_utils.single_process()
-        self.is_main = self.dist.is_main
-        self.writes = self.is_main and self.run_dir is not None
-        self.device = resolve_device(train.device, self.dist.local_rank)
-        if self.device.type == "cuda":
-            set_tf32(train.tf32)
-        seed_everything(train.seed)
-        self._log_handler: logging.Handler | None = None
-        if self.writes:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._attach_log_file()
-
+        self._start_process()
         self.train_set = method.train_dataset()
         global_batch = train.batch_size * self.dist.world_size
         if len(self.train_set) < global_batch:
             raise TrainingError(
                 f"the training split has {len(self.train_set)} usable videos, fewer than one batch of {global_batch}; "
                 "lower train.batch_size or add videos")
-
-        method.to(self.device, resolve_memory_format(train.memory_format, self.device))
-        if sync_bn and self.dist.world_size > 1:
-            convert_sync_batchnorm(method.model, self.device.type)  # in place: the model holds no BN at its root
+        self._place_model()
         self.optimizer = self._build_optimizer()
         self.steps_per_epoch = self._steps_per_epoch()
         self.scheduler = self._build_scheduler()
-        self.amp = train.amp
-        if train.amp in AMP_DTYPES and self.device.type != "cuda":
-            log.warning("train.amp=%s needs CUDA; training in float32 on %s", train.amp, self.device.type)
-            self.amp = "none"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
-
-        self.train_model: nn.Module = method.model
-        if self.dist.world_size > 1:
-            self.train_model = nn.parallel.DistributedDataParallel(
-                method.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if train.compile:
-            self.train_model = torch.compile(self.train_model)
-
         self.start_epoch = 1
         self.best_score = -math.inf
         self.global_step = 0
-        if resume:
+        if options.resume:
             try:
                 self._load_last()
             except BaseException:
@@ -123,6 +109,38 @@ class Trainer:
         self.writer = self._tensorboard() if self.writes else None
 
     # ----------------------------------------------------------------- setup helpers
+    def _start_process(self) -> None:
+        """Rank, device, seeds and the run directory's log file."""
+        self.dist = dist_utils.init_distributed() if self.options.distributed else dist_utils.single_process()
+        self.is_main = self.dist.is_main
+        self.writes = self.is_main and self.run_dir is not None
+        self.device = resolve_device(self.train.device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            set_tf32(self.train.tf32)
+        seed_everything(self.train.seed)
+        self._log_handler: logging.Handler | None = None
+        if self.writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._attach_log_file()
+
+    def _place_model(self) -> None:
+        """The model on its device and memory format, its precision, and its DDP / compiled wrapper."""
+        method, train = self.method, self.train
+        method.to(self.device, resolve_memory_format(train.memory_format, self.device))
+        if self.options.sync_bn and self.dist.world_size > 1:
+            convert_sync_batchnorm(method.model, self.device.type)  # in place: the model holds no BN at its root
+        self.amp = train.amp
+        if train.amp in AMP_DTYPES and self.device.type != "cuda":
+            log.warning("train.amp=%s needs CUDA; training in float32 on %s", train.amp, self.device.type)
+            self.amp = "none"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.train_model: nn.Module = method.model
+        if self.dist.world_size > 1:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                method.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if train.compile:
+            self.train_model = torch.compile(self.train_model)
+
     def _attach_log_file(self) -> None:
         handler = logging.FileHandler(runs.log_path(self.run_dir))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -177,7 +195,7 @@ class Trainer:
         sampler = DistributedSampler(dataset, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                      shuffle=shuffle, seed=self.train.seed, drop_last=drop_last)
         return DataLoader(dataset, batch_size=self.train.batch_size, sampler=sampler,
-                          num_workers=self.num_workers if workers is None else workers, drop_last=drop_last,
+                          num_workers=self.options.num_workers if workers is None else workers, drop_last=drop_last,
                           pin_memory=self.device.type == "cuda", collate_fn=getattr(dataset, "collate", None))
 
     # collectives only when this trainer is part of a multi-process run
@@ -271,7 +289,7 @@ class Trainer:
         start = time.perf_counter()
         steps = 0
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.train.epochs}", leave=False,
-                   disable=not (self.is_main and self.progress), dynamic_ncols=True)
+                   disable=not (self.is_main and self.options.progress), dynamic_ncols=True)
         # islice, not a break: a batch past the last step would be loaded for nothing
         for step, batch in enumerate(itertools.islice(loader, self.steps_per_epoch)):
             parts = self.train_step(batch, epoch, step)
@@ -335,7 +353,7 @@ class Trainer:
         in_memory = getattr(dataset, "in_memory", False)  # decoded already: workers would only copy it
         loader = self._loader(dataset, shuffle=False, drop_last=False, workers=0 if in_memory else None)
         sums: dict[str, torch.Tensor] = {}
-        for batch in tqdm(loader, desc="validate", leave=False, disable=not (self.is_main and self.progress),
+        for batch in tqdm(loader, desc="validate", leave=False, disable=not (self.is_main and self.options.progress),
                           dynamic_ncols=True):
             with autocast_context(self.device, self.amp):
                 step = self.method.validation_step(batch)
@@ -406,7 +424,7 @@ class Trainer:
             if improved:
                 self.best_score = score
                 self.best_epoch = epoch  # recorded in `last`, so that an interrupted save of `best` can be redone
-                if self.keep_best:
+                if self.options.keep_best:
                     self.best_state = {k: v.detach().clone() for k, v in self.method.model.state_dict().items()}
             if self.writes:
                 self._save(runs.LAST, epoch, metrics)

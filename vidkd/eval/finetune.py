@@ -35,7 +35,7 @@ from tqdm import tqdm
 from vidkd.config import Config, TrainConfig
 from vidkd.data.loaders import ClipDataset, MultiClipDataset
 from vidkd.data.transforms import transforms_from_config
-from vidkd.engine.trainer import Trainer
+from vidkd.engine.trainer import RunOptions, Trainer
 from vidkd.errors import TrainingError
 from vidkd.eval.fractions import fraction_of_split
 from vidkd.eval.runtime import EvalRuntime
@@ -173,8 +173,8 @@ def _trainer(backbone: nn.Module, data: _Datasets, recipe: FinetuneRecipe, batch
                            min_lr=recipe.min_lr, best_by="loss" if validated else "accuracy", amp=recipe.amp,
                            seed=recipe.seed, device=device.type, knn_every=0, drop_last=recipe.drop_last)
     # only this process fine-tunes, even inside a torchrun job (evaluations run on rank 0)
-    return Trainer(method, schedule, run_dir=None, num_workers=runtime.num_workers, progress=runtime.progress,
-                   keep_best=validated, distributed=False)
+    return Trainer(method, schedule, run_dir=None, options=RunOptions(
+        num_workers=runtime.num_workers, progress=runtime.progress, keep_best=validated, distributed=False))
 
 
 def _restore_best(trainer: Trainer, history: list[dict[str, Any]], val_set: ClipDataset | None) -> dict[str, Any]:

@@ -384,17 +384,16 @@ class FeatureSource:
                                 runtime=runtime, desc=f"features {subset}", amp=amp, feature=feature)
 
 
-def _apply_arguments(cfg: Config, data_root: str | Path | None, layout: str | None, split: int | None,
-                     epochs: int | None) -> None:
-    """`evaluate`'s data and epoch arguments, over the source's config."""
-    if data_root is not None:
-        cfg.data.root = str(data_root)
-    if layout is not None:
-        cfg.data.layout = layout
-    if split is not None:
-        cfg.data.split = split
-    if epochs is not None:
-        cfg.eval.finetune_epochs = cfg.eval.linear_steps = epochs
+def _apply_choices(cfg: Config, choices: EvaluationChoices) -> None:
+    """`evaluate`'s data and epoch choices, over the source's config (the fraction is applied per protocol)."""
+    if choices.data_root is not None:
+        cfg.data.root = str(choices.data_root)
+    if choices.layout is not None:
+        cfg.data.layout = choices.layout
+    if choices.split is not None:
+        cfg.data.split = choices.split
+    if choices.epochs is not None:
+        cfg.eval.finetune_epochs = cfg.eval.linear_steps = choices.epochs
 
 
 def _output_dir(out: str | Path | None, run_dir: Path | None, own_root: str | None, root: Path) -> Path | None:
@@ -492,14 +491,24 @@ def _run_protocols(shared: dict[str, Any], protocols: Sequence[str], fractions: 
     return results
 
 
+@dataclass(frozen=True)
+class EvaluationChoices:
+    """What a caller (the command line, an experiment) sets over the source's own config; None keeps
+    the config's value. `fraction` overrides `eval.fraction` and `eval.finetune_fraction` for every
+    protocol; `epochs` overrides `eval.finetune_epochs` / `eval.linear_steps` (under
+    `eval.protocol: pcl`, the recipe's 149 fine-tuning epochs)."""
+
+    data_root: str | Path | None = None
+    layout: str | None = None
+    split: int | None = None
+    fraction: float | None = None
+    epochs: int | None = None
+
+
 def evaluate(
     source: str | Path,
     protocols: Sequence[str] = ("retrieval", "knn"),
-    data_root: str | Path | None = None,
-    layout: str | None = None,
-    split: int | None = None,
-    fraction: float | None = None,
-    epochs: int | None = None,
+    choices: EvaluationChoices = EvaluationChoices(),
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
@@ -508,21 +517,20 @@ def evaluate(
     """Run `protocols` on `source`; returns {protocol: result record} and writes one JSON each.
 
     `source` is a run directory, a checkpoint (directory or weights file) or `random:ARCH`.
+    `choices` (dataset, labelled fraction, epochs) and then `overrides` change the source's config.
     Results go to `out`, by default `RUN/eval/`; without either (e.g. `random:`) nothing is written.
-    `fraction` overrides `eval.fraction` and `eval.finetune_fraction` for every protocol; `epochs`
-    overrides `eval.finetune_epochs` / `eval.linear_steps` (under `eval.protocol: pcl`, the recipe's
-    149 fine-tuning epochs).
     `on_result` is called with each record as soon as it is computed, before it is written, so a
     failed write never loses a result.
     """
     protocols = check_protocols(protocols)
+    epochs, fraction = choices.epochs, choices.fraction
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be at least 1; got {epochs}")
 
     backbone, cfg, run_dir, info = load_source(source, overrides)
     own_root = cfg.data.root
     _warn_other_input(source, info, cfg)
-    _apply_arguments(cfg, data_root, layout, split, epochs)
+    _apply_choices(cfg, choices)
     fractions = {protocol: check_fraction(labelled_fraction(cfg.eval, protocol) if fraction is None else fraction)
                  for protocol in protocols}
     root = Path(cfg.data.root)

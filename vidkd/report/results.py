@@ -20,9 +20,10 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd import runs
-from vidkd.config import EVAL_PROTOCOLS, EVALUATIONS, recipe_of
+from vidkd.config import EVALUATIONS, recipe_of
 from vidkd.errors import VidkdError
 from vidkd.methods import METHODS
+from vidkd.plan import Plan, PlanEntry, PlanError
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
 # the key of `Run.series` for the validation metric a run's method names first (`Method.main_metric`:
@@ -151,63 +152,41 @@ class Group:
 @dataclass
 class Experiment:
     directory: Path
-    plan: dict[str, Any]
+    plan: Plan
     runs: list[Run]
     single_run: bool = False
     random_init: list[Group] = field(default_factory=list)  # evaluations of untrained networks
 
     @property
     def dataset(self) -> str:
-        if self.plan.get("dataset"):
-            return str(self.plan["dataset"])
+        if self.plan.dataset:
+            return self.plan.dataset
         root = next((r.config.get("data", {}).get("root") for r in self.runs if r.config), None)
         return Path(root).name if root else "unknown"
 
     @property
     def epochs(self) -> int | None:
-        return self.plan.get("epochs") or next((r.planned_epochs for r in self.runs if r.planned_epochs), None)
+        return self.plan.epochs or next((r.planned_epochs for r in self.runs if r.planned_epochs), None)
 
     @property
     def split(self) -> int:
         """The dataset split the evaluations use (the plan's `split`, 1 when absent)."""
-        return plan_split(self.plan)
+        return self.plan.split
 
     @property
     def eval_protocol(self) -> str:
         """The evaluation recipe (the plan's `protocol`, vidkd when absent)."""
-        return plan_protocol(self.plan)
+        return self.plan.protocol
 
     @property
     def fraction(self) -> float:
         """The labelled fraction the linear probe uses (the plan's `fraction`, 1.0 when absent)."""
-        return plan_fraction(self.plan)
+        return self.plan.labelled_fraction()
 
     @property
     def finetune_fraction(self) -> float:
         """The labelled fraction fine-tuning uses (the plan's `finetune_fraction`, else its `fraction`)."""
-        return plan_fraction(self.plan, "finetune")
-
-
-def plan_split(plan: dict[str, Any]) -> int:
-    try:
-        return int(plan.get("split") or 1)
-    except (TypeError, ValueError):
-        return 1
-
-
-def plan_protocol(plan: dict[str, Any]) -> str:
-    """The evaluation recipe of the plan (`eval.protocol`; vidkd when absent)."""
-    value = plan.get("protocol")
-    return value if isinstance(value, str) and value in EVAL_PROTOCOLS else "vidkd"
-
-
-def plan_fraction(plan: dict[str, Any], protocol: str = "linear") -> float:
-    try:
-        if protocol == "finetune" and plan.get("finetune_fraction"):
-            return float(plan["finetune_fraction"])
-        return float(plan.get("fraction") or 1.0)
-    except (TypeError, ValueError):
-        return 1.0
+        return self.plan.labelled_fraction("finetune")
 
 
 def read_json(path: Path, problems: list[str]) -> Any:
@@ -256,35 +235,34 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
     return found
 
 
-def load_run(entry: dict[str, Any], base: Path, planned_epochs: int | None, split: int = 1,
+def load_run(entry: PlanEntry, base: Path, planned_epochs: int | None, split: int = 1,
              fraction: float = 1.0, any_single: bool = False, eval_protocol: str = "vidkd",
              finetune_fraction: float | None = None) -> Run:
     """Read one plan entry's run directory (relative to `base`); nothing in it is required.
 
     Evaluation results are those of `split` and `fraction` (see `result_files`).
     """
-    name = str(entry.get("name", ""))
-    run_dir = (base / entry["run_dir"] if entry.get("run_dir") else runs.experiment_run_dir(base, name)).resolve()
+    run_dir = entry.path(base).resolve()
     problems: list[str] = []
     config = read_config(run_dir, problems)
     model_cfg = config.get("model", {})
     run = Run(
-        name=str(entry.get("name", run_dir.name)),
-        kind=str(entry.get("kind") or ("student" if config.get("teacher", {}).get("path") else "baseline")),
-        arch=str(entry.get("arch") or model_cfg.get("arch", "?")),
-        teacher_arch=entry.get("teacher_arch") or config.get("teacher", {}).get("arch"),
-        teacher_run=entry.get("teacher_run"),
-        seed=entry.get("seed", config.get("train", {}).get("seed")),
+        name=entry.name or run_dir.name,
+        kind=entry.kind or ("student" if config.get("teacher", {}).get("path") else "baseline"),
+        arch=entry.arch or str(model_cfg.get("arch", "?")),
+        teacher_arch=entry.teacher_arch or config.get("teacher", {}).get("arch"),
+        teacher_run=entry.teacher_run,
+        seed=entry.seed if entry.seed is not None else config.get("train", {}).get("seed"),
         run_dir=run_dir,
-        planned_epochs=entry.get("epochs") or planned_epochs or config.get("train", {}).get("epochs"),
+        planned_epochs=entry.epochs or planned_epochs or config.get("train", {}).get("epochs"),
         config=config,
         problems=problems,
-        teacher_epochs=entry.get("teacher_epochs") if entry.get("kind") == "student" else (
-            entry.get("epochs") if entry.get("kind") == "teacher" else None),
-        arm=entry.get("arm"),
+        teacher_epochs=entry.teacher_epochs if entry.kind == "student" else (
+            entry.epochs if entry.kind == "teacher" else None),
+        arm=entry.arm,
     )
-    if "width" in entry and "model" not in config:  # a run not started yet: the plan knows its width
-        run.config.setdefault("model", {})["width"] = entry["width"]
+    if entry.width is not None and "model" not in config:  # a run not started yet: the plan knows its width
+        run.config.setdefault("model", {})["width"] = entry.width
     run.metrics = runs.read_metrics(run_dir, problems)
     for protocol, path in result_files(run_dir, split, fraction, any_single, eval_protocol, finetune_fraction).items():
         read_result(run, protocol, path)
@@ -302,10 +280,10 @@ def read_result(run: Run, key: str, path: Path) -> None:
             run.eval_seconds[key] = float(record["seconds"])
 
 
-def _single_run_plan(directory: Path) -> dict[str, Any]:
+def _single_run_plan(directory: Path) -> Plan:
     config = read_config(directory, [])
     teacher = config.get("teacher", {})
-    return {
+    return Plan.from_json({
         "runs": [{"name": directory.name, "kind": "student" if teacher.get("path") else "baseline",
                   "arch": config.get("model", {}).get("arch", "?"), "teacher_arch": teacher.get("arch"),
                   "seed": config.get("train", {}).get("seed"), "run_dir": "."}],
@@ -315,7 +293,7 @@ def _single_run_plan(directory: Path) -> dict[str, Any]:
         "fraction": 1.0,
         "protocol": config.get("eval", {}).get("protocol", "vidkd"),
         "evaluations": [],
-    }
+    })
 
 
 def load_experiment(directory: Path) -> Experiment:
@@ -328,10 +306,11 @@ def load_experiment(directory: Path) -> Experiment:
     plan_path = runs.plan_path(directory)
     if plan_path.is_file():
         problems: list[str] = []
-        plan = read_json(plan_path, problems)
-        if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list):
-            raise VidkdError(f"{plan_path} is not a valid experiment plan ({'; '.join(problems) or 'no runs list'}); "
-                             "re-create it with `vidkd experiment`")
+        try:
+            plan = Plan.from_json(read_json(plan_path, problems))
+        except PlanError as exc:
+            raise VidkdError(f"{plan_path} is not a valid experiment plan ({'; '.join(problems) or exc}); "
+                             "re-create it with `vidkd experiment`") from None
         single = False
     elif runs.metrics_path(directory).is_file():
         plan, single = _single_run_plan(directory), True
@@ -341,11 +320,11 @@ def load_experiment(directory: Path) -> Experiment:
     else:
         raise VidkdError(f"{directory} is not an experiment directory (no {runs.PLAN_FILE}) nor a run directory "
                          f"(no {runs.METRICS_FILE}); pass the --out directory of `vidkd experiment` or `vidkd pretrain`")
-    split, fraction, protocol = plan_split(plan), plan_fraction(plan), plan_protocol(plan)
-    finetune_fraction = plan_fraction(plan, "finetune")
-    loaded = [load_run(entry, directory, plan.get("epochs"), split, fraction, any_single=single, eval_protocol=protocol,
+    split, fraction, protocol = plan.split, plan.labelled_fraction(), plan.protocol
+    finetune_fraction = plan.labelled_fraction("finetune")
+    loaded = [load_run(entry, directory, plan.epochs, split, fraction, any_single=single, eval_protocol=protocol,
                        finetune_fraction=finetune_fraction)
-              for entry in plan["runs"] if isinstance(entry, dict)]
+              for entry in plan.runs]
     return Experiment(directory=directory, plan=plan, runs=loaded, single_run=single,
                       random_init=_random_init_groups(directory, {r.run_dir for r in loaded}, split, fraction,
                                                       protocol, finetune_fraction))
@@ -363,10 +342,9 @@ def _random_init_groups(directory: Path, planned: set[Path], split: int, fractio
     for arch, seed, run_dir in runs.iter_random_init_dirs(directory):
         if run_dir.resolve() in planned or not runs.eval_dir(run_dir).is_dir():
             continue
-        entry = {"name": run_dir.name, "kind": "random", "arch": arch, "seed": seed,
-                 "run_dir": run_dir.relative_to(directory)}  # load_run reads it relative to the experiment
-        run = load_run(entry,
-                       directory, None, split, fraction, eval_protocol=protocol, finetune_fraction=finetune_fraction)
+        entry = PlanEntry(run_dir.name, "random", arch, seed, run_dir=str(run_dir.relative_to(directory)))
+        run = load_run(entry, directory, None, split, fraction, eval_protocol=protocol,
+                       finetune_fraction=finetune_fraction)
         if (fraction if finetune_fraction is None else finetune_fraction) < 1:
             supervised = result_files(run.run_dir, split, 1.0, eval_protocol=protocol).get("finetune")
             if supervised:

@@ -85,10 +85,10 @@ def _header_section(exp: Experiment, groups: list[Group]) -> Section:
         f"**Dataset:** {exp.dataset} · **epochs planned:** {exp.epochs or MISSING} · "
         f"**seeds:** {', '.join(map(str, seeds)) or MISSING} · **runs:** {len(exp.runs)} "
         f"({done} done) in {len(groups)} configurations · "
-        f"**evaluations planned:** {', '.join(exp.plan.get('evaluations') or []) or 'none'}"
+        f"**evaluations planned:** {', '.join(exp.plan.evaluations) or 'none'}"
         + (f" (students: {', '.join(students) or 'none'})"
-           if (students := exp.plan.get("student_evaluations")) is not None
-           and students != exp.plan.get("evaluations") else "")
+           if (students := exp.plan.student_evaluations) is not None
+           and students != exp.plan.evaluations else "")
         + _evaluation_setting(exp),
         (f"Experiment planned {started:%Y-%m-%d %H:%M}; " if started else "")
         + f"report written {dt.datetime.now():%Y-%m-%d %H:%M} from `{exp.directory}`.",
@@ -97,9 +97,7 @@ def _header_section(exp: Experiment, groups: list[Group]) -> Section:
     for run in exp.runs:
         if run.status != "done":
             missing.append(f"run `{run.name}`: {run.status}")
-        planned = exp.plan.get("evaluations") or []
-        if run.kind == "student" and exp.plan.get("student_evaluations") is not None:
-            planned = exp.plan["student_evaluations"]
+        planned = exp.plan.evaluations_of(run.kind)
         absent = [p for p in planned if p not in run.evals]
         if absent and run.status == "done":
             missing.append(f"run `{run.name}`: no {', '.join(absent)} result yet")
@@ -224,7 +222,7 @@ def _published_column(exp: Experiment, groups: list[Group], protocol: str, metri
 def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]:
     groups = trained + exp.random_init
     sections = []
-    planned = set(exp.plan.get("evaluations") or [])
+    planned = set(exp.plan.evaluations)
     any_published = False
 
     def shown(*protocols: str) -> bool:  # planned, or present in some run

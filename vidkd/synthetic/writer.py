@@ -173,6 +173,38 @@ def _write_group(root: Path, names: list[str], group: int, clips_per_group: int,
     return len(names) * clips_per_group
 
 
+def _clear_for_writing(root: Path, actions: str, overwrite: bool) -> None:
+    """Make `root` ready for a new dataset: refuse a directory vidkd did not write, or (without
+    `overwrite`) one holding another synthetic dataset; then mark it as being written."""
+    if root.is_dir() and any(root.iterdir()):
+        ours = (root / MANIFEST).exists() or (root / WRITING_MARKER).exists()
+        if not ours:
+            raise DatasetError(f"{root} is not empty and was not written by `vidkd synth`; choose a new or empty "
+                               "directory (--overwrite replaces only a synthetic dataset)")
+        if not overwrite:
+            stored = _stored_action_set(root)
+            what = (f"the {stored} actions, not the {actions} ones" if stored not in (None, actions)
+                    else "an unfinished synthetic dataset or one written with other parameters")
+            raise DatasetError(f"{root} holds {what}; pass --overwrite to replace it or choose another directory")
+        _remove_written_files(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / WRITING_MARKER).write_text("written by vidkd synth; `--overwrite` removes only the files vidkd wrote\n")
+
+
+def _write_groups(group_jobs: list[tuple], num_videos: int, workers: int, progress: bool) -> None:
+    """Run `_write_group` for every job, in this process (`workers` <= 1) or in a process pool."""
+    with tqdm(total=num_videos, desc="synth", unit="video", disable=not progress) as bar:
+        if workers <= 1:
+            for job in group_jobs:
+                bar.update(_write_group(*job))
+            return
+        # one actor per task: every video is rendered from (seed, action, actor, clip) alone, so
+        # the files are the same bytes whichever process writes them
+        with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
+            for done in as_completed([pool.submit(_write_group, *job) for job in group_jobs]):
+                bar.update(done.result())
+
+
 def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DEFAULT_GROUPS,
                             clips_per_group: int = DEFAULT_CLIPS_PER_GROUP,
                             frames: int = 96, size: tuple[int, int] = (128, 96), seed: int = 0,
@@ -205,32 +237,10 @@ def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DE
         summary.update(splits=_split_counts(names, groups, clips_per_group), reused=True,
                        seconds=time.perf_counter() - started)
         return summary
-    if root.is_dir() and any(root.iterdir()):
-        ours = (root / MANIFEST).exists() or (root / WRITING_MARKER).exists()
-        if not ours:
-            raise DatasetError(f"{root} is not empty and was not written by `vidkd synth`; choose a new or empty "
-                               "directory (--overwrite replaces only a synthetic dataset)")
-        if not overwrite:
-            stored = _stored_action_set(root)
-            what = (f"the {stored} actions, not the {actions} ones" if stored not in (None, actions)
-                    else "an unfinished synthetic dataset or one written with other parameters")
-            raise DatasetError(f"{root} holds {what}; pass --overwrite to replace it or choose another directory")
-        _remove_written_files(root)
-
-    root.mkdir(parents=True, exist_ok=True)
-    (root / WRITING_MARKER).write_text("written by vidkd synth; `--overwrite` removes only the files vidkd wrote\n")
+    _clear_for_writing(root, actions, overwrite)
     group_jobs = [(root, names, group, clips_per_group, frames, size, seed, actions) for group in range(1, groups + 1)]
-    workers = min(groups, usable_cpus()) if workers is None else workers
-    with tqdm(total=summary["num_videos"], desc="synth", unit="video", disable=not progress) as bar:
-        if workers <= 1:
-            for job in group_jobs:
-                bar.update(_write_group(*job))
-        else:
-            # one actor per task: every video is rendered from (seed, action, actor, clip) alone, so
-            # the files are the same bytes whichever process writes them
-            with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
-                for done in as_completed([pool.submit(_write_group, *job) for job in group_jobs]):
-                    bar.update(done.result())
+    _write_groups(group_jobs, summary["num_videos"], min(groups, usable_cpus()) if workers is None else workers,
+                  progress)
     _write_splits(root, names, groups, clips_per_group)
     seconds = time.perf_counter() - started
     # Written last: its presence (with matching parameters) marks a complete dataset. No
