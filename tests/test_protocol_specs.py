@@ -14,6 +14,7 @@ from vidkd.eval.finetune import evaluate_clips
 from vidkd.eval.knn import knn_classify
 from vidkd.eval.linear import LinearRecipe, linear_probe
 from vidkd.eval.protocols import PROTOCOLS, format_results, result_settings
+from vidkd.result_record import ResultRecord
 from vidkd.eval.retrieval import retrieval_recall
 from vidkd.protocol_specs import (HEADLINE, PROTOCOL_NAMES, PROTOCOL_SPECS, RETRIEVAL_KS, RETRIEVAL_METRICS,
                                   ProtocolSpec, recall_name)
@@ -70,6 +71,6 @@ def test_every_shown_metric_is_a_key_the_protocols_computation_returns():
     produced["finetune"] = evaluate_clips(nn.Linear(4, 2), [batch], torch.device("cpu"), progress=False)
     for name, spec in PROTOCOL_SPECS.items():
         assert set(spec.metrics) <= set(produced[name]), name
-    records = {name: {"metrics": metrics, "seconds": 1.0} for name, metrics in produced.items()}
+    records = {name: ResultRecord.from_json({"metrics": metrics, "seconds": 1.0}) for name, metrics in produced.items()}
     table = format_results(records)
     assert all(f"{name} " in table for spec in PROTOCOL_SPECS.values() for name in spec.metrics)

@@ -22,6 +22,7 @@ from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, EvaluationChoices, evaluate, format_results
 from vidkd.report import write_report
+from vidkd.result_record import ResultRecord
 from vidkd.synthetic import (ACTION_SETS, DEFAULT_ACTION_SET, DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, format_summary,
                              write_synthetic_dataset)
 from vidkd.utils.runtime import configure_threads, keep_freed_memory
@@ -103,8 +104,8 @@ def _say_threads(config: Path | str | None, overrides: list[str]) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     shown = []
 
-    def show(record: dict) -> None:  # each result as soon as it exists: a failed write cannot lose it
-        print(format_results({record["protocol"]: record}, header=not shown, written=False), flush=True)
+    def show(record: ResultRecord) -> None:  # each result as soon as it exists: a failed write cannot lose it
+        print(format_results({record.protocol: record}, header=not shown, written=False), flush=True)
         shown.append(record)
 
     overrides = _overrides(args) + ([f"eval.protocol={args.recipe}"] if args.recipe else [])
@@ -114,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                   epochs=args.epochs),
         overrides=overrides, out=args.out, on_result=show,
     )
-    paths = [r["path"] for r in results.values() if "path" in r]
+    paths = [r.path for r in results.values() if r.path]
     if paths:
         print(f"results written to {Path(paths[0]).parent}/")
     return 0

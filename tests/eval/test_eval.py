@@ -17,6 +17,7 @@ from vidkd.eval.fractions import sample_fraction
 from vidkd.eval.knn import knn_classify
 from vidkd.eval.linear import LinearRecipe, group_folds, linear_probe
 from vidkd.eval.protocols import EvaluationChoices
+from vidkd.result_record import ResultRecord
 from vidkd.eval.retrieval import retrieval_recall
 from vidkd.eval.runtime import EvalRuntime
 
@@ -233,13 +234,13 @@ def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
                            choices=EvaluationChoices(data_root=root, epochs=20), overrides=TINY, out=out,
                            progress=False)
     assert list(results) == ["retrieval", "knn", "linear"]
-    recall = results["retrieval"]["metrics"]
+    recall = results["retrieval"].metrics
     assert list(recall) == ["R@1", "R@5", "R@10", "R@20", "R@50"]
     assert all(0 <= v <= 1 for v in recall.values()) and list(recall.values()) == sorted(recall.values())
     assert recall["R@10"] == 1.0  # only 6 gallery videos: k is clamped, every class is in the gallery
     for protocol in results:
         saved = json.loads((out / f"{protocol}.json").read_text())
-        assert saved["metrics"] == pytest.approx(results[protocol]["metrics"])
+        assert saved["metrics"] == pytest.approx(results[protocol].metrics)
         assert saved["dataset"]["train_videos"] == 6 and saved["dataset"]["test_videos"] == 3
         assert saved["arch"] == "r3d" and saved["width"] == 0.125
     assert len(list((out / "features").glob("*.safetensors"))) == 2  # train and test, extracted once
@@ -251,7 +252,7 @@ def test_evaluate_random_r3d_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "extract_features", no_extraction)
     again = run.evaluate("random:r3d", protocols=("retrieval",), choices=EvaluationChoices(data_root=root), overrides=TINY, out=out,
                          progress=False)
-    assert again["retrieval"]["metrics"] == recall
+    assert again["retrieval"].metrics == recall
     print(run.format_results(results))
 
 
@@ -341,7 +342,7 @@ def test_evaluate_run_directory_reads_its_config_and_checkpoint(tmp_path):
     reference = evaluate("random:r3d", protocols=("knn",), choices=EvaluationChoices(data_root=root), overrides=TINY,
                          out=tmp_path / "ref",
                          progress=False)["knn"]
-    assert result["metrics"] == reference["metrics"]
+    assert result.metrics == reference.metrics
     # same weights, so the same cached test features: the checkpoint really was loaded
     from safetensors.torch import load_file
 
@@ -459,7 +460,7 @@ def test_pcl_finetune_recipe_is_recorded_and_run_through_the_engine(tmp_path, mo
     best = next(h for h in record["history"] if h["epoch"] == metrics["best_epoch"])
     assert best["val_loss"] == pytest.approx(min(h["val_loss"] for h in record["history"]))
     assert metrics["best_val_loss"] == pytest.approx(best["val_loss"])
-    assert results["knn"]["settings"]["recipe"] == "vidkd"  # the reference has no kNN: vidkd's runs
+    assert results["knn"].recipe == "vidkd"  # the reference has no kNN: vidkd's runs
 
     (trainer,) = trainers
     assert trainer.initial_lrs == [1e-3, 1e-3] and trainer.options.keep_best and trainer.best_epoch == metrics["best_epoch"]
@@ -485,15 +486,15 @@ def test_finetune_repeats_average_runs_whose_first_is_the_single_run(tmp_path):
                           out=tmp_path / "out", overrides=settings + ["eval.finetune_repeats=3"], progress=False)["finetune"]
     saved = json.loads((tmp_path / "out" / "finetune_frac0.5.json").read_text())
     metrics = saved["metrics"]
-    assert saved["settings"]["repeats"] == 3 and single["settings"]["repeats"] == 1
+    assert saved["settings"]["repeats"] == 3 and single.settings["repeats"] == 1
     assert [r["seed"] for r in metrics["repeats"]] == [3, repeat_seed(3, 1), repeat_seed(3, 2)] != [3, 3, 3]
     # repeat 0 is the single run, so one repeat changes nothing; the headline is the repeats' mean
     first = metrics["repeats"][0]
-    assert first["video_top1"] == single["metrics"]["video_top1"] and first["clip_top1"] == single["metrics"]["clip_top1"]
-    assert first["history"] == single["history"]
+    assert first["video_top1"] == single.metrics["video_top1"] and first["clip_top1"] == single.metrics["clip_top1"]
+    assert first["history"] == single.history
     assert metrics["video_top1"] == pytest.approx(sum(r["video_top1"] for r in metrics["repeats"]) / 3)
     assert metrics["clip_top1"] == pytest.approx(sum(r["clip_top1"] for r in metrics["repeats"]) / 3)
-    assert record["metrics"]["video_top1"] == pytest.approx(metrics["video_top1"])
+    assert record.metrics["video_top1"] == pytest.approx(metrics["video_top1"])
     assert all(len(r["history"]) == 2 and r["train_videos"] == 3 for r in metrics["repeats"])
     # each repeat trains on its own draw of the labelled videos
     assert len({str(r["history"]) for r in metrics["repeats"]}) == 3
@@ -522,8 +523,8 @@ def test_vidkd_recipe_is_the_default_and_recorded(tmp_path):
     root = _write_tiny_ucf(tmp_path / "ucf")
     results = evaluate("random:r3d", protocols=("retrieval",), choices=EvaluationChoices(data_root=root), overrides=TINY,
                        progress=False)
-    assert results["retrieval"]["settings"]["recipe"] == "vidkd"
-    assert "feature" not in results["retrieval"]["settings"]
+    assert results["retrieval"].recipe == "vidkd"
+    assert "feature" not in results["retrieval"].settings
 
 
 def test_unknown_protocol_name_is_a_one_line_error(capsys):
@@ -575,9 +576,12 @@ def test_changed_settings_compare_only_what_a_protocol_depends_on():
     from vidkd.eval.protocols import changed_settings, result_settings
 
     now = EvalConfig(finetune_repeats=2, knn_k=7)
-    record = {"eval": result_settings(EvalConfig(), "finetune")}
-    assert changed_settings(record, now, "finetune") == ["finetune_repeats"]
-    assert changed_settings({"eval": result_settings(EvalConfig(), "linear")}, now, "linear") == []
-    assert changed_settings({"eval": {"num_clips": 10}}, now, "knn") == ["knn_k"]  # an absent key had its default
-    assert changed_settings({"eval": {"num_clips": 10}}, EvalConfig(), "knn") == []
-    assert changed_settings({"metrics": {}}, now, "knn") == []  # a record from before `eval`: nothing to compare
+
+    def stored(values: dict | None) -> ResultRecord:
+        return ResultRecord.from_json({"metrics": {}, **({"eval": values} if values is not None else {})})
+
+    assert changed_settings(stored(result_settings(EvalConfig(), "finetune")), now, "finetune") == ["finetune_repeats"]
+    assert changed_settings(stored(result_settings(EvalConfig(), "linear")), now, "linear") == []
+    assert changed_settings(stored({"num_clips": 10}), now, "knn") == ["knn_k"]  # an absent key had its default
+    assert changed_settings(stored({"num_clips": 10}), EvalConfig(), "knn") == []
+    assert changed_settings(stored(None), now, "knn") == []  # a record from before `eval`: nothing to compare

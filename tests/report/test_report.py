@@ -17,6 +17,7 @@ from vidkd import report, runs
 from vidkd.errors import VidkdError
 from vidkd.models import build_backbone
 from vidkd.plan import PlanEntry
+from vidkd.result_record import ResultRecord
 from vidkd.report import efficiency, published
 from vidkd.report.summary import build_summary
 
@@ -348,8 +349,9 @@ def test_published_settings_and_the_matching_rule():
     config = {"method": "pcl", "ssl": {"pretext": "vcp", "contrastive": "memory_bank"},
               "data": {"root": "/data/ucf101", "layout": "ucf101", "split": 1, "clip_len": 16, "crop": 112,
                        "modality": "residual"}, "model": {"arch": "r3d_18", "width": 1.0}, "train": {"epochs": 200}}
-    record = {"settings": {"recipe": "pcl"}, "dataset": {"layout": "ucf101", "root": "/data/ucf101", "split": 1},
-              "input": {"clip_len": 16, "crop": 112, "modality": "residual"}, "width": 1.0}
+    record = ResultRecord.from_json({
+        "settings": {"recipe": "pcl"}, "dataset": {"layout": "ucf101", "root": "/data/ucf101", "split": 1},
+        "input": {"clip_len": 16, "crop": 112, "modality": "residual"}, "width": 1.0, "metrics": {}})
     setting = published.run_setting(config, record)
     match = published.compare("retrieval", "r3d_18", setting)
     assert match.matches and match.value("R@1") == 55.1
@@ -370,7 +372,8 @@ def test_published_settings_and_the_matching_rule():
         assert unpublished.describe("retrieval", arch, "R@1").startswith("no published counterpart")
     assert published.compare("finetune", "mc3_18", setting).published is None
     # a record written before recipes existed is vidkd's
-    assert published.run_setting(config, {})["recipe"] == "vidkd"
+    assert published.run_setting(config, ResultRecord.from_json({"metrics": {}}))["recipe"] == "vidkd"
+    assert published.run_setting(config, None)["recipe"] == "vidkd"
 
 
 def test_summary_json_pairs_seeds_and_decides_claims_only_with_intervals(tmp_path):

@@ -32,6 +32,7 @@ from vidkd.eval.protocols import EvaluationChoices, changed_settings, evaluate
 from vidkd.models import build_backbone, list_backbones
 from vidkd.models.flops import count_flops
 from vidkd.plan import Plan, PlanEntry
+from vidkd.result_record import RecordError, ResultRecord
 from vidkd.synthetic import is_synthetic_dataset, write_synthetic_dataset
 from vidkd.utils import dist as dist_utils
 from vidkd.utils.io import atomic_write_json, atomic_write_text
@@ -279,10 +280,8 @@ def _needs_evaluation(path: Path, cfg: Config, protocol: str) -> bool:
     if not path.is_file():
         return True
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        record = None
-    if not isinstance(record, dict):
+        record = ResultRecord.from_json(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecordError):
         log.warning("cannot read the result %s; evaluating again", path)
         return True
     changed = changed_settings(record, cfg.eval, protocol)

@@ -50,6 +50,7 @@ from vidkd.eval.runtime import EvalRuntime
 from vidkd.models import build_backbone
 from vidkd.models.loading import load_backbone
 from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_KS
+from vidkd.result_record import ResultRecord
 from vidkd.utils.checkpoint import find_checkpoint, read_meta
 from vidkd.utils.io import atomic_write_json
 from vidkd.utils.runtime import resolve_device, resolve_memory_format, seed_everything
@@ -81,11 +82,11 @@ def result_settings(eval_cfg: EvalConfig, protocol: str) -> dict[str, Any]:
     return {key: getattr(eval_cfg, key) for key in PROTOCOL_SPECS[protocol].settings}
 
 
-def changed_settings(record: dict[str, Any], eval_cfg: EvalConfig, protocol: str) -> list[str]:
+def changed_settings(record: ResultRecord, eval_cfg: EvalConfig, protocol: str) -> list[str]:
     """The `eval.*` keys whose values differ from those `record` was computed with; [] for a record
     that predates `eval` (nothing to compare). A key the record lacks had its default value."""
-    stored = record.get("eval")
-    if not isinstance(stored, dict):
+    stored = record.eval
+    if stored is None:
         return []
     defaults = EvalConfig()
     return [key for key, value in result_settings(eval_cfg, protocol).items()
@@ -428,49 +429,46 @@ class _Source:
 
 
 def _record(ctx: EvaluationContext, protocol: str, source: _Source, result: ProtocolResult,
-            start: float) -> dict[str, Any]:
-    """The result record of one protocol (its history, if any, last)."""
+            start: float) -> ResultRecord:
+    """The result record of one protocol."""
     settings, metrics = result
     cfg = ctx.cfg
     history = metrics.pop("history", None)
-    record = {
-        "protocol": protocol,
-        "source": source.name,
-        "arch": source.info.get("arch", cfg.model.arch),
-        "width": source.info.get("width", cfg.model.width),
-        "checkpoint": checkpoint_summary(source.info),
-        "dataset": dict(ctx.dataset_info),
-        "input": {"clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
-                  "modality": cfg.data.modality},
-        "settings": settings,
-        "eval": result_settings(cfg.eval, protocol),
-        "metrics": metrics,
-        "device": str(ctx.device),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.time() - start, 3),
-    }
-    if history is not None:
-        record["history"] = history
-    return record
+    return ResultRecord(
+        protocol=protocol,
+        source=source.name,
+        arch=source.info.get("arch", cfg.model.arch),
+        width=source.info.get("width", cfg.model.width),
+        checkpoint=checkpoint_summary(source.info),
+        dataset=dict(ctx.dataset_info),
+        input={"clip_len": cfg.data.clip_len, "resize": list(cfg.data.resize), "crop": cfg.data.crop,
+               "modality": cfg.data.modality},
+        settings=settings,
+        eval=result_settings(cfg.eval, protocol),
+        metrics=metrics,
+        device=str(ctx.device),
+        timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        seconds=round(time.time() - start, 3),
+        history=history,
+    )
 
 
-def _write_record(out_dir: Path, record: dict[str, Any], split: int, fraction: float) -> str | None:
-    """Write `record` (its `path` added); what failed, if the write did."""
-    path = runs.result_path(out_dir, record["protocol"], split, fraction, record["settings"].get("recipe", "vidkd"))
+def _write_record(out_dir: Path, record: ResultRecord, split: int, fraction: float) -> tuple[ResultRecord, str | None]:
+    """Write `record`: the record with its `path`, and what failed, if the write did."""
+    path = runs.result_path(out_dir, record.protocol, split, fraction, record.recipe)
     try:
-        atomic_write_json(path, record)
-        record["path"] = str(path)
+        atomic_write_json(path, record.to_json())
     except OSError as exc:
-        return f"{path} ({exc.strerror or exc})"
-    return None
+        return record, f"{path} ({exc.strerror or exc})"
+    return record.written_to(str(path)), None
 
 
 def _run_protocols(shared: dict[str, Any], protocols: Sequence[str], fractions: dict[str, float], source: _Source,
                    out_dir: Path | None,
-                   on_result: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
+                   on_result: Callable[[ResultRecord], None] | None) -> dict[str, ResultRecord]:
     """Run each protocol on an `EvaluationContext` of `shared`, hand its record to `on_result`, write it."""
     cfg = shared["cfg"]
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, ResultRecord] = {}
     failed_writes: list[str] = []
     # a fixed order: the frozen-feature protocols share one extraction, fine-tuning (of a copy) comes last
     for protocol in sorted(protocols, key=list(PROTOCOLS).index):
@@ -481,8 +479,9 @@ def _run_protocols(shared: dict[str, Any], protocols: Sequence[str], fractions: 
         record = _record(ctx, protocol, source, protocol_function(cfg.eval.protocol, protocol)(ctx), start)
         if on_result is not None:
             on_result(record)
-        failed = _write_record(out_dir, record, cfg.data.split, fractions[protocol]) if out_dir is not None else None
-        failed_writes += [failed] if failed else []
+        if out_dir is not None:
+            record, failed = _write_record(out_dir, record, cfg.data.split, fractions[protocol])
+            failed_writes += [failed] if failed else []
         results[protocol] = record
     if failed_writes:
         raise VidkdError(f"results computed (shown above) but not written: {failed_writes[0]}"
@@ -512,8 +511,8 @@ def evaluate(
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, dict[str, Any]]:
+    on_result: Callable[[ResultRecord], None] | None = None,
+) -> dict[str, ResultRecord]:
     """Run `protocols` on `source`; returns {protocol: result record} and writes one JSON each.
 
     `source` is a run directory, a checkpoint (directory or weights file) or `random:ARCH`.
@@ -548,14 +547,14 @@ def evaluate(
     return _run_protocols(shared, protocols, fractions, _Source(str(source), info), out_dir, on_result)
 
 
-def format_results(results: dict[str, dict[str, Any]], header: bool = True, written: bool = True) -> str:
+def format_results(results: dict[str, ResultRecord], header: bool = True, written: bool = True) -> str:
     """A short table: protocol, the metrics its `ProtocolSpec` shows (in %), seconds (and where the results went)."""
     lines = [f"{'protocol':<10} {'metrics (%)':<56} {'seconds':>8}"] if header else []
     for protocol, record in results.items():
-        shown = "  ".join(f"{name} {100 * record['metrics'][name]:.1f}"
-                          for name in PROTOCOL_SPECS[protocol].metrics if name in record["metrics"])
-        lines.append(f"{protocol:<10} {shown:<56} {record['seconds']:>8.1f}")
-    paths = [r["path"] for r in results.values() if "path" in r]
+        shown = "  ".join(f"{name} {100 * record.metrics[name]:.1f}"
+                          for name in PROTOCOL_SPECS[protocol].metrics if name in record.metrics)
+        lines.append(f"{protocol:<10} {shown:<56} {record.seconds:>8.1f}")
+    paths = [r.path for r in results.values() if r.path]
     if written and paths:
         lines.append(f"results written to {Path(paths[0]).parent}/")
     return "\n".join(lines)

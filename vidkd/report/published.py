@@ -26,6 +26,7 @@ from typing import Any
 from vidkd.config import Config
 from vidkd.protocol_specs import HEADLINE, RETRIEVAL_METRICS
 from vidkd.report.results import ARCH_NAMES
+from vidkd.result_record import ResultRecord
 
 PCL_SOURCE = "Tao, Wang & Yamasaki, Pretext-Contrastive Learning (PCL, VCP), arXiv:2010.15464"
 
@@ -140,7 +141,7 @@ def method_name(config: dict[str, Any]) -> str:
     return f"PCL (VCP, {contrastive} contrastive)"
 
 
-def run_setting(config: dict[str, Any], record: dict[str, Any] | None, *, random_init: bool = False,
+def run_setting(config: dict[str, Any], record: ResultRecord | None, *, random_init: bool = False,
                 dataset: str | None = None, split: int = 1, fraction: float = 1.0,
                 width: float | None = None) -> dict[str, Any]:
     """The setting of one of our results, in the fields of `SETTING_FIELDS`.
@@ -150,14 +151,13 @@ def run_setting(config: dict[str, Any], record: dict[str, Any] | None, *, random
     for a record that does not say (the experiment's plan). A record without `settings.recipe`
     was written before recipes existed: vidkd's.
     """
-    record = record or {}
-    settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
-    evaluated = record.get("dataset") if isinstance(record.get("dataset"), dict) else {}
-    inputs = record.get("input") if isinstance(record.get("input"), dict) else {}
+    settings = record.settings if record else {}
+    evaluated = record.dataset if record else {}
+    inputs = record.input if record else {}
     clip_len = inputs.get("clip_len", _config_value(config, "data", "clip_len"))
     crop = inputs.get("crop", _config_value(config, "data", "crop"))
     if width is None:
-        width = record.get("width", _config_value(config, "model", "width"))
+        width = record.width if record and record.width is not None else _config_value(config, "model", "width")
     return {
         "width": float(width) if width is not None else None,
         "method": "none (random init)" if random_init else method_name(config),
@@ -167,7 +167,7 @@ def run_setting(config: dict[str, Any], record: dict[str, Any] | None, *, random
                                                                   _config_value(config, "data", "root")),
         "pretrain_split": None if random_init else _config_value(config, "data", "split"),
         "input": f"{clip_len}x{crop}x{crop}",
-        "recipe": settings.get("recipe", "vidkd"),
+        "recipe": record.recipe if record else "vidkd",
         "dataset": dataset_name(evaluated.get("layout"), evaluated.get("root")) or dataset_name(None, dataset),
         "split": evaluated.get("split", split),
         "fraction": float(settings.get("fraction", fraction)),

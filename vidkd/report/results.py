@@ -24,6 +24,7 @@ from vidkd.config import EVALUATIONS, recipe_of
 from vidkd.errors import VidkdError
 from vidkd.methods import METHODS
 from vidkd.plan import Plan, PlanEntry, PlanError
+from vidkd.result_record import RecordError, ResultRecord
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
 # the key of `Run.series` for the validation metric a run's method names first (`Method.main_metric`:
@@ -51,7 +52,7 @@ class Run:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> the result's "metrics"
     eval_seconds: dict[str, float] = field(default_factory=dict)  # protocol -> the result's "seconds"
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> the whole result record
+    records: dict[str, ResultRecord] = field(default_factory=dict)  # protocol -> the whole result record
     problems: list[str] = field(default_factory=list)
     teacher_epochs: int | None = None  # a student's teacher budget in a teacher-strength study
     arm: str | None = None  # a student's named KD arm
@@ -272,12 +273,14 @@ def load_run(entry: PlanEntry, base: Path, planned_epochs: int | None, split: in
 def read_result(run: Run, key: str, path: Path) -> None:
     """Keep the result record at `path` under `key` (metrics, whole record, seconds); a record
     that cannot be read is noted in `run.problems`."""
-    record = read_json(path, run.problems)
-    if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
-        run.evals[key] = record["metrics"]
-        run.records[key] = record
-        if isinstance(record.get("seconds"), (int, float)):
-            run.eval_seconds[key] = float(record["seconds"])
+    try:
+        record = ResultRecord.from_json(read_json(path, run.problems))
+    except RecordError:
+        return  # unreadable (noted by read_json) or not a result
+    run.evals[key] = record.metrics
+    run.records[key] = record
+    if record.seconds is not None:
+        run.eval_seconds[key] = record.seconds
 
 
 def _single_run_plan(directory: Path) -> Plan:
@@ -353,8 +356,7 @@ def _random_init_groups(directory: Path, planned: set[Path], split: int, fractio
             by_arch.setdefault(arch, []).append(run)
     groups = []
     for arch, arch_runs in by_arch.items():
-        width = next((rec.get("width") for run in arch_runs for rec in run.records.values()
-                      if rec.get("width") is not None), None)
+        width = next((rec.width for run in arch_runs for rec in run.records.values() if rec.width is not None), None)
         arch_runs.sort(key=lambda run: -1 if run.seed is None else run.seed)
         groups.append(Group("random", arch, None, float(width) if width is not None else None, arch_runs))
     return groups

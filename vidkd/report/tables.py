@@ -18,6 +18,7 @@ from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_METRICS
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
 from vidkd.report.results import ARCH_NAMES, MAIN_METRIC, Experiment, Group, Run, arch_rank, group_runs
+from vidkd.result_record import ResultRecord
 from vidkd.report.summary import KdRow, SslRow
 from vidkd.report.stats import (
     MISSING,
@@ -180,7 +181,7 @@ def _teacher_group(groups: Sequence[Group], student: Group) -> Group | None:
     return baseline_group(groups, student.teacher_arch or "", 1.0) if student.teacher_arch else None
 
 
-def _result_record(exp: Experiment, run: Run, protocol: str) -> dict | None:
+def _result_record(exp: Experiment, run: Run, protocol: str) -> ResultRecord | None:
     """The whole result record of `protocol` for `run` in the experiment's setting (None if absent)."""
     return run.records.get(protocol)
 
