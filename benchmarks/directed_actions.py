@@ -4,7 +4,7 @@
 
 1. Writes the directed synthetic dataset (`vidkd synth --actions directed --seed DRAW`, every class
    of the set, 16 actors x 2 clips) to WORK/data_dDRAW.
-2. Per seed, pretrains VCOP (preset vcop_r3d_synthetic) and PCL (pcl_r3d_synthetic) on it with the
+2. Per seed, pretrains VCOP (preset vcop_r3d_directed) and PCL (pcl_r3d_synthetic) on it with the
    vidkd CLI, in WORK/runs/{vcop,pcl}_sSEED, for the presets' epochs unless --epochs; a finished run
    is kept, an interrupted one resumed, so the script can be run again after a stop.
 3. Reads VCOP's validation order accuracy of the last epoch (`val_pretext_acc` in metrics.jsonl;
@@ -45,7 +45,7 @@ from vidkd.eval.linear import _fit, _standardise, choose_weight_decay
 from vidkd.report.summary import ci95
 from vidkd.synthetic import DIRECTED_ACTIONS, reversal_pairs
 
-PRESETS = {"vcop": "vcop_r3d_synthetic", "pcl": "pcl_r3d_synthetic"}
+PRESETS = {"vcop": "vcop_r3d_directed", "pcl": "pcl_r3d_synthetic"}
 ORDER_KEY = "val_pretext_acc"  # VCOP's validation accuracy over the 3! clip orders
 ORDER_CHANCE = 1 / 6  # tuple_len 3 in both presets
 SOURCES = ("pcl", "vcop", "random")

@@ -132,7 +132,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if not args.out and not args.dry_run:
         raise VidkdError("experiment needs --out DIR (or --dry-run to only list the plan)")
     if args.dry_run:
-        out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+        out = Path(args.out) if args.out else runs.default_experiment_dir(args.config)
         print(plan_experiment(args.config, out, overrides=_overrides(args)))
         return 0
     out = run_experiment(args.config, Path(args.out), overrides=_overrides(args))

@@ -311,6 +311,11 @@ def iter_results(results_dir: Path) -> Iterator[tuple[ResultKey, Path]]:
 # --------------------------------------------------------------------------- experiments
 
 
+def default_experiment_dir(config: str | Path) -> Path:
+    """Where a dry run of the experiment config `config` (a path or a preset name) says its grid goes."""
+    return Path(RUNS_DIR) / Path(config).stem
+
+
 def experiment_run_dir(experiment_dir: Path, run_name: str) -> Path:
     return Path(experiment_dir) / RUNS_DIR / run_name
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from pathlib import Path
 
@@ -11,13 +12,16 @@ import torch
 
 from tiny_runs import tiny_config
 from vidkd.apps.pretrain import pretrain
+from vidkd.config import load_config
 from vidkd.errors import CheckpointError
 from vidkd.methods import method_of
 from vidkd.methods import vcop as vcop_module
+from vidkd.methods.common import tuple_spec
 from vidkd.methods.loading import load_model
 from vidkd.methods.vcop import OrderHead, VCOPModel
 from vidkd.models import build_backbone
 from vidkd.runs import read_metrics
+from vidkd.synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -133,3 +137,15 @@ def test_vcop_method_takes_batchnorm_and_weight_init_from_the_config(monkeypatch
     assert model.backbone.conv1.bias.abs().min() > 0  # PyTorch's default conv bias, not vidkd's zeros
     with pytest.raises(ValueError, match="batchnorm"):
         VCOPModel(build_backbone("r3d", width=0.125), batchnorm="per_clip")
+
+
+def test_the_directed_preset_spans_the_whole_directed_video():
+    """vcop_r3d_directed differs from vcop_r3d_synthetic only in the interval, which makes a tuple
+    cover a default synthetic video (`vidkd synth` writes 96 frames): start, movement and end."""
+    directed, cyclic = load_config("vcop_r3d_directed"), load_config("vcop_r3d_synthetic")
+    frames = inspect.signature(write_synthetic_dataset).parameters["frames"].default
+    assert tuple_spec(directed).span == frames > tuple_spec(cyclic).span
+    assert directed.to_dict()["data"] | {"interval": 0, "root": ""} == cyclic.to_dict()["data"] | {"interval": 0,
+                                                                                                  "root": ""}
+    assert {k: v for k, v in directed.to_dict().items() if k not in ("data", "name")} == \
+        {k: v for k, v in cyclic.to_dict().items() if k not in ("data", "name")}
