@@ -516,6 +516,23 @@ def test_finetune_repeats_below_one_is_a_config_error():
         load_config(None, ["eval.finetune_repeats=0"])
 
 
+def test_a_labelled_protocol_that_ignores_its_fraction_is_refused_before_its_result_is_named(tmp_path, monkeypatch):
+    """A result file of a labelled protocol is named by its fraction: one computed on other labels
+    (a protocol that forgot to subsample) must fail loudly, not take the name."""
+    from vidkd.eval import protocols
+
+    def all_labels(ctx):
+        settings, metrics = protocols.linear(ctx)
+        return {**settings, "fraction": 1.0}, metrics
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "linear", all_labels)
+    root = _write_tiny_ucf(tmp_path / "ucf")
+    with pytest.raises(RuntimeError, match="fraction 1.0, not the 0.5"):
+        protocols.evaluate("random:r3d", protocols=("linear",), choices=EvaluationChoices(data_root=root, fraction=0.5),
+                           overrides=TINY, out=tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out").glob("linear*.json"))
+
+
 def test_vidkd_recipe_is_the_default_and_recorded(tmp_path):
     from vidkd.eval.protocols import evaluate
 

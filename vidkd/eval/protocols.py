@@ -432,6 +432,10 @@ def _record(ctx: EvaluationContext, protocol: str, source: _Source, result: Prot
             start: float) -> ResultRecord:
     """The result record of one protocol."""
     settings, metrics = result
+    if PROTOCOL_SPECS[protocol].uses_labels and settings.get("fraction") != ctx.fraction:
+        # its file is named by the fraction (runs.result_name): a result of other labels must not take the name
+        raise RuntimeError(f"protocol {protocol} trains on labels but its settings record the fraction "
+                           f"{settings.get('fraction')!r}, not the {ctx.fraction} it was asked for")
     cfg = ctx.cfg
     history = metrics.pop("history", None)
     return ResultRecord(
