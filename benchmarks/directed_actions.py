@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors import safe_open
 
 from vidkd import runs
@@ -101,6 +102,10 @@ def pretrain(args: argparse.Namespace, method: str, seed: int, data: Path, timin
     run_dir = args.work / "runs" / f"{method}_s{seed}"
     epochs = args.epochs or load_config(PRESETS[method]).train.epochs
     state, saved = runs.run_state(run_dir, epochs)
+    trained_with = yaml.safe_load(runs.config_path(run_dir).read_text()).get("name") if state != "new" else None
+    if trained_with not in (None, PRESETS[method]):  # e.g. a VCOP run of the earlier preset: never mixed in
+        sys.exit(f"{run_dir} was trained with the preset {trained_with}, not {PRESETS[method]}; "
+                 "move it away or choose another --work")
     timings[f"epochs before {run_dir.name}"] = saved  # what this invocation did not train (time estimate)
     if state == "done":
         print(f"{run_dir}: finished, kept")

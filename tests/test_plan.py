@@ -49,6 +49,8 @@ def test_labelled_fractions_and_evaluations_per_kind():
     ({"protocol": "unknown"}, {"protocol": "vidkd"}),
     ({"epochs": "8"}, {"epochs": None}),
     ({"evaluations": "knn"}, {"evaluations": ()}),
+    ({"seeds": 3}, {"seeds": ()}),
+    ({"seeds": "01"}, {"seeds": ()}),
 ])
 def test_a_malformed_value_takes_its_default(values, expected):
     plan = Plan.from_json({"runs": [{"name": "a", "kind": "baseline", "arch": "r3d"}, "not an entry"], **values})

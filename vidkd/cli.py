@@ -164,7 +164,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_synth_command(sub: argparse._SubParsersAction) -> None:
-
     p = sub.add_parser("synth", help="write the built-in synthetic action dataset (UCF101 layout)")
     p.add_argument("out", help="output directory")
     p.add_argument("--classes", type=int, default=10)
@@ -283,7 +282,6 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
                    "synthetic one (default OUT/data)")
     p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="experiment or run config override")
     p.set_defaults(func=cmd_demo)
-
 
 
 def build_parser() -> argparse.ArgumentParser:

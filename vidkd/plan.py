@@ -100,7 +100,7 @@ class Plan:
             fraction=_number(value.get("fraction"), float, 1.0),
             finetune_fraction=_number(value.get("finetune_fraction"), float, None),
             protocol=value["protocol"] if value.get("protocol") in EVAL_PROTOCOLS else "vidkd",
-            seeds=tuple(value.get("seeds") or ()),
+            seeds=tuple(value["seeds"]) if isinstance(value.get("seeds"), list) else (),
             evaluations=_names(value.get("evaluations")) or (),
             student_evaluations=_names(students),
         )

@@ -121,6 +121,8 @@ def test_bad_arguments():
         ClipTransform(modality="flow")
     with pytest.raises(ValueError):
         ClipTransform(jitter_order="sometimes")
+    with pytest.raises(ValueError, match="one value per RGB channel"):  # at construction, not in a worker
+        ClipTransform(mean=(0.5, 0.5))
     with pytest.raises(ValueError):
         ClipTransform(resize=None, crop=16)(np.zeros((2, 8, 8, 3), np.uint8), np.random.default_rng(0))
 

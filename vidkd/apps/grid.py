@@ -13,7 +13,6 @@ import inspect
 import json
 import logging
 import time
-
 from pathlib import Path
 from typing import Sequence
 

@@ -95,6 +95,8 @@ class ClipTransform:
             raise ValueError(f"jitter_order must be 'fixed' or 'random', got {self.jitter_order!r}")
         if self.jitter_style not in JITTER_STYLES:
             raise ValueError(f"jitter_style must be one of {', '.join(JITTER_STYLES)}, got {self.jitter_style!r}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std need one value per RGB channel, got {self.mean} and {self.std}")
         resize = (int(self.resize[0]), int(self.resize[1])) if self.resize else None
         normalised = {"resize": resize, "crop": int(self.crop), "color_jitter": float(self.color_jitter),
                       "grayscale": float(self.grayscale), "blur": float(self.blur), "antialias": bool(self.antialias),

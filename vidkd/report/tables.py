@@ -18,7 +18,6 @@ from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_METRICS
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
 from vidkd.report.results import ARCH_NAMES, MAIN_METRIC, Experiment, Group, Run, arch_rank, group_runs
-from vidkd.result_record import ResultRecord
 from vidkd.report.summary import KdRow, SslRow
 from vidkd.report.stats import (
     MISSING,
@@ -32,6 +31,7 @@ from vidkd.report.stats import (
     target_accuracy,
     training_share,
 )
+from vidkd.result_record import ResultRecord
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
 FIGURES_DIR = "figures"  # under the report directory
