@@ -60,7 +60,7 @@ from vidkd.data.sampling import TupleSpec, clip_indices, sample_tuple
 from vidkd.data.transforms import ClipTransform, transforms_from_config
 from vidkd.methods.vcp import VcpSampler, apply_vcp, remote_possible, sample_vcp_label, vcp_positions
 from vidkd.data.video import VideoReader, probe_video, write_video
-from vidkd.synthetic import CLASS_NAMES, write_synthetic_dataset
+from vidkd.synthetic import CLASS_NAMES, SyntheticSpec, write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_VIDEOS, NUM_FRAMES, WIDTH, HEIGHT = 20, 150, 320, 240
@@ -246,8 +246,8 @@ def write_bench_data(workdir: Path, videos: int, jpeg_quality: int, with_jpegs: 
     tag = f"c{classes}_g{groups}"
     src, dst = workdir / f"originals_{tag}", workdir / f"prepared_{tag}"
     started = time.perf_counter()
-    write_synthetic_dataset(src, classes=classes, groups=groups, clips_per_group=2, frames=ORIGINAL_FRAMES,
-                            size=ORIGINAL_SIZE, seed=0, progress=False)
+    write_synthetic_dataset(src, SyntheticSpec(classes=classes, groups=groups, clips_per_group=2,
+                                               frames=ORIGINAL_FRAMES, size=ORIGINAL_SIZE), progress=False)
     prepare_dataset(src, dst, progress=False)
     every = sorted((src / "videos").rglob("*.avi"))
     pick = sorted({int(round(i)) for i in np.linspace(0, len(every) - 1, videos)})  # spread over the classes

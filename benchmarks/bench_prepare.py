@@ -27,9 +27,9 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vidkd.data.prepare import encode_video, prepare_dataset
+from vidkd.data.prepare import EncodeSettings, encode_video, prepare_dataset
 from vidkd.data.video import VideoReader
-from vidkd.synthetic import write_synthetic_dataset
+from vidkd.synthetic import SyntheticSpec, write_synthetic_dataset
 
 CLIP_LEN = 16
 WIDTH, HEIGHT, FRAMES = 320, 240, 175
@@ -38,8 +38,8 @@ WIDTH, HEIGHT, FRAMES = 320, 240, 175
 def make_source(root: Path, videos: int) -> Path:
     """A synthetic UCF101-layout dataset with about `videos` videos (2 actors x 2 clips per class)."""
     classes = min(12, max(2, round(videos / 4)))
-    write_synthetic_dataset(root, classes=classes, groups=2, clips_per_group=2, frames=FRAMES,
-                            size=(WIDTH, HEIGHT), seed=0, progress=False)
+    write_synthetic_dataset(root, SyntheticSpec(classes=classes, groups=2, clips_per_group=2, frames=FRAMES,
+                                                size=(WIDTH, HEIGHT)), progress=False)
     return root
 
 
@@ -96,7 +96,7 @@ def compare(src_videos: list[Path], out: Path, clips: int, rounds: int = 5) -> N
         outs = []
         for path in src_videos:
             target = folder / (path.stem + suffix)
-            encode_video(path, target, short_side=128, gop=gop, codec=codec, quality=quality, threads=1)
+            encode_video(path, target, EncodeSettings(short_side=128, gop=gop, codec=codec, quality=quality, threads=1))
             outs.append(target)
         encode = (time.perf_counter() - started) / len(src_videos)
         name = f"{codec}{suffix} {'qscale' if codec == 'mpeg4' else 'crf'} {quality} gop {gop}"

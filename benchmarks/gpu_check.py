@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import datetime
 import gc
-import inspect
 import logging
 import os
 import platform
@@ -51,7 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 try:  # written by someone else at the same time: the prepared-copy rows are skipped while it is missing
-    from vidkd.data.prepare import prepare_dataset
+    from vidkd.data.prepare import EncodeSettings, prepare_dataset
     PREPARE_MISSING = ""
 except ImportError as _exc:  # noqa: N816
     prepare_dataset = None
@@ -108,10 +107,11 @@ def overrides(sizes: Sizes, data_root: Path, *extra: str) -> list[str]:
 
 
 def write_data(sizes: Sizes, root: Path) -> Path:
-    from vidkd.synthetic import write_synthetic_dataset
+    from vidkd.synthetic import SyntheticSpec, write_synthetic_dataset
 
-    write_synthetic_dataset(root, classes=10, groups=sizes.groups, clips_per_group=1, frames=sizes.frames,
-                            size=sizes.video, progress=False, overwrite=True)
+    write_synthetic_dataset(root, SyntheticSpec(classes=10, groups=sizes.groups, clips_per_group=1,
+                                                frames=sizes.frames, size=sizes.video),
+                            progress=False, overwrite=True)
     return root
 
 
@@ -119,9 +119,7 @@ def prepare_copy(src: Path, dst: Path, sizes: Sizes) -> tuple[Path | None, str]:
     """The prepared copy's root and a note; (None, why) when prepare_dataset is missing or fails."""
     if prepare_dataset is None:
         return None, PREPARE_MISSING
-    params = inspect.signature(prepare_dataset).parameters
-    wanted = {"short_side": sizes.resize[0], "progress": False}
-    kwargs = {key: value for key, value in wanted.items() if key in params}
+    kwargs = {"settings": EncodeSettings(short_side=sizes.resize[0]), "progress": False}
     start = time.perf_counter()
     try:
         result = prepare_dataset(src, dst, **kwargs)

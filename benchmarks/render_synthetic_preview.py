@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vidkd.synthetic import CLASS_NAMES, decode_video_frames, render_preview, write_synthetic_dataset
+from vidkd.synthetic import CLASS_NAMES, SyntheticSpec, decode_video_frames, render_preview, write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def write_preview(out_png: Path, size: tuple[int, int] = (128, 96)) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        write_synthetic_dataset(Path(tmp) / "data", classes=len(CLASS_NAMES), groups=4, clips_per_group=1,
-                                frames=96, size=size, seed=0)
+        write_synthetic_dataset(Path(tmp) / "data", SyntheticSpec(classes=len(CLASS_NAMES), groups=4,
+                                                                  clips_per_group=1, frames=96, size=size))
         render_preview(Path(tmp) / "data", out_png, columns=6)
     print(f"wrote {out_png} ({out_png.stat().st_size / 1024:.0f} KB)")
     return out_png

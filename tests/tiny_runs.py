@@ -8,12 +8,12 @@ from typing import Any
 
 from vidkd.config import Config, load_config
 from vidkd.methods.pcl import pcl_meta
-from vidkd.synthetic import write_synthetic_dataset
+from vidkd.synthetic import SyntheticSpec, write_synthetic_dataset
 
 
 def make_tiny_dataset(root: Path) -> Path:
     """3 actions x 4 actors x 2 clips (18 train / 6 test videos on split 1), 48 frames of 64x48."""
-    write_synthetic_dataset(root, classes=3, groups=4, clips_per_group=2, frames=48, size=(64, 48), seed=0,
+    write_synthetic_dataset(root, SyntheticSpec(classes=3, groups=4, clips_per_group=2, frames=48, size=(64, 48)),
                             progress=False)
     return root
 

@@ -16,15 +16,15 @@ from vidkd.apps.pretrain import pretrain, resume
 from vidkd.config import EVAL_PROTOCOLS, load_config
 from vidkd.data.check import check_dataset, format_report
 from vidkd.data.datasets import LAYOUTS
-from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, prepare_dataset
+from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, EncodeSettings, prepare_dataset
 from vidkd.data.prepare import format_summary as format_prepare_summary
 from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, EvaluationChoices, evaluate, format_results
 from vidkd.report import write_report
 from vidkd.result_record import ResultRecord
-from vidkd.synthetic import (ACTION_SETS, DEFAULT_ACTION_SET, DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, format_summary,
-                             write_synthetic_dataset)
+from vidkd.synthetic import (ACTION_SETS, DEFAULT_ACTION_SET, DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, SyntheticSpec,
+                             format_summary, write_synthetic_dataset)
 from vidkd.utils.runtime import configure_threads, keep_freed_memory
 
 
@@ -37,10 +37,9 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    summary = write_synthetic_dataset(
-        args.out, classes=args.classes, groups=args.groups, clips_per_group=args.clips_per_group,
-        frames=args.frames, size=args.size, seed=args.seed, overwrite=args.overwrite, actions=args.actions,
-    )
+    spec = SyntheticSpec(classes=args.classes, groups=args.groups, clips_per_group=args.clips_per_group,
+                         frames=args.frames, size=args.size, seed=args.seed, actions=args.actions)
+    summary = write_synthetic_dataset(args.out, spec, overwrite=args.overwrite)
     print(format_summary(summary))
     return 0
 
@@ -58,8 +57,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    summary = prepare_dataset(args.src, args.dst, short_side=args.short_side, gop=args.gop, workers=args.workers,
-                              codec=args.codec, quality=args.quality)
+    settings = EncodeSettings(short_side=args.short_side, gop=args.gop, codec=args.codec, quality=args.quality)
+    summary = prepare_dataset(args.src, args.dst, settings, workers=args.workers)
     print(format_prepare_summary(summary))
     return 1 if summary.prepared + summary.skipped_existing == 0 else 0
 

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import decode_index, index_frame, write_index_video, write_ucf_layout
 from vidkd.data.datasets import load_split
-from vidkd.data.prepare import MANIFEST, _verify, encode_video, format_summary, prepare_dataset, target_size
+from vidkd.data.prepare import (MANIFEST, EncodeSettings, _verify, encode_video, format_summary, prepare_dataset,
+                                target_size)
 from vidkd.data.video import VideoReader, probe_video
 from vidkd.errors import DatasetError, VideoDecodeError
 
@@ -41,7 +42,7 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def prepared(source):
     dst = source.parent / "ucf_32"
-    summary = prepare_dataset(source, dst, short_side=SHORT, gop=GOP, workers=1, progress=False)
+    summary = prepare_dataset(source, dst, EncodeSettings(short_side=SHORT, gop=GOP), workers=1, progress=False)
     return dst, summary
 
 
@@ -98,12 +99,12 @@ def test_every_frame_keeps_its_index_and_keyframes_are_gop_apart(prepared):
 
 def test_rerun_skips_finished_videos_and_redoes_a_deleted_one(src_copy, tmp_path):
     dst = tmp_path / "out"
-    first = prepare_dataset(src_copy, dst, short_side=SHORT, gop=GOP, workers=2, progress=False)
+    first = prepare_dataset(src_copy, dst, EncodeSettings(short_side=SHORT, gop=GOP), workers=2, progress=False)
     assert (first.prepared, first.skipped_existing) == (8, 0)
     stamps = {v: (dst / v).stat().st_mtime_ns for v in _videos(dst)}
 
     calls = []
-    again = prepare_dataset(src_copy, dst, short_side=SHORT, gop=GOP, workers=1, progress=False,
+    again = prepare_dataset(src_copy, dst, EncodeSettings(short_side=SHORT, gop=GOP), workers=1, progress=False,
                             on_progress=lambda done, total: calls.append((done, total)))
     assert (again.prepared, again.skipped_existing, again.copied_files) == (0, 8, 0)
     assert calls[-1] == (8, 8) and len(calls) == 8
@@ -113,13 +114,13 @@ def test_rerun_skips_finished_videos_and_redoes_a_deleted_one(src_copy, tmp_path
     gone = Path("videos/Run/v_Run_g01_c02.avi")
     (dst / gone).unlink()
     (dst / gone.parent / f".{gone.name}.12345.part").write_bytes(b"half a video")
-    third = prepare_dataset(src_copy, dst, short_side=SHORT, gop=GOP, workers=1, progress=False)
+    third = prepare_dataset(src_copy, dst, EncodeSettings(short_side=SHORT, gop=GOP), workers=1, progress=False)
     assert (third.prepared, third.skipped_existing) == (1, 7)
     assert probe_video(dst / gone).num_frames == FRAMES and not _leftovers(dst)
     assert all((dst / v).stat().st_mtime_ns == t for v, t in stamps.items() if v != gone)
 
     with pytest.raises(DatasetError, match="other settings"):
-        prepare_dataset(src_copy, dst, short_side=48, progress=False)
+        prepare_dataset(src_copy, dst, EncodeSettings(short_side=48), progress=False)
 
 
 def test_corrupted_sources_are_skipped_and_listed(src_copy, tmp_path):
@@ -128,7 +129,7 @@ def test_corrupted_sources_are_skipped_and_listed(src_copy, tmp_path):
     (src_copy / "videos/Jump/v_Jump_g03_c01.avi").write_bytes(good[: len(good) * 6 // 10])  # cut short
     (src_copy / "videos/Jump/v_Jump_g03_c02.avi").write_bytes(b"")
     dst = tmp_path / "out"
-    summary = prepare_dataset(src_copy, dst, short_side=SHORT, workers=1, progress=False)
+    summary = prepare_dataset(src_copy, dst, EncodeSettings(short_side=SHORT), workers=1, progress=False)
     assert summary.prepared == 8
     failed = dict(summary.failed)
     assert sorted(failed) == ["videos/Jump/v_Jump_g03_c01.avi", "videos/Jump/v_Jump_g03_c02.avi",
@@ -170,7 +171,7 @@ def test_folder_layout_mp4_keeps_aspect_and_frame_rate(tmp_path):
             for packet in stream.encode():
                 container.mux(packet)
     dst = tmp_path / "clips_small"
-    summary = prepare_dataset(src, dst, short_side=24, workers=1, progress=False)
+    summary = prepare_dataset(src, dst, EncodeSettings(short_side=24), workers=1, progress=False)
     assert summary.layout == "folder" and summary.prepared == 3 and not summary.failed
     assert target_size(100, 60, 24) == (40, 24) and target_size(320, 240, 128) == (170, 128)
     for path, n in videos:
@@ -200,7 +201,7 @@ def test_the_output_check_catches_shifted_timestamps(tmp_path):
     with pytest.raises(VideoDecodeError, match="timestamp"):
         _verify(path, 20, (48, 32), Fraction(25))
     with pytest.raises(DatasetError, match="shifted"):
-        encode_video(write_index_video(tmp_path / "a.avi", 4), tmp_path / "b.avi", codec="libx264")
+        encode_video(write_index_video(tmp_path / "a.avi", 4), tmp_path / "b.avi", EncodeSettings(codec="libx264"))
 
 
 def test_a_full_disk_is_an_os_error_with_enospc(tmp_path):
@@ -209,5 +210,5 @@ def test_a_full_disk_is_an_os_error_with_enospc(tmp_path):
         pytest.skip("no /dev/full")
     src = write_index_video(tmp_path / "a.avi", 30)
     with pytest.raises(OSError) as err:
-        encode_video(src, "/dev/full", short_side=SHORT, suffix=".avi")
+        encode_video(src, "/dev/full", EncodeSettings(short_side=SHORT), suffix=".avi")
     assert err.value.errno == errno.ENOSPC

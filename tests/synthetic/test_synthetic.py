@@ -10,20 +10,20 @@ import av
 import numpy as np
 import pytest
 
-from vidkd.synthetic import (ACTION_SETS, CLASS_NAMES, DIRECTED_ACTIONS, action_set, class_names, clip_joints,
+from vidkd.synthetic import (ACTION_SETS, CLASS_NAMES, DIRECTED_ACTIONS, SyntheticSpec, action_set, class_names, clip_joints,
                              format_summary, held_out_groups, make_actor, render_clip, reversal_pairs, skeleton,
                              write_synthetic_dataset)
 from vidkd.errors import DatasetError, VidkdError
 from conftest import write_ucf_layout
 
-TINY = dict(classes=3, groups=3, clips_per_group=1, frames=40, size=(64, 48), progress=False)
+TINY = dict(classes=3, groups=3, clips_per_group=1, frames=40, size=(64, 48))  # a SyntheticSpec's values
 CLASSES = list(CLASS_NAMES[:3])
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("synthetic") / "data"
-    return root, write_synthetic_dataset(root, seed=0, **TINY)
+    return root, write_synthetic_dataset(root, SyntheticSpec(seed=0, **TINY), progress=False)
 
 
 def _lines(path: Path) -> list[str]:
@@ -91,13 +91,13 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(dataset, tmp_pat
     files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
     for workers in (1, 3):  # in this process, and one worker process per actor
         again = tmp_path / f"again{workers}"
-        write_synthetic_dataset(again, seed=0, workers=workers, **TINY)
+        write_synthetic_dataset(again, SyntheticSpec(seed=0, **TINY), workers=workers, progress=False)
         assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
         for relative in files:
             assert (root / relative).read_bytes() == (again / relative).read_bytes(), (workers, relative)
 
     other = tmp_path / "other"
-    write_synthetic_dataset(other, seed=1, **TINY)
+    write_synthetic_dataset(other, SyntheticSpec(seed=1, **TINY), progress=False)
     video = Path("videos") / CLASSES[0] / f"v_{CLASSES[0]}_g01_c01.avi"
     assert (root / video).read_bytes() != (other / video).read_bytes()
 
@@ -114,19 +114,19 @@ def test_existing_directory_is_reused_refused_or_replaced(dataset, tmp_path):
     root, _ = dataset
     video = root / "videos" / CLASSES[0] / f"v_{CLASSES[0]}_g01_c01.avi"
     before = video.stat().st_mtime_ns
-    summary = write_synthetic_dataset(root, seed=0, **TINY)
+    summary = write_synthetic_dataset(root, SyntheticSpec(seed=0, **TINY), progress=False)
     assert summary["reused"] and video.stat().st_mtime_ns == before
     assert "reused" in format_summary(summary)
 
     with pytest.raises(DatasetError, match="--overwrite"):
-        write_synthetic_dataset(root, seed=5, **TINY)  # other parameters, same directory
+        write_synthetic_dataset(root, SyntheticSpec(seed=5, **TINY), progress=False)  # other parameters, same directory
 
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     for overwrite in (False, True):  # not vidkd's: refused, --overwrite or not
         with pytest.raises(DatasetError, match="was not written by `vidkd synth`"):
-            write_synthetic_dataset(busy, overwrite=overwrite, **TINY)
+            write_synthetic_dataset(busy, SyntheticSpec(**TINY), overwrite=overwrite, progress=False)
     assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
 
 
@@ -137,16 +137,16 @@ def test_overwrite_removes_only_what_vidkd_wrote(tmp_path):
     write_ucf_layout(real, {"Wave": 0}, groups=1, clips=1, num_frames=8)
     before = sorted(p.relative_to(real) for p in real.rglob("*"))
     with pytest.raises(DatasetError, match="was not written by `vidkd synth`"):
-        write_synthetic_dataset(real, overwrite=True, **TINY)
+        write_synthetic_dataset(real, SyntheticSpec(**TINY), overwrite=True, progress=False)
     assert sorted(p.relative_to(real) for p in real.rglob("*")) == before
 
     root = tmp_path / "synthetic"
     small = dict(TINY, classes=2, groups=2, frames=16)
-    write_synthetic_dataset(root, **small)
+    write_synthetic_dataset(root, SyntheticSpec(**small), progress=False)
     mine = [root / "videos" / CLASSES[0] / "my_clip.avi", root / "splits" / "my_split.txt", root / "README"]
     for path in mine:
         path.write_text("mine")
-    summary = write_synthetic_dataset(root, overwrite=True, **dict(small, seed=3))
+    summary = write_synthetic_dataset(root, SyntheticSpec(**dict(small, seed=3)), overwrite=True, progress=False)
     assert not summary["reused"] and all(path.read_text() == "mine" for path in mine)
     assert len(list((root / "videos").rglob("v_*.avi"))) == 4  # 2 actions x 2 actors x 1 clip
 
@@ -155,7 +155,7 @@ def test_overwrite_removes_only_what_vidkd_wrote(tmp_path):
                                  dict(clips_per_group=0), dict(frames=4), dict(size=(65, 48)), dict(size=(16, 16))])
 def test_impossible_settings_raise_a_clear_error(bad, tmp_path):
     with pytest.raises(VidkdError):
-        write_synthetic_dataset(tmp_path / "x", **dict(TINY, **bad))
+        write_synthetic_dataset(tmp_path / "x", SyntheticSpec(**dict(TINY, **bad)), progress=False)
     assert not (tmp_path / "x").exists()
 
 

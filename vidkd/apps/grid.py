@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import json
 import logging
 import time
@@ -32,7 +31,7 @@ from vidkd.models import build_backbone, list_backbones
 from vidkd.models.flops import count_flops
 from vidkd.plan import Plan, PlanEntry
 from vidkd.result_record import RecordError, ResultRecord
-from vidkd.synthetic import is_synthetic_dataset, write_synthetic_dataset
+from vidkd.synthetic import SyntheticSpec, is_synthetic_dataset, write_synthetic_dataset
 from vidkd.utils import dist as dist_utils
 from vidkd.utils.io import atomic_write_json, atomic_write_text
 
@@ -312,7 +311,7 @@ def load_experiment(config_path: str | Path, overrides: list[str] | None = None)
     """The experiment config, its per-architecture keys checked against the model registry."""
     exp = read_experiment(config_path, overrides)
     check_arch_names(exp, list_backbones())
-    allowed = [name for name in inspect.signature(write_synthetic_dataset).parameters if name not in _SET_BY_DRAW]
+    allowed = [field.name for field in dataclasses.fields(SyntheticSpec) if field.name != "seed"]  # the draw sets it
     unknown = [key for key in exp.synthetic if key not in allowed]
     if unknown:
         raise ConfigError(f"experiment key 'synthetic.{unknown[0]}' is no setting of the synthetic dataset; "
@@ -320,9 +319,6 @@ def load_experiment(config_path: str | Path, overrides: list[str] | None = None)
     if exp.synthetic and not exp.draws:
         raise ConfigError("experiment key 'synthetic' describes the datasets of `draws`; set draws (e.g. draws: [0, 1])")
     return exp
-
-
-_SET_BY_DRAW = ("out", "seed", "overwrite", "progress", "workers")  # arguments of the writer the grid sets
 
 
 def run_experiment(config_path: str | Path, out_dir: Path, overrides: list[str] | None = None) -> Path:
@@ -348,7 +344,7 @@ def draw_experiment(exp: ExperimentConfig, out_dir: Path, draw: int, write_data:
     root = runs.draw_data_dir(out_dir, draw)
     if write_data and not is_synthetic_dataset(root):
         log.info("writing the synthetic dataset of draw %d to %s", draw, root)
-        write_synthetic_dataset(root, seed=draw, **exp.synthetic)
+        write_synthetic_dataset(root, SyntheticSpec(**exp.synthetic, seed=draw))
     return dataclasses.replace(exp, draws=[], base=deep_merge(exp.base, {"data": {"root": str(root)}}))
 
 

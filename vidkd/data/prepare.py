@@ -25,7 +25,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -93,12 +93,14 @@ class PrepareSummary:
 
 
 @dataclass(frozen=True)
-class _Settings:
-    short_side: int
-    gop: int
-    codec: str | None  # None: by container (see `codec_for`)
-    quality: int | None  # mpeg4 qscale / libx264 crf; None: the codec's default
-    threads: int
+class EncodeSettings:
+    """How each video is re-encoded (`encode_video`, `prepare_dataset`, `vidkd data prepare`)."""
+
+    short_side: int = DEFAULT_SHORT_SIDE  # pixels of the short side (even; never enlarged)
+    gop: int = DEFAULT_GOP  # keyframe interval in frames
+    codec: str | None = None  # None: by container (see `codec_for`)
+    quality: int | None = None  # mpeg4 qscale / libx264 crf; None: the codec's default
+    threads: int = 1  # FFmpeg threads per video (`prepare_dataset` shares the CPUs among its workers)
 
 
 def codec_for(suffix: str, codec: str | None = None) -> str:
@@ -182,10 +184,9 @@ def _configure_encoder(encoder, codec: str, quality: int, gop: int, threads: int
         encoder.options = {"crf": str(quality), "b": "0"}
 
 
-def encode_video(src: str | Path, out: str | Path, short_side: int = DEFAULT_SHORT_SIDE, gop: int = DEFAULT_GOP,
-                 codec: str | None = None, quality: int | None = None, threads: int = 1,
+def encode_video(src: str | Path, out: str | Path, settings: EncodeSettings = EncodeSettings(),
                  suffix: str | None = None) -> tuple[int, tuple[int, int], Fraction]:
-    """Decode `src`, scale its short side to `short_side` (never up), encode every frame into `out`.
+    """Decode `src`, scale its short side to `settings.short_side` (never up), encode every frame into `out`.
 
     `suffix` is the container (default: `out`'s); returns (frames written, (width, height), frame
     rate). Source problems raise VideoDecodeError; output problems (disk full, ...) raise OSError.
@@ -195,8 +196,9 @@ def encode_video(src: str | Path, out: str | Path, short_side: int = DEFAULT_SHO
     suffix = (suffix or out.suffix).lower()
     if suffix not in _MUXERS:
         raise DatasetError(f"{out}: unknown video container {suffix!r}; use one of {', '.join(_MUXERS)}")
-    codec = codec_for(suffix, codec)
-    quality = _default_quality(codec) if quality is None else quality
+    codec = codec_for(suffix, settings.codec)
+    quality = _default_quality(codec) if settings.quality is None else settings.quality
+    short_side, gop, threads = settings.short_side, settings.gop, settings.threads
     try:
         source = av.open(str(src), mode="r")
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -268,7 +270,7 @@ def _existing_ok(src: Path, final: Path, short_side: int) -> bool:
             and abs(out.num_frames - source.num_frames) <= END_TOLERANCE)
 
 
-def _prepare_video(src: Path, final: Path, settings: _Settings) -> tuple[str, str, int, int]:
+def _prepare_video(src: Path, final: Path, settings: EncodeSettings) -> tuple[str, str, int, int]:
     """(status, reason, bytes before, bytes after); status: prepared | skipped | failed | abort.
 
     Runs in a worker process: it never raises for a bad source ('failed') and reports an output
@@ -284,8 +286,7 @@ def _prepare_video(src: Path, final: Path, settings: _Settings) -> tuple[str, st
         if info.truncated:  # as `vidkd data check` says: a cut-off copy would hide the damage
             raise VideoDecodeError(f"damaged: cut short ({info.num_frames} of the {info.header_frames} frames "
                                    "its header announces)")
-        frames, size, rate = encode_video(src, tmp, settings.short_side, settings.gop, settings.codec, settings.quality,
-                                          settings.threads, suffix=final.suffix)
+        frames, size, rate = encode_video(src, tmp, settings, suffix=final.suffix)
         if frames + END_TOLERANCE < info.num_frames:
             raise VideoDecodeError(f"only {frames} of its {info.num_frames} frames decode (corrupt)")
         _verify(tmp, frames, size, rate)
@@ -392,14 +393,13 @@ def _copy_file(src: Path, dst: Path) -> bool:
     return True
 
 
-def prepare_dataset(src: str | Path, dst: str | Path, short_side: int = DEFAULT_SHORT_SIDE, gop: int = DEFAULT_GOP,
-                    workers: int | None = None, codec: str | None = None, quality: int | None = None,
-                    progress: bool = True,
+def prepare_dataset(src: str | Path, dst: str | Path, settings: EncodeSettings = EncodeSettings(),
+                    workers: int | None = None, progress: bool = True,
                     on_progress: Callable[[int, int], None] | None = None) -> PrepareSummary:
-    """Copy the dataset at `src` to `dst` in the same layout, every video re-encoded at `short_side`.
+    """Copy the dataset at `src` to `dst` in the same layout, every video re-encoded with `settings`.
 
-    `codec` None picks one per container (`codec_for`: mpeg4, VP8 for .webm);
-    `quality` is mpeg4's qscale or libx264's crf (None: DEFAULT_QSCALE / DEFAULT_CRF).
+    `settings.codec` None picks one per container (`codec_for`: mpeg4, VP8 for .webm);
+    `settings.quality` is mpeg4's qscale or libx264's crf (None: DEFAULT_QSCALE / DEFAULT_CRF).
     `workers` processes encode the videos (default: one per CPU this process may use; 0 or 1:
     in this process). `on_progress(done, total)` is called after each video; `progress` shows a
     tqdm bar. Bad source videos are skipped and listed in `failed`; a disk that fills up stops the
@@ -407,6 +407,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int = DEFAULT_
     """
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
+    short_side, gop, codec, quality = settings.short_side, settings.gop, settings.codec, settings.quality
     if short_side < 16 or short_side % 2:
         raise DatasetError(f"short side must be even and at least 16 (the codec needs even sizes); got {short_side}")
     if gop < 1:
@@ -425,7 +426,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int = DEFAULT_
 
     workers = usable_cpus() if workers is None else workers
     workers = max(1, min(workers, len(videos)))
-    settings = _Settings(short_side, gop, codec, quality, threads=max(1, usable_cpus() // workers))
+    settings = replace(settings, threads=max(1, usable_cpus() // workers))
     summary = PrepareSummary(src=src, dst=dst, layout=layout, short_side=short_side, gop=gop,
                              codec=", ".join(codecs) or "none")
     jobs = [(rel, src / rel, dst / rel) for rel in videos]
@@ -443,7 +444,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int = DEFAULT_
     return summary
 
 
-def _encode_all(jobs: list[tuple[Path, Path, Path]], settings: _Settings, workers: int,
+def _encode_all(jobs: list[tuple[Path, Path, Path]], settings: EncodeSettings, workers: int,
                 done: Callable[[Path, tuple[str, str, int, int]], None], progress: bool,
                 on_progress: Callable[[int, int], None] | None) -> None:
     """`_prepare_video` for every (relative path, source, destination), in `workers` processes;

@@ -26,12 +26,12 @@ from vidkd.synthetic.kinematics import (ACTION_SETS, ACTIONS, CLASS_NAMES, DEFAU
                                         ActionClass, Pose, action_set, class_names, reversal_pairs, skeleton)
 from vidkd.synthetic.preview import decode_video_frames, render_preview
 from vidkd.synthetic.render import Actor, clip_joints, make_actor, render_clip
-from vidkd.synthetic.writer import (DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, FPS, format_summary, held_out_groups,
-                                   is_synthetic_dataset, video_name, write_synthetic_dataset)
+from vidkd.synthetic.writer import (DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, FPS, SyntheticSpec, format_summary,
+                                   held_out_groups, is_synthetic_dataset, video_name, write_synthetic_dataset)
 
 __all__ = [
     "ACTIONS", "ACTION_SETS", "CLASS_NAMES", "DEFAULT_ACTION_SET", "DEFAULT_CLIPS_PER_GROUP", "DEFAULT_GROUPS",
-    "DIRECTED_ACTIONS", "FPS", "ActionClass", "Actor", "Pose", "action_set", "class_names", "clip_joints",
+    "DIRECTED_ACTIONS", "FPS", "ActionClass", "Actor", "Pose", "SyntheticSpec", "action_set", "class_names", "clip_joints",
     "decode_video_frames", "format_summary", "held_out_groups", "is_synthetic_dataset", "make_actor", "render_clip",
     "render_preview", "reversal_pairs", "skeleton", "video_name", "write_synthetic_dataset",
 ]

@@ -10,6 +10,7 @@ import json
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -205,23 +206,32 @@ def _write_groups(group_jobs: list[tuple], num_videos: int, workers: int, progre
                 bar.update(done.result())
 
 
-def write_synthetic_dataset(out: str | Path, classes: int = 10, groups: int = DEFAULT_GROUPS,
-                            clips_per_group: int = DEFAULT_CLIPS_PER_GROUP,
-                            frames: int = 96, size: tuple[int, int] = (128, 96), seed: int = 0,
-                            overwrite: bool = False, progress: bool = True, workers: int | None = None,
-                            actions: str = DEFAULT_ACTION_SET) -> dict:
-    """Write the synthetic action dataset to `out` in the UCF101 layout and return a summary.
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What a synthetic dataset is: the same spec writes the same bytes (`write_synthetic_dataset`)."""
 
-    `actions` names the action set (`ACTION_SETS`): "cyclic" (the default) or "directed"
-    (actions with a direction in time, docs/synthetic.md).
+    classes: int = 10
+    groups: int = DEFAULT_GROUPS  # actors; train and test never share one
+    clips_per_group: int = DEFAULT_CLIPS_PER_GROUP
+    frames: int = 96
+    size: tuple[int, int] = (128, 96)  # (width, height)
+    seed: int = 0
+    actions: str = DEFAULT_ACTION_SET  # a key of ACTION_SETS: "cyclic" or "directed" (docs/synthetic.md)
+
+
+def write_synthetic_dataset(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), overwrite: bool = False,
+                            progress: bool = True, workers: int | None = None) -> dict:
+    """Write the synthetic action dataset `spec` to `out` in the UCF101 layout and return a summary.
 
     `workers` processes write the videos, one actor at a time (default: one per usable core; 0 or
     1 writes them in this process). The files do not depend on it.
 
-    `size` is (width, height). A directory that already holds the same dataset (same parameters
-    in `synthetic.json`, every file present) is reused without rewriting; any other non-empty
-    directory is refused unless `overwrite=True`, which replaces its `videos/` and `splits/`.
+    A directory that already holds the same dataset (same parameters in `synthetic.json`, every
+    file present) is reused without rewriting; any other non-empty directory is refused unless
+    `overwrite=True`, which replaces its `videos/` and `splits/`.
     """
+    classes, groups, clips_per_group, frames = spec.classes, spec.groups, spec.clips_per_group, spec.frames
+    size, seed, actions = spec.size, spec.seed, spec.actions
     started = time.perf_counter()
     root = Path(out)
     size = _validate(classes, groups, clips_per_group, frames, size, actions)
