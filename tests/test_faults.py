@@ -29,6 +29,7 @@ from vidkd.cli import main
 from vidkd.config import load_config
 from vidkd.data.check import check_dataset
 from vidkd.models import build_backbone
+from vidkd.synthetic import SyntheticSpec, write_synthetic_dataset
 from vidkd.utils.checkpoint import find_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -432,8 +433,8 @@ def test_resume_refuses_a_hand_edited_schedule_and_another_dataset(finished_run,
     assert code == 2 and "was edited after training began: train.scheduler ('cosine' in the checkpoint" in line, line
     runs.config_path(run).write_text(yaml.safe_dump(config))
     other = tmp_path / "other"  # another dataset: other classes, as many videos
-    write_synthetic = __import__("vidkd.synthetic", fromlist=["write_synthetic_dataset"]).write_synthetic_dataset
-    write_synthetic(other, classes=4, groups=3, clips_per_group=2, frames=48, size=(64, 48), progress=False)
+    write_synthetic_dataset(other, SyntheticSpec(classes=4, groups=3, clips_per_group=2, frames=48, size=(64, 48)),
+                            progress=False)
     code, line = run_cli(["pretrain", "--resume", run, "--set", "train.epochs=2", f"data.root={other}"], capsys)
     assert code == 2 and "was trained on 18 videos of 3 classes" in line and "other classes" in line, line
     assert runs.saved_epoch(run) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from vidkd.methods.loading import load_model
 from vidkd.methods.vcop import OrderHead, VCOPModel
 from vidkd.models import build_backbone
 from vidkd.runs import read_metrics
-from vidkd.synthetic import write_synthetic_dataset
+from vidkd.synthetic import SyntheticSpec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -143,7 +142,7 @@ def test_the_directed_preset_spans_the_whole_directed_video():
     """vcop_r3d_directed differs from vcop_r3d_synthetic only in the interval, which makes a tuple
     cover a default synthetic video (`vidkd synth` writes 96 frames): start, movement and end."""
     directed, cyclic = load_config("vcop_r3d_directed"), load_config("vcop_r3d_synthetic")
-    frames = inspect.signature(write_synthetic_dataset).parameters["frames"].default
+    frames = SyntheticSpec().frames
     assert tuple_spec(directed).span == frames > tuple_spec(cyclic).span
     assert directed.to_dict()["data"] | {"interval": 0, "root": ""} == cyclic.to_dict()["data"] | {"interval": 0,
                                                                                                   "root": ""}
