@@ -39,7 +39,7 @@ import yaml
 from safetensors import safe_open
 
 from vidkd import runs
-from vidkd.config import labelled_fraction, load_config
+from vidkd.config import load_config
 from vidkd.data.datasets import load_split
 from vidkd.eval.fractions import sample_fraction
 from vidkd.eval.linear import _fit, _standardise, choose_weight_decay
@@ -182,7 +182,7 @@ def probe_test_scores(results: Path, config_source: Path | list[str],
     if [r.label for r in train_split.records] != train_y.tolist():
         sys.exit(f"directed_actions: the cached training features of {results} are not those of {data}")
     e, num_classes = cfg.eval, len(train_split.class_names)
-    keep = torch.from_numpy(sample_fraction(train_y.numpy(), labelled_fraction(e, "linear"), cfg.train.seed))
+    keep = torch.from_numpy(sample_fraction(train_y.numpy(), e.labelled_fraction("linear"), cfg.train.seed))
     x, y = train_x[keep].float(), train_y[keep]
     groups = [train_split.records[i].group for i in keep.tolist()]
     candidates = [float(w) for w in e.linear_weight_decay]

@@ -9,23 +9,32 @@ import torch
 from torch import nn
 
 from vidkd import runs
-from vidkd.config import EVALUATIONS, EvalConfig
+from vidkd.options.eval import EvalConfig
 from vidkd.eval.finetune import evaluate_clips
 from vidkd.eval.knn import knn_classify
 from vidkd.eval.linear import LinearRecipe, linear_probe
 from vidkd.eval.protocols import PROTOCOLS, format_results, result_settings
 from vidkd.result_record import ResultRecord
 from vidkd.eval.retrieval import retrieval_recall
-from vidkd.protocol_specs import (HEADLINE, PROTOCOL_NAMES, PROTOCOL_SPECS, RETRIEVAL_KS, RETRIEVAL_METRICS,
-                                  ProtocolSpec, recall_name)
+from vidkd.protocol_specs import (EVAL_PROTOCOLS, HEADLINE, PROTOCOL_NAMES, PROTOCOL_SPECS, RETRIEVAL_KS,
+                                  RETRIEVAL_METRICS, ProtocolSpec, recall_name, recipe_of)
 
 
 def test_the_registry_holds_the_four_protocols_in_run_order():
     assert PROTOCOL_NAMES == ("retrieval", "knn", "linear", "finetune")
-    assert EVALUATIONS == PROTOCOL_NAMES and list(PROTOCOLS) == list(PROTOCOL_NAMES)
+    assert list(PROTOCOLS) == list(PROTOCOL_NAMES)
     assert all(name == spec.name for name, spec in PROTOCOL_SPECS.items())
     with pytest.raises(dataclasses.FrozenInstanceError):
         PROTOCOL_SPECS["knn"].headline = "top5"  # type: ignore[misc]
+
+
+def test_recipes_and_labelled_fractions_come_from_the_specs():
+    assert EVAL_PROTOCOLS == ("vidkd", "pcl")
+    assert [recipe_of("pcl", name) for name in PROTOCOL_NAMES] == ["pcl", "vidkd", "vidkd", "pcl"]
+    assert recipe_of("vidkd", "finetune") == "vidkd" and recipe_of("pcl", "supervised") == "vidkd"
+    own = EvalConfig(fraction=0.5, finetune_fraction=0.1)
+    assert [own.labelled_fraction(name) for name in PROTOCOL_NAMES] == [0.5, 0.5, 0.5, 0.1]
+    assert EvalConfig(fraction=0.25).labelled_fraction("finetune") == 0.25  # unset: the fraction
 
 
 def test_the_headlines_are_those_the_report_has_always_used():

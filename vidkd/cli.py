@@ -13,7 +13,7 @@ from vidkd.apps.demo import run_demo
 from vidkd.apps.export import export_onnx
 from vidkd.apps.grid import plan_experiment, run_experiment
 from vidkd.apps.pretrain import pretrain, resume
-from vidkd.config import EVAL_PROTOCOLS, load_config
+from vidkd.config import load_config
 from vidkd.data.check import check_dataset, format_report
 from vidkd.data.datasets import LAYOUTS
 from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, EncodeSettings, prepare_dataset
@@ -21,6 +21,7 @@ from vidkd.data.prepare import format_summary as format_prepare_summary
 from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, EvaluationChoices, evaluate, format_results
+from vidkd.protocol_specs import EVAL_PROTOCOLS
 from vidkd.report import write_report
 from vidkd.result_record import ResultRecord
 from vidkd.synthetic import (ACTION_SETS, DEFAULT_ACTION_SET, DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, SyntheticSpec,

@@ -21,7 +21,10 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd.errors import ConfigError
-from vidkd.protocol_specs import PROTOCOL_NAMES, PROTOCOL_SPECS
+from vidkd.options import METHOD_NAMES, METHOD_SECTIONS, TeacherConfig
+from vidkd.options.checks import one_of
+from vidkd.options.eval import EvalConfig
+from vidkd.protocol_specs import DEFAULT_EVALUATIONS, PROTOCOL_NAMES, SUPERVISED_PROTOCOL
 from vidkd.utils.io import atomic_write_text
 
 log = logging.getLogger("vidkd.config")
@@ -79,48 +82,6 @@ class ModelConfig:
 
 
 @dataclass
-class SSLConfig:
-    """Options of PCL (method: pcl)."""
-
-    pretext: str = "vcp"  # vcp | none
-    contrastive: str = "memory_bank"  # memory_bank | in_batch | none
-    nce_weight: float = 0.5  # lambda in CE + lambda * (NCE1 + NCE2)
-    nce_negatives: int = 1024
-    nce_temperature: float = 0.07
-    nce_momentum: float = 0.5
-    proj_dim: int = 128
-    quadrant_order: str = "random"  # random: any non-identity quadrant permutation | reference: PCL's fixed [3, 2, 1, 0]
-    remote_rule: str = "vidkd"  # vidkd: the remote clip may lie on either side | reference: PCL's (room on both sides)
-    bank_init: str = "unit"  # unit: unit-normalised Gaussian rows | reference: CMC/PCL's uniform, not normalised
-
-
-@dataclass
-class VCOPConfig:
-    """Options of VCOP (method: vcop): clip order prediction over data.tuple_len clips."""
-
-    hidden: int = 512  # size of the pairwise layer (the reference's fc7)
-    dropout: float = 0.5
-
-
-@dataclass
-class TeacherConfig:
-    path: str | None = None  # run directory, vidkd checkpoint, PCL or torchvision state_dict
-    arch: str | None = None  # needed for a foreign checkpoint; read from a vidkd run otherwise
-    width: float | None = None
-    temperature: float = 4.0
-    alpha: float = 1.0  # weight of the logit KD term
-    relational_weight: float = 0.0  # KD of in-batch similarity structure (off by default)
-    relational_temperature: float = 0.1
-    feature_weight: float = 0.0  # feature KD through a learned projection (off by default)
-    attention_weight: float = 0.0  # attention transfer on backbone stage maps (off by default)
-    # backbone stages whose maps attention transfer compares (negative: from the last). The last 3 by
-    # default: every backbone has at least 4 stages, so -3..-1 pair the same depth across architectures,
-    # and the first stage's maps are the largest (T x H/2 x W/2) and the least semantic
-    attention_stages: list[int] = field(default_factory=lambda: [-3, -2, -1])
-    allow_partial: bool = False  # accept a checkpoint that loads only partly
-
-
-@dataclass
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 16  # per process
@@ -150,96 +111,27 @@ class TrainConfig:
     drop_last: bool = True  # leave out a last incomplete batch (the reference keeps it)
 
 
-@dataclass
-class EvalConfig:
-    """Evaluation protocols (`vidkd evaluate`, the experiment grid); nothing here affects pretraining."""
-
-    protocol: str = "vidkd"  # vidkd (the settings below) | pcl (the reference code's retrieval and fine-tuning)
-    num_clips: int = 10  # evenly spaced clips per video, as PCL/VCOP
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    linear_steps: int = 300  # L-BFGS steps of the linear probe
-    # L2 strengths of the linear probe; several are chosen among on held-out training groups (actors)
-    linear_weight_decay: list[float] = field(default_factory=lambda: [1e-3, 1e-2, 0.1, 1.0, 10.0])
-    fraction: float = 1.0  # labelled fraction of the training split, drawn per class (linear, finetune)
-    finetune_fraction: float | None = None  # fine-tuning's own labelled fraction (None: `fraction`)
-    finetune_epochs: int = 50
-    finetune_lr: float = 0.01
-    finetune_batch_size: int = 16
-    finetune_backbone_lr_scale: float = 0.1  # the pretrained backbone learns slower than the new head
-    finetune_dropout: float = 0.5
-    # few labels make one fine-tuning depend on which videos are drawn: average this many runs,
-    # each with its own labelled subset, head initialisation and clip order
-    finetune_repeats: int = 1
+def _to_dict(self: Any) -> dict[str, Any]:
+    """The config as plain data; a method's section is written for a run of its method, or when set."""
+    out = dataclasses.asdict(self)
+    for section in METHOD_SECTIONS:
+        if section.METHOD != self.method and getattr(self, section.SECTION) == section():
+            out.pop(section.SECTION)
+    return out
 
 
-@dataclass
-class Config:
-    name: str = "pcl"
-    method: str = "pcl"  # pcl | vcop | any method registered with `register_method` (see vidkd.methods)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    ssl: SSLConfig = field(default_factory=SSLConfig)
-    vcop: VCOPConfig = field(default_factory=VCOPConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    # the sections registered by their owners (`register_section`), by name; read as `cfg.<name>`
-    registered: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in REGISTERED_SECTIONS:
-            return self.__dict__.setdefault("registered", {}).setdefault(name, REGISTERED_SECTIONS[name]())
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain data; a registered section is written for a run of its method, or when set."""
-        out = dataclasses.asdict(dataclasses.replace(self, registered={}))
-        out.pop("registered")
-        for name, cls in REGISTERED_SECTIONS.items():
-            section = getattr(self, name)
-            if name == self.method or section != cls():
-                out[name] = dataclasses.asdict(section)
-        return out
-
-
-# sections of extensions (a method's options), registered by the module that owns them
-REGISTERED_SECTIONS: dict[str, type] = {}
-REGISTERED_METHODS: list[str] = ["pcl", "vcop"]
-
-
-def register_section(name: str, cls: type) -> type:
-    """Add the config section `name` (a dataclass of its keys) for an extension; returns `cls`."""
-    if name in field_types(Config) or REGISTERED_SECTIONS.get(name, cls) is not cls:
-        raise ValueError(f"config section {name!r} exists already")
-    REGISTERED_SECTIONS[name] = cls
-    return cls
-
-
-def register_method(name: str) -> None:
-    """Make `name` a valid value of the `method` key."""
-    if name not in REGISTERED_METHODS:
-        REGISTERED_METHODS.append(name)
-
-
-EVALUATIONS = PROTOCOL_NAMES  # the evaluation protocols (vidkd.protocol_specs)
-# what a protocol's result depends on are keys of the eval section
-assert {key for spec in PROTOCOL_SPECS.values() for key in spec.settings} <= {
-    f.name for f in dataclasses.fields(EvalConfig)}
-EVAL_PROTOCOLS = ("vidkd", "pcl")  # named recipes of the evaluations (docs/evaluation.md)
-RECIPE_EVALUATIONS = {"vidkd": EVALUATIONS, "pcl": ("retrieval", "finetune")}  # what each recipe defines
-
-
-def labelled_fraction(eval_cfg: EvalConfig, evaluation: str) -> float:
-    """The labelled fraction `evaluation` uses: fine-tuning may have its own."""
-    if evaluation == "finetune" and eval_cfg.finetune_fraction is not None:
-        return eval_cfg.finetune_fraction
-    return eval_cfg.fraction
-
-
-def recipe_of(eval_protocol: str, evaluation: str) -> str:
-    """The recipe `evaluation` runs under `eval.protocol`: its own if it defines one, else vidkd's."""
-    return eval_protocol if evaluation in RECIPE_EVALUATIONS.get(eval_protocol, ()) else "vidkd"
+# A run config: the sections of the run, with one section per registered method (vidkd.options),
+# in the order config.yaml writes them. Built from the registry, so this module names no method.
+Config = dataclasses.make_dataclass("Config", [
+    ("name", str, field(default=METHOD_NAMES[0])),
+    ("method", str, field(default=METHOD_NAMES[0])),  # one of vidkd.options.METHOD_NAMES
+    ("data", DataConfig, field(default_factory=DataConfig)),
+    ("model", ModelConfig, field(default_factory=ModelConfig)),
+    *((section.SECTION, section, field(default_factory=section)) for section in METHOD_SECTIONS),
+    ("train", TrainConfig, field(default_factory=TrainConfig)),
+    ("teacher", TeacherConfig, field(default_factory=TeacherConfig)),
+    ("eval", EvalConfig, field(default_factory=EvalConfig)),
+], namespace={"to_dict": _to_dict, "__module__": __name__})
 
 
 @dataclass
@@ -267,7 +159,7 @@ class ExperimentConfig:
     # synthetic-dataset seeds: the grid runs once per draw in DIR/draw_<k>/, on a dataset written there
     draws: list[int] = field(default_factory=list)
     synthetic: dict[str, Any] = field(default_factory=dict)  # the draws' dataset: arguments of `vidkd synth` (classes, ...)
-    evaluations: list[str] = field(default_factory=lambda: ["retrieval", "finetune"])
+    evaluations: list[str] = field(default_factory=lambda: list(DEFAULT_EVALUATIONS))
     student_evaluations: list[str] | None = None  # those of `evaluations` the students get (None: all)
     random_init: bool = True  # evaluate each architecture at random initialisation too, once per seed
     supervised: bool = False  # and fine-tune each random network on every training label (the supervised ceiling)
@@ -287,10 +179,7 @@ RETIRED_KEYS = {"data.train_fraction", "train.checkpoint_every", "ssl.pretext_cl
 def field_types(cls: type) -> dict[str, Any]:
     """The keys of a config dataclass and their types (for `Config`, the registered sections too)."""
     hints = typing.get_type_hints(cls)
-    types_ = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "registered"}
-    if cls is Config:
-        types_.update(REGISTERED_SECTIONS)
-    return types_
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def coerce_value(value: Any, annotation: Any, key: str) -> Any:
@@ -387,11 +276,7 @@ def build_section(cls: type, values: Any, prefix: str = "", root: type | None = 
             raise unknown_key_error(full, all_keys(root or cls))
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
-            section = build_section(annotation, {} if value is None else value, f"{full}.", root or cls)
-            if key in REGISTERED_SECTIONS and cls is Config:
-                obj.registered[key] = section
-            else:
-                setattr(obj, key, section)
+            setattr(obj, key, build_section(annotation, {} if value is None else value, f"{full}.", root or cls))
         else:
             setattr(obj, key, coerce_value(value, annotation, full))
     return obj
@@ -570,8 +455,8 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
 def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     exp = build_section(ExperimentConfig, values, "")
     for protocol in [*exp.evaluations, *(exp.student_evaluations or [])]:
-        if protocol not in EVALUATIONS:
-            raise ConfigError(f"unknown evaluation '{protocol}'; choose from {', '.join(EVALUATIONS)}")
+        if protocol not in PROTOCOL_NAMES:
+            raise ConfigError(f"unknown evaluation '{protocol}'; choose from {', '.join(PROTOCOL_NAMES)}")
     stray = [seed for seed in exp.supervised_seeds or [] if seed not in exp.seeds]
     if stray or exp.supervised_seeds == []:
         raise ConfigError(f"supervised_seeds must be some of the experiment's seeds {exp.seeds}; got {exp.supervised_seeds}")
@@ -601,7 +486,7 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
         check_warmup(base.train.warmup_epochs, epochs, f"epochs_by_arch.{arch}")
     if exp.supervised and not exp.random_init:
         raise ConfigError("experiment key 'supervised: true' fine-tunes the random-init networks; set random_init: true")
-    if exp.supervised and labelled_fraction(exp.eval, "finetune") >= 1 and "finetune" in exp.evaluations:
+    if exp.supervised and exp.eval.labelled_fraction(SUPERVISED_PROTOCOL) >= 1 and SUPERVISED_PROTOCOL in exp.evaluations:
         raise ConfigError("with fine-tuning on every label, the supervised reference would be the random network's "
                           "own fine-tuning; set eval.finetune_fraction below 1 (e.g. 0.1) or supervised: false")
     if "path" in exp.teacher:
@@ -695,8 +580,6 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     return experiment_from_dict(values)
 
 
-KD_WEIGHT_KEYS = ("alpha", "relational_weight", "feature_weight", "attention_weight")  # teacher.* weights of the KD terms
-
 _warned: set[str] = set()
 
 
@@ -718,53 +601,41 @@ def check_warmup(warmup: int, epochs: int, epochs_key: str) -> None:
                    f"only reaches train.lr at the last step; for a real run, set train.warmup_epochs below {epochs_key}")
 
 
-def _one_of(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
 def validate(cfg: Config) -> None:
     """Refuse, with one line naming the key, every value training could not use (in this order)."""
     _validate_choices(cfg)
     _validate_ranges(cfg)
-    _validate_rates_and_evaluation(cfg)
-    _validate_objective(cfg)
-    for name in REGISTERED_SECTIONS:  # a registered section checks its own values (`check()`, if it has one)
+    _validate_rates(cfg)
+    for name in field_types(Config):  # each owned section checks its own values (`check(cfg)`)
         check = getattr(getattr(cfg, name), "check", None)
         if check is not None:
-            check()
+            check(cfg)
     _check_finite(cfg)  # last: the checks above name their own range for NaN where they have one
 
 
 def _validate_choices(cfg: Config) -> None:
-    _one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder", "kinetics", "ssv2"))
-    _one_of("data.split", cfg.data.split, (1, 2, 3))
-    _one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
-    _one_of("data.jitter_order", cfg.data.jitter_order, ("fixed", "random"))
-    _one_of("data.transform_device", cfg.data.transform_device, ("auto", "cpu", "model"))
-    _one_of("data.jitter_style", cfg.data.jitter_style, ("clip", "pil"))
-    _one_of("model.batchnorm", cfg.model.batchnorm, ("joint", "per_position"))
-    _one_of("model.weight_init", cfg.model.weight_init, ("kaiming", "torch_default"))
-    _one_of("data.tuple_starts", cfg.data.tuple_starts, ("vidkd", "reference"))
-    _one_of("ssl.quadrant_order", cfg.ssl.quadrant_order, ("random", "reference"))
-    _one_of("ssl.remote_rule", cfg.ssl.remote_rule, ("vidkd", "reference"))
-    _one_of("ssl.bank_init", cfg.ssl.bank_init, ("unit", "reference"))
-    _one_of("train.best_by", cfg.train.best_by, ("accuracy", "loss", "last"))
+    one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder", "kinetics", "ssv2"))
+    one_of("data.split", cfg.data.split, (1, 2, 3))
+    one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
+    one_of("data.jitter_order", cfg.data.jitter_order, ("fixed", "random"))
+    one_of("data.transform_device", cfg.data.transform_device, ("auto", "cpu", "model"))
+    one_of("data.jitter_style", cfg.data.jitter_style, ("clip", "pil"))
+    one_of("model.batchnorm", cfg.model.batchnorm, ("joint", "per_position"))
+    one_of("model.weight_init", cfg.model.weight_init, ("kaiming", "torch_default"))
+    one_of("data.tuple_starts", cfg.data.tuple_starts, ("vidkd", "reference"))
+    one_of("train.best_by", cfg.train.best_by, ("accuracy", "loss", "last"))
     if cfg.train.val_every < 1:
         raise ConfigError(f"train.val_every must be at least 1 (epochs between validations); got {cfg.train.val_every}")
     if cfg.train.val_every > 1 and (cfg.train.best_by != "last" or cfg.train.scheduler == "plateau"):
         raise ConfigError("train.val_every above 1 leaves epochs without a validation, which best_by "
                           f"{cfg.train.best_by!r} and the plateau scheduler need every epoch; set train.best_by=last "
                           "and another scheduler (e.g. cosine), or val_every=1")
-    _one_of("eval.protocol", cfg.eval.protocol, EVAL_PROTOCOLS)
-    _one_of("method", cfg.method, tuple(REGISTERED_METHODS))
-    _one_of("ssl.pretext", cfg.ssl.pretext, ("vcp", "none"))
-    _one_of("ssl.contrastive", cfg.ssl.contrastive, ("memory_bank", "in_batch", "none"))
-    _one_of("train.scheduler", cfg.train.scheduler, ("plateau", "cosine", "none"))
-    _one_of("train.optimizer", cfg.train.optimizer, ("sgd", "adamw"))
-    _one_of("train.amp", cfg.train.amp, ("none", "bf16", "fp16"))
-    _one_of("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
-    _one_of("train.memory_format", cfg.train.memory_format, ("auto", "channels_last", "contiguous"))
+    one_of("method", cfg.method, METHOD_NAMES)
+    one_of("train.scheduler", cfg.train.scheduler, ("plateau", "cosine", "none"))
+    one_of("train.optimizer", cfg.train.optimizer, ("sgd", "adamw"))
+    one_of("train.amp", cfg.train.amp, ("none", "bf16", "fp16"))
+    one_of("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
+    one_of("train.memory_format", cfg.train.memory_format, ("auto", "channels_last", "contiguous"))
 
 
 def _validate_ranges(cfg: Config) -> None:
@@ -778,15 +649,13 @@ def _validate_ranges(cfg: Config) -> None:
     if cfg.data.crop > min(cfg.data.resize):
         raise ConfigError(f"data.crop {cfg.data.crop} is larger than data.resize {cfg.data.resize}")
     for key, value in (("data.clip_len", cfg.data.clip_len), ("data.tuple_len", cfg.data.tuple_len),
-                       ("train.epochs", cfg.train.epochs), ("train.batch_size", cfg.train.batch_size)):
+                       ("train.epochs", cfg.train.epochs), ("train.batch_size", cfg.train.batch_size),
+                       ("train.val_tuples_per_video", cfg.train.val_tuples_per_video)):
         if value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
-    if cfg.train.val_tuples_per_video < 1:
-        raise ConfigError("config key 'train.val_tuples_per_video' must be at least 1")
-    for key, value in (("model.width", cfg.model.width), ("teacher.width", cfg.teacher.width)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"config key '{key}' must be a positive number (1.0 is the published network); "
-                              f"got {value}")
+    if not (math.isfinite(cfg.model.width) and cfg.model.width > 0):
+        raise ConfigError(f"config key 'model.width' must be a positive number (1.0 is the published network); "
+                          f"got {cfg.model.width}")
     for key, value in (("data.interval", cfg.data.interval), ("train.seed", cfg.train.seed),
                        ("train.plateau_patience", cfg.train.plateau_patience),
                        ("data.min_video_frames", cfg.data.min_video_frames)):
@@ -803,22 +672,15 @@ def _validate_ranges(cfg: Config) -> None:
                        ("data.blur", cfg.data.blur)):
         if not 0 <= value <= 1:
             raise ConfigError(f"config key '{key}' is a probability: it must be in [0, 1]; got {value}")
-    for key, value in (("vcop.dropout", cfg.vcop.dropout), ("eval.finetune_dropout", cfg.eval.finetune_dropout)):
-        if not 0 <= value < 1:
-            raise ConfigError(f"config key '{key}' is a dropout probability: it must be in [0, 1); got {value}")
-    for key, value in (("ssl.proj_dim", cfg.ssl.proj_dim), ("vcop.hidden", cfg.vcop.hidden)):
-        if value < 1:
-            raise ConfigError(f"config key '{key}' is a layer size: it must be at least 1; got {value}")
     if not 0 < cfg.train.plateau_factor < 1:
         raise ConfigError(f"config key 'train.plateau_factor' multiplies the learning rate on a plateau: it must be "
                           f"in (0, 1); got {cfg.train.plateau_factor}")
     check_warmup(cfg.train.warmup_epochs, cfg.train.epochs, "train.epochs")
 
 
-def _validate_rates_and_evaluation(cfg: Config) -> None:
-    for key, value in (("train.lr", cfg.train.lr), ("eval.finetune_lr", cfg.eval.finetune_lr)):
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"config key '{key}' must be a positive number; got {value}")
+def _validate_rates(cfg: Config) -> None:
+    if not math.isfinite(cfg.train.lr) or cfg.train.lr <= 0:
+        raise ConfigError(f"config key 'train.lr' must be a positive number; got {cfg.train.lr}")
     for key, value in (("data.blur", cfg.data.blur), ("train.min_lr", cfg.train.min_lr),
                        ("train.weight_decay", cfg.train.weight_decay), ("train.momentum", cfg.train.momentum),
                        ("train.grad_clip", cfg.train.grad_clip), ("train.warmup_epochs", cfg.train.warmup_epochs),
@@ -828,67 +690,14 @@ def _validate_rates_and_evaluation(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}' needs a finite number, got {value}")
         if value < 0:
             raise ConfigError(f"config key '{key}' must not be negative; got {value}")
-    decays = cfg.eval.linear_weight_decay
-    if any(not math.isfinite(w) for w in decays):
-        raise ConfigError(f"config key 'eval.linear_weight_decay' needs a finite number, got {decays}")
-    if not decays or any(w < 0 for w in decays):
-        raise ConfigError(f"config key 'eval.linear_weight_decay' needs one or more non-negative numbers; got {decays}")
-    for key, value in (("eval.fraction", cfg.eval.fraction), ("eval.finetune_fraction", cfg.eval.finetune_fraction)):
-        if value is not None and not 0 < value <= 1:
-            raise ConfigError(f"config key '{key}' must be in (0, 1]; got {value}")
-    for key, value in (("eval.num_clips", cfg.eval.num_clips), ("eval.knn_k", cfg.eval.knn_k),
-                       ("eval.linear_steps", cfg.eval.linear_steps), ("eval.finetune_epochs", cfg.eval.finetune_epochs),
-                       ("eval.finetune_batch_size", cfg.eval.finetune_batch_size),
-                       ("eval.finetune_repeats", cfg.eval.finetune_repeats), ("train.knn_k", cfg.train.knn_k)):
-        if value < 1:
-            raise ConfigError(f"config key '{key}' must be at least 1; got {value}")
-
-
-def _validate_objective(cfg: Config) -> None:
-    """The losses: SSL terms, KD terms and what each needs of the method."""
-    ssl = cfg.ssl
-    if ssl.pretext == "none" and ssl.contrastive == "none" and cfg.method == "pcl":
-        raise ConfigError("ssl.pretext and ssl.contrastive are both 'none'; nothing to learn (turn one on)")
-    if ssl.contrastive != "none" and cfg.method == "pcl" and cfg.data.tuple_len < 2:
-        raise ConfigError("the contrastive term needs at least 2 clips per tuple; set data.tuple_len >= 2")
-    if not ssl.nce_weight >= 0:
-        raise ConfigError(f"config key 'ssl.nce_weight' must not be negative; got {ssl.nce_weight}")
-    if ssl.nce_negatives < 1:
-        raise ConfigError(f"config key 'ssl.nce_negatives' must be at least 1; got {ssl.nce_negatives}")
-    if not ssl.nce_temperature > 0:
-        raise ConfigError(f"config key 'ssl.nce_temperature' must be positive; got {ssl.nce_temperature}")
-    if not 0 <= ssl.nce_momentum < 1:
-        raise ConfigError(f"config key 'ssl.nce_momentum' must be in [0, 1); got {ssl.nce_momentum}")
-    teacher = cfg.teacher
-    for key in KD_WEIGHT_KEYS:
-        if not getattr(teacher, key) >= 0:
-            raise ConfigError(f"config key 'teacher.{key}' must not be negative; got {getattr(teacher, key)}")
-    if not teacher.relational_temperature > 0:
-        raise ConfigError("config key 'teacher.relational_temperature' must be positive")
-    if not teacher.attention_stages or not all(-4 <= i <= 3 for i in teacher.attention_stages):
-        raise ConfigError("config key 'teacher.attention_stages' must list backbone stages in -4..3 (0 the first, "
-                          f"-1 the last; the ResNets have 4 stages, C3D 5); got {teacher.attention_stages}")
-    if teacher.path and not any(getattr(teacher, key) > 0 for key in KD_WEIGHT_KEYS):
-        raise ConfigError(f"a teacher is given but {', '.join(f'teacher.{k}' for k in KD_WEIGHT_KEYS)} are all 0: "
-                          "nothing to distil; set one above 0 (teacher.alpha=1 for logit KD) or drop the teacher")
-    if teacher.path and teacher.alpha > 0 and cfg.method == "pcl" and ssl.pretext == "none":
-        raise ConfigError("logit KD (teacher.alpha > 0) needs the student's pretext logits, but ssl.pretext is 'none'; "
-                          "set teacher.alpha=0 and distil features (teacher.relational_weight=1)")
-    if cfg.method == "vcop" and cfg.data.tuple_len not in (2, 3, 4, 5):
-        raise ConfigError(f"VCOP orders data.tuple_len clips into tuple_len! classes; use 2..5, got {cfg.data.tuple_len}")
-    if cfg.teacher.temperature <= 0:
-        raise ConfigError(f"config key 'teacher.temperature' must be positive; got {cfg.teacher.temperature}")
+    if cfg.train.knn_k < 1:
+        raise ConfigError(f"config key 'train.knn_k' must be at least 1; got {cfg.train.knn_k}")
 
 
 def _check_finite(cfg: Any, prefix: str = "") -> None:
     """NaN or infinity in any number of the config is refused, naming the key."""
-    if isinstance(cfg, Config):
-        for name in REGISTERED_SECTIONS:
-            _check_finite(getattr(cfg, name), f"{name}.")
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if f.name == "registered" and isinstance(cfg, Config):
-            continue
         if dataclasses.is_dataclass(value):
             _check_finite(value, f"{prefix}{f.name}.")
             continue

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vidkd import runs
-from vidkd.config import EVAL_PROTOCOLS
+from vidkd.protocol_specs import EVAL_PROTOCOLS
 
 
 class PlanError(ValueError):

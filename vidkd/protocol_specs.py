@@ -10,7 +10,9 @@ vidkd, so every one of them can read it):
 - `uses_labels`: it trains on labels, so it runs on a labelled fraction and its result file is
   named by that fraction (`runs.result_name`);
 - `settings`: the `eval.*` keys its result depends on besides the split, fraction and recipe its
-  file is named by (stored in the record as `eval`, compared when a grid resumes).
+  file is named by (stored in the record as `eval`, compared when a grid resumes);
+- `fraction_key`: the `eval.*` key of its own labelled fraction, if it may have one (unset: `eval.fraction`);
+- `recipes`: the named recipes (`eval.protocol`) that define how it runs; under any other it runs as vidkd's.
 
 A protocol's function (how it runs) is `vidkd.eval.protocols.PROTOCOLS`'s; the metric names are
 the keys that function's result holds (`eval/knn.py`, `linear.py`, `finetune.py`, `retrieval.py`).
@@ -40,6 +42,8 @@ class ProtocolSpec:
     metrics: tuple[str, ...]  # shown by `vidkd evaluate`, headline first
     uses_labels: bool  # trains on a labelled fraction of the training split (named in its result file)
     settings: tuple[str, ...]  # the `eval.*` keys its result depends on (EvalConfig fields)
+    fraction_key: str = "fraction"  # eval.<key> of its labelled fraction (None there: eval.fraction)
+    recipes: tuple[str, ...] = ("vidkd",)  # the recipes that define it (vidkd's settings; pcl: the reference code's)
 
     def __post_init__(self) -> None:
         if not self.metrics or self.metrics[0] != self.headline:
@@ -49,14 +53,25 @@ class ProtocolSpec:
 PROTOCOL_SPECS: dict[str, ProtocolSpec] = {spec.name: spec for spec in (
     # in the order evaluations run: the frozen-feature protocols share one extraction, fine-tuning comes last
     ProtocolSpec("retrieval", headline=RETRIEVAL_METRICS[0], metrics=RETRIEVAL_METRICS, uses_labels=False,
-                 settings=("num_clips",)),
+                 settings=("num_clips",), recipes=("vidkd", "pcl")),
     ProtocolSpec("knn", headline="top1", metrics=("top1", "top5"), uses_labels=False,
                  settings=("num_clips", "knn_k", "knn_temperature")),
     ProtocolSpec("linear", headline="test_top1", metrics=("test_top1", "test_top5", "train_top1"), uses_labels=True,
                  settings=("num_clips", "linear_steps", "linear_weight_decay")),
     ProtocolSpec("finetune", headline="video_top1", metrics=("video_top1", "clip_top1"), uses_labels=True,
                  settings=("num_clips", "finetune_epochs", "finetune_lr", "finetune_batch_size",
-                           "finetune_backbone_lr_scale", "finetune_dropout", "finetune_repeats")),
+                           "finetune_backbone_lr_scale", "finetune_dropout", "finetune_repeats"),
+                 fraction_key="finetune_fraction", recipes=("vidkd", "pcl")),
 )}
 PROTOCOL_NAMES = tuple(PROTOCOL_SPECS)  # ("retrieval", "knn", "linear", "finetune")
 HEADLINE = {name: spec.headline for name, spec in PROTOCOL_SPECS.items()}  # protocol -> its headline metric
+# the named recipes of the evaluations (`eval.protocol`, docs/evaluation.md), vidkd's first
+EVAL_PROTOCOLS = tuple(dict.fromkeys(recipe for spec in PROTOCOL_SPECS.values() for recipe in spec.recipes))
+DEFAULT_EVALUATIONS = ("retrieval", "finetune")  # an experiment's evaluations unless it names its own
+SUPERVISED_PROTOCOL = "finetune"  # how the supervised reference trains: fine-tuning a random network on every label
+
+
+def recipe_of(eval_protocol: str, protocol: str) -> str:
+    """The recipe `protocol` runs under `eval.protocol`: its own if it defines one, else vidkd's."""
+    spec = PROTOCOL_SPECS.get(protocol)
+    return eval_protocol if spec is not None and eval_protocol in spec.recipes else "vidkd"

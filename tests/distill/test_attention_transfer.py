@@ -13,7 +13,8 @@ from torch.utils.data import default_collate
 
 from tiny_runs import checkpoint_meta, tiny_config
 from vidkd.apps.pretrain import build_trainer
-from vidkd.config import TeacherConfig, load_config
+from vidkd.config import load_config
+from vidkd.options import TeacherConfig
 from vidkd.distill.losses import KDLoss, attention_map, attention_transfer_loss, relational_kd_loss
 from vidkd.methods.pcl import PCLModel, pcl_model
 from vidkd.methods.vcop import VCOPModel

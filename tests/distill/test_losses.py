@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vidkd.config import TeacherConfig
+from vidkd.options import TeacherConfig
 from vidkd.distill.losses import FeatureKD, KDLoss, logit_kd_loss, relational_kd_loss
 from vidkd.methods.base import ModelOutput as PCLOutput
 

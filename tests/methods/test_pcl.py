@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidkd.config import Config, SSLConfig
+from vidkd.config import Config
+from vidkd.options import SSLConfig
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 from vidkd.methods.base import ModelOutput as PCLOutput
 from vidkd.methods.pcl import PCLLoss, PCLModel, pcl_model

@@ -20,7 +20,7 @@ import yaml
 from vidkd import runs
 from vidkd.apps.pretrain import moved_teacher, pretrain, read_run_config, resumable, resume, writing
 from vidkd.config import (Config, ExperimentConfig, check_arch_names, config_differences, config_from_dict,
-                          deep_merge, labelled_fraction, recipe_of)
+                          deep_merge)
 from vidkd.config import list_presets
 from vidkd.config import load_config as read_config
 from vidkd.config import load_experiment as read_experiment
@@ -30,6 +30,7 @@ from vidkd.eval.protocols import EvaluationChoices, changed_settings, evaluate
 from vidkd.models import build_backbone, list_backbones
 from vidkd.models.flops import count_flops
 from vidkd.plan import Plan, PlanEntry
+from vidkd.protocol_specs import recipe_of
 from vidkd.result_record import RecordError, ResultRecord
 from vidkd.synthetic import SyntheticSpec, is_synthetic_dataset, write_synthetic_dataset
 from vidkd.utils import dist as dist_utils
@@ -148,7 +149,7 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) 
         dataset = base.data.layout if base.data.layout != "auto" else root.name
     plan = Plan(
         name=exp.name, dataset=dataset, dataset_root=base.data.root, layout=base.data.layout, split=base.data.split,
-        epochs=base.train.epochs, fraction=exp.eval.fraction, finetune_fraction=labelled_fraction(exp.eval, "finetune"),
+        epochs=base.train.epochs, fraction=exp.eval.fraction, finetune_fraction=exp.eval.labelled_fraction("finetune"),
         protocol=exp.eval.protocol, seeds=tuple(exp.seeds), evaluations=tuple(exp.evaluations),
         student_evaluations=tuple(evaluations_of(exp, "student")),
         runs=tuple(dataclasses.replace(r, run_dir=str(r.path(out_dir).relative_to(out_dir)), width=cfg.model.width,
@@ -295,7 +296,7 @@ def _evaluate(exp: ExperimentConfig, source: str, out: Path | None, cfg: Config,
     experiment's eval settings (a finished run's config.yaml keeps the eval section it was trained with)."""
     eval_dir = out if out is not None else runs.eval_dir(Path(source))
     missing = [protocol for protocol in (protocols or exp.evaluations) if _needs_evaluation(runs.result_path(
-        eval_dir, protocol, cfg.data.split, labelled_fraction(cfg.eval, protocol),
+        eval_dir, protocol, cfg.data.split, cfg.eval.labelled_fraction(protocol),
         recipe_of(cfg.eval.protocol, protocol)), cfg, protocol)]
     if not missing:
         return

@@ -89,6 +89,14 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     return values
 
 
+def _as_written_now(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded config as this version writes it (an earlier one wrote every method's section)."""
+    try:
+        return config_from_dict(values).to_dict()
+    except ConfigError:
+        return values  # a config this version refuses: compare what is written
+
+
 def prepare_run_dir(cfg: Config, out_dir: Path) -> None:
     """Refuse to mix two runs in one directory; a run that never finished an epoch may be restarted."""
     out_dir = Path(out_dir)
@@ -98,7 +106,7 @@ def prepare_run_dir(cfg: Config, out_dir: Path) -> None:
         if not runs.has_trained(out_dir):
             log.info("%s holds a run that never finished an epoch; starting it again", out_dir)
             return
-        differs = config_differences(read_run_config(out_dir), cfg.to_dict())
+        differs = config_differences(_as_written_now(read_run_config(out_dir)), cfg.to_dict())
         if differs:
             shown = ", ".join(differs[:5]) + (" …" if len(differs) > 5 else "")
             raise ConfigError(f"{out_dir} already holds a different run (differs in {shown}); choose a new --out")

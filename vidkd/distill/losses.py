@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidkd.config import TeacherConfig
+from vidkd.options import TeacherConfig
 from vidkd.methods.base import ModelOutput
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from vidkd.config import TeacherConfig
+from vidkd.options import TeacherConfig
 from vidkd.distill.losses import KDLoss
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.pcl import tuple_features_and_maps

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vidkd.config import TeacherConfig
+from vidkd.options import TeacherConfig
 from vidkd.distill.losses import active_terms
 from vidkd.errors import CheckpointError
 from vidkd.methods import MODEL_TYPES, method_of

@@ -34,8 +34,7 @@ import torch
 from torch import nn
 
 from vidkd import runs
-from vidkd.config import (EVAL_PROTOCOLS, RECIPE_EVALUATIONS, Config, EvalConfig, config_from_dict, deep_merge,
-                          labelled_fraction, load_config, parse_overrides)
+from vidkd.config import Config, config_from_dict, deep_merge, load_config, parse_overrides
 from vidkd.data.datasets import VideoSplit, load_split
 from vidkd.data.loaders import MultiClipDataset
 from vidkd.data.transforms import ClipTransform, transforms_from_config
@@ -49,7 +48,8 @@ from vidkd.eval.retrieval import retrieval_recall
 from vidkd.eval.runtime import EvalRuntime
 from vidkd.models import build_backbone
 from vidkd.models.loading import load_backbone
-from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_KS
+from vidkd.options.eval import EvalConfig
+from vidkd.protocol_specs import EVAL_PROTOCOLS, PROTOCOL_SPECS, RETRIEVAL_KS
 from vidkd.result_record import ResultRecord
 from vidkd.utils.checkpoint import find_checkpoint, read_meta
 from vidkd.utils.io import atomic_write_json
@@ -322,8 +322,8 @@ PROTOCOLS: dict[str, Callable[[EvaluationContext], ProtocolResult]] = {
 RECIPES: dict[str, dict[str, Callable[[EvaluationContext], ProtocolResult]]] = {
     "vidkd": PROTOCOLS, "pcl": {"retrieval": pcl_retrieval, "finetune": pcl_finetuning}}
 assert list(PROTOCOLS) == list(PROTOCOL_SPECS)  # one function per registered protocol, in the registry's order
-assert set(RECIPES) == set(EVAL_PROTOCOLS)
-assert all(set(RECIPES[name]) == set(RECIPE_EVALUATIONS[name]) for name in RECIPES)
+assert all(set(RECIPES[name]) == {p for p, spec in PROTOCOL_SPECS.items() if name in spec.recipes}
+           for name in EVAL_PROTOCOLS) and set(RECIPES) == set(EVAL_PROTOCOLS)
 
 
 def protocol_function(recipe: str, protocol: str) -> Callable[[EvaluationContext], ProtocolResult]:
@@ -534,7 +534,7 @@ def evaluate(
     own_root = cfg.data.root
     _warn_other_input(source, info, cfg)
     _apply_choices(cfg, choices)
-    fractions = {protocol: check_fraction(labelled_fraction(cfg.eval, protocol) if fraction is None else fraction)
+    fractions = {protocol: check_fraction(cfg.eval.labelled_fraction(protocol) if fraction is None else fraction)
                  for protocol in protocols}
     root = Path(cfg.data.root)
     if not root.exists():

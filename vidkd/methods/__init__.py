@@ -11,17 +11,17 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from vidkd.config import Config, register_method
+from vidkd.config import Config
 from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import RunSplits, run_splits
 from vidkd.methods.cvrl import CVRL
 from vidkd.methods.pcl import PCL
 from vidkd.methods.vcop import VCOP
+from vidkd.options import METHOD_NAMES
 
 METHODS: dict[str, type[Method]] = {"pcl": PCL, "vcop": VCOP, "cvrl": CVRL}
-for _name in METHODS:
-    register_method(_name)
+assert tuple(METHODS) == METHOD_NAMES  # a method's options section is registered in vidkd.options
 # each method's model: it names its head tensors (HEAD_PREFIXES, PRETEXT_LOGITS_WEIGHT) and rebuilds
 # itself around a backbone from a checkpoint's tensors and metadata (from_state)
 MODEL_TYPES: dict[str, Any] = {name: method.model_type for name, method in METHODS.items()}

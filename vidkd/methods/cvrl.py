@@ -29,40 +29,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vidkd.config import Config, register_section
+from vidkd.config import Config
 from vidkd.data.loaders import batch_clips
 from vidkd.data.samplers import ClipSampler, DrawParams, ReadFrames, Sample, read_clips
-from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.common import RunSplits, backbone_from_config, in_memory, input_meta, tuple_datasets
 from vidkd.methods.pcl import tuple_features_and_maps
 from vidkd.utils.dist import gather_with_grad
 
 VIEWS = 2
-
-
-@dataclass
-class CVRLConfig:
-    """Options of CVRL (method: cvrl)."""
-
-    temperature: float = 0.1
-    hidden: int = 0  # width of the MLP's hidden layers; 0: the backbone's feature size (CVRL: 2048 = R3D-50's)
-    hidden_layers: int = 3  # Linear-BN-ReLU blocks before the output Linear
-    proj_dim: int = 128
-    power: float = 1.0  # of the decreasing distribution of the clips' distance: 1 is CVRL's linear one
-
-    def check(self) -> None:
-        """Refuse values training could not use, naming the key (called by `config.validate`)."""
-        for key, value, low in (("temperature", self.temperature, 0.0), ("power", self.power, 0.0)):
-            if not value > low:  # NaN too
-                raise ConfigError(f"config key 'cvrl.{key}' must be a positive number; got {value}")
-        for key, value, low in (("hidden", self.hidden, 0), ("hidden_layers", self.hidden_layers, 0),
-                                ("proj_dim", self.proj_dim, 1)):
-            if value < low:
-                raise ConfigError(f"config key 'cvrl.{key}' must be at least {low}; got {value}")
-
-
-register_section("cvrl", CVRLConfig)
 
 
 def interval_cdf(max_offset: int, power: float) -> np.ndarray:

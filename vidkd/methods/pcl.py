@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vidkd.config import Config, SSLConfig
+from vidkd.config import Config
 from vidkd.data.samplers import TupleSampler
 from vidkd.data.loaders import batch_clips
 from vidkd.errors import ConfigError
@@ -27,6 +27,7 @@ from vidkd.methods.common import (RunSplits, backbone_from_config, in_memory, in
 from vidkd.methods.contrastive import InBatchInfoNCE, MemoryBankNCE
 from vidkd.methods.vcp import VCP_CLASSES, VcpSampler
 from vidkd.models.heads import PretextHead, ProjectionHead
+from vidkd.options import SSLConfig
 
 BATCHNORM_MODES = ("joint", "per_position")  # `model.batchnorm`
 

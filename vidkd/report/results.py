@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd import runs
-from vidkd.config import EVALUATIONS, recipe_of
+from vidkd.protocol_specs import PROTOCOL_NAMES, recipe_of
 from vidkd.errors import VidkdError
 from vidkd.methods import METHODS
 from vidkd.plan import Plan, PlanEntry, PlanError
@@ -226,7 +226,7 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
     if any_single:
         for key, path in runs.iter_results(eval_dir):
             others.setdefault(key.protocol, []).append(path)
-    for protocol in EVALUATIONS:
+    for protocol in PROTOCOL_NAMES:
         labelled = finetune_fraction if protocol == "finetune" and finetune_fraction is not None else fraction
         exact = runs.result_path(eval_dir, protocol, split, labelled, recipe_of(eval_protocol, protocol))
         if exact.is_file():
