@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vidkd.options import TeacherConfig
+from vidkd.options import KD_WEIGHT_KEYS, TeacherConfig
 from vidkd.methods.base import ModelOutput
 
 
@@ -153,6 +153,7 @@ KD_TERMS: dict[str, KDTerm] = {
     "kd_feature": KDTerm("feature_weight", "features", lambda cfg, s, t: FeatureKD(s, t)),
     "kd_attention": KDTerm("attention_weight", "maps", lambda cfg, s, t: _AttentionTerm()),
 }
+assert sorted(term.weight_key for term in KD_TERMS.values()) == sorted(KD_WEIGHT_KEYS)  # one weight per term
 
 
 def active_terms(teacher_cfg: TeacherConfig) -> dict[str, KDTerm]:

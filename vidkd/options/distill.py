@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from vidkd.errors import ConfigError
 
-# teacher.* weights of the KD terms (`vidkd.distill.losses.KD_TERMS` reads each term's own)
-KD_WEIGHT_KEYS = ("alpha", "relational_weight", "feature_weight", "attention_weight")
+
+def kd_weight(default: float = 0.0) -> Any:
+    """A KD term's weight: `teacher.<name>` (the term is on when it is above 0)."""
+    return field(default=default, metadata={"kd_weight": True})
 
 
 @dataclass
@@ -18,11 +21,11 @@ class TeacherConfig:
     arch: str | None = None  # needed for a foreign checkpoint; read from a vidkd run otherwise
     width: float | None = None
     temperature: float = 4.0
-    alpha: float = 1.0  # weight of the logit KD term
-    relational_weight: float = 0.0  # KD of in-batch similarity structure (off by default)
+    alpha: float = kd_weight(1.0)  # weight of the logit KD term
+    relational_weight: float = kd_weight()  # KD of in-batch similarity structure (off by default)
     relational_temperature: float = 0.1
-    feature_weight: float = 0.0  # feature KD through a learned projection (off by default)
-    attention_weight: float = 0.0  # attention transfer on backbone stage maps (off by default)
+    feature_weight: float = kd_weight()  # feature KD through a learned projection (off by default)
+    attention_weight: float = kd_weight()  # attention transfer on backbone stage maps (off by default)
     # backbone stages whose maps attention transfer compares (negative: from the last). The last 3 by
     # default: every backbone has at least 4 stages, so -3..-1 pair the same depth across architectures,
     # and the first stage's maps are the largest (T x H/2 x W/2) and the least semantic
@@ -47,3 +50,7 @@ class TeacherConfig:
                               "nothing to distil; set one above 0 (teacher.alpha=1 for logit KD) or drop the teacher")
         if self.temperature <= 0:
             raise ConfigError(f"config key 'teacher.temperature' must be positive; got {self.temperature}")
+
+
+# teacher.* weights of the KD terms, in field order (`vidkd.distill.losses.KD_TERMS` names each term's own)
+KD_WEIGHT_KEYS = tuple(f.name for f in dataclasses.fields(TeacherConfig) if f.metadata.get("kd_weight"))
