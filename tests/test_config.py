@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import vidkd.config
+from vidkd.apps.pretrain import check_resume_overrides
 from vidkd.config import Config, config_differences, config_from_dict, config_yaml, load_config
 from vidkd.errors import ConfigError
 from vidkd.options import KD_WEIGHT_KEYS, METHOD_NAMES, METHOD_SECTIONS, CVRLConfig
@@ -74,3 +75,11 @@ def test_the_options_load_without_torch():
     code = "import sys, vidkd.options, vidkd.options.eval; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_resumed_run_refuses_a_change_in_a_method_section_and_takes_a_repeated_value():
+    cvrl_run = load_config(None, ["method=cvrl"]).to_dict()
+    with pytest.raises(ConfigError, match="cvrl.power cannot change on a resumed run"):
+        check_resume_overrides(["cvrl.power=2"], cvrl_run)
+    check_resume_overrides(["cvrl.power=1"], cvrl_run)  # its own value: no change
+    check_resume_overrides(["vcop.dropout=0.5"], load_config(None).to_dict())  # a PCL run's file has no vcop:

@@ -6,6 +6,7 @@ directory is touched; `config.yaml` is written only once the run has accepted it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 import yaml
 
 from vidkd import runs
-from vidkd.config import Config, config_differences, config_from_dict, deep_merge, parse_overrides, save_config
+from vidkd.config import (Config, config_differences, config_from_dict, deep_merge, parse_overrides, save_config,
+                          section_names)
 from vidkd.distill.method import Distillation
 from vidkd.distill.teacher import load_teacher
 from vidkd.engine.trainer import RunOptions, Trainer
@@ -149,7 +151,7 @@ def moved_teacher(old: Any, new: Any) -> bool:
 def check_resume_overrides(overrides: list[str], values: dict[str, Any] | None = None) -> None:
     """Refuse, before anything is written, an override a resumed run cannot honour (one that
     repeats the run's own value, e.g. its teacher, is no change; nor is its moved teacher)."""
-    current = config_from_dict(values).to_dict() if values is not None else {}
+    current = dataclasses.asdict(config_from_dict(values)) if values is not None else {}  # every section
     tree = parse_overrides(overrides)
     for key in _dotted_keys(tree):
         wanted, have = _get(tree, key), _get(current, key)
@@ -173,7 +175,7 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for key, value in tree.items():
-        if isinstance(value, dict) and prefix + key in ("data", "model", "ssl", "vcop", "train", "teacher", "eval"):
+        if isinstance(value, dict) and prefix + key in section_names(Config):
             keys += _dotted_keys(value, f"{prefix}{key}.")
         else:
             keys.append(prefix + key)
