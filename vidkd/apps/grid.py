@@ -29,6 +29,7 @@ from vidkd.errors import ConfigError, VidkdError
 from vidkd.eval.protocols import EvaluationChoices, changed_settings, evaluate
 from vidkd.models import build_backbone, list_backbones
 from vidkd.models.flops import count_flops
+from vidkd.options import SECTION_OF
 from vidkd.plan import Plan, PlanEntry
 from vidkd.protocol_specs import recipe_of
 from vidkd.result_record import RecordError, ResultRecord
@@ -161,16 +162,14 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) 
 
 
 def training_recipe(cfg: Config) -> str:
-    """'pcl-reference' when every PCL option follows the reference code, else 'vidkd' (docs/method.md);
-    a reference recipe that differs from its preset in some setting is 'pcl-ref+N' (`recipe_differences`)."""
-    reference = (cfg.method == "pcl" and cfg.data.tuple_starts == "reference" and cfg.ssl.quadrant_order == "reference"
-                 and cfg.ssl.remote_rule == "reference" and cfg.data.modality == "residual" and cfg.data.blur > 0
-                 and cfg.data.jitter_order == "random" and cfg.train.best_by == "loss"
-                 and cfg.ssl.bank_init == "reference" and cfg.train.val_augmented)
-    if not reference:
+    """'pcl-reference' when the method's options say every one follows the reference code
+    (`follows_reference`, PCL's: docs/method.md), else 'pcl-vidkd'; a reference recipe that differs from
+    its preset in some setting is 'pcl-ref+N' (`recipe_differences`)."""
+    follows = getattr(getattr(cfg, SECTION_OF[cfg.method]), "follows_reference", None)
+    if follows is None or not follows(cfg):
         return f"{cfg.method}-vidkd"
     differences = recipe_differences(cfg)[1]
-    return f"pcl-ref+{len(differences)}" if differences else "pcl-reference"
+    return f"{cfg.method}-ref+{len(differences)}" if differences else f"{cfg.method}-reference"
 
 
 # settings that say where and how fast a run works, or what it is taught by: not the recipe

@@ -17,6 +17,7 @@ from vidkd.options.vcop import VCOPConfig
 # one line per method: its options, in the order `config.yaml` writes them; the first is the default method
 METHOD_SECTIONS: tuple[type, ...] = (SSLConfig, VCOPConfig, CVRLConfig)
 METHOD_NAMES: tuple[str, ...] = tuple(section.METHOD for section in METHOD_SECTIONS)
+SECTION_OF: dict[str, str] = {section.METHOD: section.SECTION for section in METHOD_SECTIONS}  # method -> its key
 
-__all__ = ["KD_WEIGHT_KEYS", "METHOD_NAMES", "METHOD_SECTIONS", "CVRLConfig", "SSLConfig", "TeacherConfig",
+__all__ = ["KD_WEIGHT_KEYS", "METHOD_NAMES", "METHOD_SECTIONS", "SECTION_OF", "CVRLConfig", "SSLConfig", "TeacherConfig",
            "VCOPConfig"]

@@ -47,6 +47,13 @@ class SSLConfig:
         if not 0 <= self.nce_momentum < 1:
             raise ConfigError(f"config key 'ssl.nce_momentum' must be in [0, 1); got {self.nce_momentum}")
 
+    def follows_reference(self, cfg: Any) -> bool:
+        """Every PCL option of `cfg` follows the reference code (docs/method.md): its recipe is 'pcl-reference'."""
+        return (cfg.data.tuple_starts == "reference" and self.quadrant_order == "reference"
+                and self.remote_rule == "reference" and cfg.data.modality == "residual" and cfg.data.blur > 0
+                and cfg.data.jitter_order == "random" and cfg.train.best_by == "loss"
+                and self.bank_init == "reference" and cfg.train.val_augmented)
+
     def _check_objective(self, cfg: Any) -> None:
         if self.pretext == "none" and self.contrastive == "none":
             raise ConfigError("ssl.pretext and ssl.contrastive are both 'none'; nothing to learn (turn one on)")
