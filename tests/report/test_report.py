@@ -18,7 +18,9 @@ from vidkd.errors import VidkdError
 from vidkd.models import build_backbone
 from vidkd.plan import PlanEntry
 from vidkd.result_record import ResultRecord
-from vidkd.report import efficiency, published
+from vidkd import protocol_specs
+from vidkd.protocol_specs import ProtocolSpec
+from vidkd.report import efficiency, published, results
 from vidkd.report.summary import build_summary
 
 EPOCHS = 10
@@ -526,3 +528,16 @@ def test_a_run_with_binary_files_is_listed_as_damaged_and_the_rest_reported(tmp_
     assert "run `baseline_c3d_s0`: config.yaml is not valid YAML" in md
     assert "run `baseline_c3d_s0`: cannot read retrieval.json" in md
     assert "| R3D ×0.125 (random init) | 1 | 10.0 | 30.0 | — |" in md  # the rest is reported
+
+
+def test_a_protocol_the_report_has_no_section_for_gets_a_table_of_its_metrics(tmp_path, monkeypatch):
+    """A newly registered protocol's results reach the report without a report edit."""
+    spec = ProtocolSpec("centroid", headline="top1", metrics=("top1", "top5"), uses_labels=False, settings=())
+    monkeypatch.setitem(protocol_specs.PROTOCOL_SPECS, "centroid", spec)
+    monkeypatch.setattr(results, "PROTOCOL_NAMES", (*protocol_specs.PROTOCOL_NAMES, "centroid"))
+    make_experiment(tmp_path)
+    runs.result_path(runs.eval_dir(tmp_path / "runs" / "baseline_r3d_s0"), "centroid", 1, 1.0).write_text(json.dumps(
+        {"protocol": "centroid", "metrics": {"top1": 0.375, "top5": 0.75}}))
+    md = report.write_report(tmp_path).read_text()
+    assert "## centroid (%)" in md and "| model | seeds | top1 | top5 |" in md
+    assert "| R3D ×0.125 | 2 | 37.5 (1/2 seeds) | 75.0 (1/2 seeds) |" in md

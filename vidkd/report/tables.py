@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vidkd import runs
-from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_METRICS
+from vidkd.protocol_specs import PROTOCOL_SPECS, RETRIEVAL_METRICS, ProtocolSpec
 from vidkd.report import figures, published
 from vidkd.report.efficiency import efficiency_key, load_or_measure
 from vidkd.report.results import ARCH_NAMES, MAIN_METRIC, Experiment, Group, Run, arch_rank, group_runs
@@ -220,6 +220,16 @@ def _published_column(exp: Experiment, groups: list[Group], protocol: str, metri
     return matched, note
 
 
+_OWN_SECTIONS = ("retrieval", "finetune", "knn", "linear")  # the protocols `_evaluation_sections` lays out by hand
+
+
+def _protocol_section(spec: ProtocolSpec, groups: list[Group]) -> Section:
+    """Any other protocol: its metrics (`ProtocolSpec.metrics`, headline first) as percentages."""
+    rows = [[g.label, str(len(g.runs)), *(format_percent(_eval_values(g, spec.name, m)) for m in spec.metrics)]
+            for g in groups]
+    return Section(f"{spec.name} (%)", [Table(["model", "seeds", *spec.metrics], rows)])
+
+
 def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]:
     groups = trained + exp.random_init
     sections = []
@@ -259,6 +269,8 @@ def _evaluation_sections(exp: Experiment, trained: list[Group]) -> list[Section]
                  format_percent(_eval_values(g, "linear", PROTOCOL_SPECS["linear"].headline))] for g in groups]
         sections.append(Section("Frozen-feature probes (top-1 %)",
                                 [Table(["model", "seeds", "kNN top-1 %", "linear probe top-1 %"], rows)]))
+    sections += [_protocol_section(spec, groups) for name, spec in PROTOCOL_SPECS.items()
+                 if name not in _OWN_SECTIONS and shown(name)]
 
     if any_published:
         note = (f"Published numbers: {published.PCL_SOURCE}; set beside ours only where the whole setting matches "
