@@ -52,3 +52,24 @@ def test_layering_contracts_hold():
     binary = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     result = subprocess.run([binary], cwd=PACKAGE.parent, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def method_imports(path: Path) -> list[str]:
+    """The `vidkd.methods...` modules a file imports (`from vidkd.methods import x` counts as the package)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    found += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    return [name for name in found if name == "vidkd.methods" or name.startswith("vidkd.methods.")]
+
+
+def test_the_engine_knows_the_method_interface_only():
+    """The engine imports `vidkd.methods.base` and no method, whatever methods are added later (the
+    contract in .importlinter names today's method modules, and catches indirect imports of them)."""
+    imports = {name for path in sorted((PACKAGE / "engine").rglob("*.py")) for name in method_imports(path)}
+    assert imports <= {"vidkd.methods.base"} and imports
+
+
+def test_the_method_import_check_sees_a_method(tmp_path):
+    sample = tmp_path / "trainer.py"
+    sample.write_text("from vidkd.methods.base import Method\nfrom vidkd.methods import cvrl\nimport vidkd.methods.pcl\n")
+    assert method_imports(sample) == ["vidkd.methods.pcl", "vidkd.methods.base", "vidkd.methods"]

@@ -52,7 +52,7 @@ BAD_VALUES = [
      "teacher.alpha, teacher.relational_weight, teacher.feature_weight, teacher.attention_weight are all 0: "
      "nothing to distil"),
     ("negative attention weight", ["teacher.attention_weight=-1"], "'teacher.attention_weight' must not be negative"),
-    ("attention stage out of range", ["teacher.attention_stages=[4]"], "'teacher.attention_stages' must list"),
+    ("no attention stage", ["teacher.attention_stages=[]"], "'teacher.attention_stages' must list one or more"),
     # messages that did not say what was wrong
     ("std of zeros", ["data.std=[0, 0, 0]"], "'data.std' divides the pixels: every value must be positive"),
     ("one std of zero", ["data.std=[0.2, 0, 0.2]"], "every value must be positive"),

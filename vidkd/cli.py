@@ -21,6 +21,7 @@ from vidkd.data.prepare import format_summary as format_prepare_summary
 from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, EvaluationChoices, evaluate, format_results
+from vidkd.options import METHOD_NAMES
 from vidkd.protocol_specs import EVAL_PROTOCOLS
 from vidkd.report import write_report
 from vidkd.result_record import ResultRecord
@@ -209,7 +210,8 @@ def _add_data_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pretrain", help="self-supervised pretraining (method: pcl | vcop | cvrl), with an optional KD teacher")
+    p = sub.add_parser("pretrain", help=f"self-supervised pretraining (method: {' | '.join(METHOD_NAMES)}), with an "
+                                        "optional KD teacher")
     p.add_argument("--config", help="YAML config: a path or a preset name (pcl_r3d_synthetic, vcop_r3d_synthetic, ...)")
     p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--out", help="run directory to create")

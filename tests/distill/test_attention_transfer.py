@@ -14,11 +14,12 @@ from torch.utils.data import default_collate
 from tiny_runs import checkpoint_meta, tiny_config
 from vidkd.apps.pretrain import build_trainer
 from vidkd.config import load_config
-from vidkd.options import TeacherConfig
 from vidkd.distill.losses import KDLoss, attention_map, attention_transfer_loss, relational_kd_loss
+from vidkd.errors import ConfigError
 from vidkd.methods.pcl import PCLModel, pcl_model
 from vidkd.methods.vcop import VCOPModel
 from vidkd.models import build_backbone, list_backbones
+from vidkd.options import TeacherConfig
 from vidkd.runs import read_metrics
 from vidkd.utils.checkpoint import save_checkpoint
 
@@ -186,3 +187,13 @@ def test_attention_transfer_trains_an_r3d_student_from_a_c3d_teacher(data_root, 
     changed = [k for k, v in method.model.state_dict().items()
                if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith("backbone.") for k in changed)
+
+
+def test_a_stage_one_backbone_lacks_is_refused_in_one_line_before_training(data_root, c3d_teacher, tmp_path):
+    """C3D has 5 stages and R3D 4: -5 is C3D's first, and no stage of the R3D student."""
+    cfg = tiny_config(data_root, f"teacher.path={c3d_teacher}", "teacher.alpha=0", "teacher.attention_weight=1",
+                      "teacher.attention_stages=[-5, -1]", "train.knn_every=0")
+    with pytest.raises(ConfigError, match=r"teacher.attention_stages \[-5, -1\]: stage index -5 is out of range: "
+                                          "the student's r3d has 4 stages"):
+        build_trainer(cfg, tmp_path / "student")
+    assert not (tmp_path / "student").exists()

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from vidkd.options import TeacherConfig
 from vidkd.distill.losses import KDLoss
+from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.pcl import tuple_features_and_maps
 from vidkd.models.registry import resolve_stage
+from vidkd.options import TeacherConfig
 
 
 class Distillation(Method):
@@ -33,8 +34,12 @@ class Distillation(Method):
         self.map_stages = self.kd_loss.map_stages
         if self.map_stages is not None:
             for network, who in ((student.model, "student"), (teacher, "teacher")):
-                for index in self.map_stages:  # ValueError before training: a stage the backbone lacks
-                    resolve_stage(index, network.backbone.num_stages, f"the {who}'s {network.backbone.arch}")
+                for index in self.map_stages:  # refused before training: a stage the backbone lacks
+                    try:
+                        resolve_stage(index, network.backbone.num_stages, f"the {who}'s {network.backbone.arch}")
+                    except ValueError as exc:
+                        raise ConfigError(f"teacher.attention_stages {list(self.map_stages)}: {exc}; "
+                                          "choose stages both backbones have") from None
         self._extra = nn.ModuleDict({"kd": self.kd_loss})
         student_extra = student.extra_modules()
         if student_extra is not None:

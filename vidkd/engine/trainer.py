@@ -446,7 +446,7 @@ class Trainer:
 def format_epoch(metrics: dict[str, Any], main_metric: str = "val_pretext_acc") -> str:
     """One log line per epoch; `main_metric`: the method's, shown where the pretext accuracy is."""
     parts = [f"epoch {metrics['epoch']}"]
-    main = (main_metric, "val pretext" if main_metric == "val_pretext_acc" else main_metric.removeprefix("val_"))
+    main = (main_metric, "val pretext" if main_metric == "val_pretext_acc" else main_metric.replace("val_", "val ", 1))
     for key, label in (("train_loss", "loss"), ("train_pretext_acc", "pretext"), ("train_kd_loss", "kd"),
                        main, ("val_knn_top1", "kNN"), ("lr", "lr"),
                        ("epoch_seconds", "s"), ("clips_per_second", "clips/s")):

@@ -1,7 +1,8 @@
 """Training methods behind one interface (`Method`), by name.
 
-A new self-supervised method is one module here (its `Method`, with its `model_type`, sampler and
-config section) plus one line in `METHODS`; see docs/architecture.md.
+A new self-supervised method is one module here (its `Method`, with its `model_type` and sampler) and
+one line in `METHODS`, plus its options: a torch-free module in `vidkd/options/` and one line in
+`vidkd.options.METHOD_SECTIONS`, so that its presets load with `vidkd.config` alone; see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from vidkd.methods.vcop import VCOP
 from vidkd.options import METHOD_NAMES
 
 METHODS: dict[str, type[Method]] = {"pcl": PCL, "vcop": VCOP, "cvrl": CVRL}
-assert tuple(METHODS) == METHOD_NAMES  # a method's options section is registered in vidkd.options
+if set(METHODS) != set(METHOD_NAMES):  # a developer's mistake, named at import rather than as an unknown key later
+    raise ImportError(f"methods {sorted(set(METHODS) ^ set(METHOD_NAMES))} must be registered twice: in "
+                      "vidkd.methods.METHODS (the Method) and in vidkd.options.METHOD_SECTIONS (its config section)")
 # each method's model: it names its head tensors (HEAD_PREFIXES, PRETEXT_LOGITS_WEIGHT) and rebuilds
 # itself around a backbone from a checkpoint's tensors and metadata (from_state)
 MODEL_TYPES: dict[str, Any] = {name: method.model_type for name, method in METHODS.items()}

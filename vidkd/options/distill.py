@@ -27,7 +27,7 @@ class TeacherConfig:
     feature_weight: float = kd_weight()  # feature KD through a learned projection (off by default)
     attention_weight: float = kd_weight()  # attention transfer on backbone stage maps (off by default)
     # backbone stages whose maps attention transfer compares (negative: from the last). The last 3 by
-    # default: every backbone has at least 4 stages, so -3..-1 pair the same depth across architectures,
+    # default: the built-in backbones have 4 or 5 stages, so -3..-1 pair the same depth across them,
     # and the first stage's maps are the largest (T x H/2 x W/2) and the least semantic
     attention_stages: list[int] = field(default_factory=lambda: [-3, -2, -1])
     allow_partial: bool = False  # accept a checkpoint that loads only partly
@@ -42,9 +42,9 @@ class TeacherConfig:
                 raise ConfigError(f"config key 'teacher.{key}' must not be negative; got {getattr(self, key)}")
         if not self.relational_temperature > 0:
             raise ConfigError("config key 'teacher.relational_temperature' must be positive")
-        if not self.attention_stages or not all(-4 <= i <= 3 for i in self.attention_stages):
-            raise ConfigError("config key 'teacher.attention_stages' must list backbone stages in -4..3 (0 the first, "
-                              f"-1 the last; the ResNets have 4 stages, C3D 5); got {self.attention_stages}")
+        if not self.attention_stages:  # which stages a backbone has is checked when student and teacher are built
+            raise ConfigError("config key 'teacher.attention_stages' must list one or more backbone stages (0 the "
+                              "first, -1 the last; the ResNets have 4 stages, C3D 5)")
         if self.path and not any(getattr(self, key) > 0 for key in KD_WEIGHT_KEYS):
             raise ConfigError(f"a teacher is given but {', '.join(f'teacher.{k}' for k in KD_WEIGHT_KEYS)} are all 0: "
                               "nothing to distil; set one above 0 (teacher.alpha=1 for logit KD) or drop the teacher")
