@@ -18,7 +18,7 @@ from vidkd.utils.checkpoint import load_checkpoint
 from vidkd.utils.io import load_weights
 from vidkd.apps.pretrain import build_trainer, pretrain, resume
 from vidkd.engine.trainer import Trainer
-from vidkd.methods.common import pretext_score
+from vidkd.methods.common import pretext_score, pretext_validation_metrics
 from vidkd.runs import read_metrics
 from vidkd.errors import ConfigError, TrainingError
 
@@ -173,6 +173,12 @@ def test_a_constant_predictor_never_outranks_a_real_one_as_best_checkpoint():
     weaker_but_real = {"val_pretext_acc": 0.22, "val_top_class_share": 0.6}
     assert pretext_score(weaker_but_real) > pretext_score(collapsed)
     assert pretext_score(collapsed) > pretext_score({"val_pretext_acc": 0.1, "val_top_class_share": 1.0})
+    # a method whose pretext accuracy has its own name gets the same guard
+    own = {key.replace("pretext", "rotation"): value for key, value in collapsed.items()}
+    assert pretext_score(own, accuracy="val_rotation_acc") == pretext_score(collapsed) == pytest.approx(0.26 - 1.0)
+    sums = {"count": 4, "correct": 3, "loss": 2.0, "predicted": [1, 3]}
+    assert pretext_validation_metrics(sums, accuracy="val_rotation_acc") == {
+        "val_rotation_acc": 0.75, "val_loss": 0.5, "val_top_class_share": 0.75}
 
 
 def test_best_by_last_keeps_the_final_epoch_as_the_checkpoint_used(data_root, tmp_path):

@@ -114,23 +114,24 @@ def pretext_validation_sums(logits: torch.Tensor, labels: torch.Tensor, num_clas
             "predicted": torch.bincount(predicted, minlength=num_classes).double()}
 
 
-def pretext_validation_metrics(sums: dict[str, Any]) -> dict[str, float]:
+def pretext_validation_metrics(sums: dict[str, Any], accuracy: str = "val_pretext_acc") -> dict[str, float]:
+    """A classification pretext's validation metrics; `accuracy`: the key of its accuracy (its main metric)."""
     count = max(1.0, float(sums["count"]))
     # share of the most predicted class: 1.0 means a constant predictor, whatever its accuracy
-    return {"val_pretext_acc": float(sums["correct"]) / count, "val_loss": float(sums["loss"]) / count,
+    return {accuracy: float(sums["correct"]) / count, "val_loss": float(sums["loss"]) / count,
             "val_top_class_share": float(torch.as_tensor(sums["predicted"]).max()) / count}
 
 
-def pretext_score(metrics: dict[str, Any], best_by: str = "accuracy") -> float:
-    """Validation pretext accuracy, with a network that predicts one class everywhere ranked last;
-    with `best_by="loss"` (the reference PCL code's rule) minus the validation pretext loss."""
+def pretext_score(metrics: dict[str, Any], best_by: str = "accuracy", accuracy: str = "val_pretext_acc") -> float:
+    """Validation pretext accuracy (`accuracy`: its key), with a network that predicts one class
+    everywhere ranked last; with `best_by="loss"` (the reference PCL code's rule) minus the validation loss."""
     if best_by == "loss" and metrics.get("val_loss") is not None:
         return -float(metrics["val_loss"])
     if metrics.get("val_top_class_share") == 1.0:
         # a constant predictor scores that label's share of the validation set; as a "best"
         # checkpoint (and so as a teacher) it would only pass on the collapse
-        return float(metrics["val_pretext_acc"]) - 1.0
-    for key in ("val_pretext_acc", "val_knn_top1"):
+        return float(metrics[accuracy]) - 1.0
+    for key in (accuracy, "val_knn_top1"):
         if metrics.get(key) is not None:
             return float(metrics[key])
     return -float(metrics.get("train_loss") or 0.0)
