@@ -22,7 +22,7 @@ from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, EvaluationChoices, evaluate, format_results
 from vidkd.options import METHOD_NAMES
-from vidkd.protocol_specs import EVAL_PROTOCOLS
+from vidkd.protocol_specs import EVAL_PROTOCOLS, PROTOCOL_NAMES
 from vidkd.report import write_report
 from vidkd.result_record import ResultRecord
 from vidkd.synthetic import (ACTION_SETS, DEFAULT_ACTION_SET, DEFAULT_CLIPS_PER_GROUP, DEFAULT_GROUPS, SyntheticSpec,
@@ -221,7 +221,7 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="retrieval, kNN, linear probe, fine-tuning")
+    p = sub.add_parser("evaluate", help=f"evaluation protocols: {', '.join(PROTOCOL_NAMES)}")
     p.add_argument("source", help="run directory, checkpoint, or 'random:ARCH' for random initialisation")
     p.add_argument("--protocol", action="append", choices=list(PROTOCOLS),
                    help="repeatable; default: retrieval and knn")
