@@ -15,12 +15,12 @@ from vidkd.apps.grid import plan_experiment, run_experiment
 from vidkd.apps.pretrain import pretrain, resume
 from vidkd.config import load_config
 from vidkd.data.check import check_dataset, format_report
-from vidkd.data.datasets import LAYOUTS
 from vidkd.data.prepare import DEFAULT_GOP, DEFAULT_SHORT_SIDE, EncodeSettings, prepare_dataset
 from vidkd.data.prepare import format_summary as format_prepare_summary
 from vidkd.data.sampling import TupleSpec, min_tuple_frames
 from vidkd.errors import VidkdError
 from vidkd.eval.protocols import PROTOCOLS, EvaluationChoices, evaluate, format_results
+from vidkd.layout_specs import LAYOUTS
 from vidkd.options import METHOD_NAMES
 from vidkd.protocol_specs import EVAL_PROTOCOLS, PROTOCOL_NAMES
 from vidkd.report import write_report

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd.errors import ConfigError
+from vidkd.layout_specs import LAYOUTS
 from vidkd.options import METHOD_NAMES, METHOD_SECTIONS, TeacherConfig
 from vidkd.options.checks import one_of
 from vidkd.options.eval import EvalConfig
@@ -38,7 +39,7 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 @dataclass
 class DataConfig:
     root: str = "data/synthetic"
-    layout: str = "auto"  # auto | ucf101 | hmdb51 | folder | kinetics | ssv2
+    layout: str = "auto"  # auto (detected from the files) | a layout of vidkd.layout_specs
     split: int = 1  # official split 1, 2 or 3
     clip_len: int = 16
     interval: int = 8  # frames between consecutive clips of a tuple
@@ -614,7 +615,7 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_choices(cfg: Config) -> None:
-    one_of("data.layout", cfg.data.layout, ("auto", "ucf101", "hmdb51", "folder", "kinetics", "ssv2"))
+    one_of("data.layout", cfg.data.layout, ("auto", *LAYOUTS))
     one_of("data.split", cfg.data.split, (1, 2, 3))
     one_of("data.modality", cfg.data.modality, ("rgb", "residual", "residual_rescaled"))
     one_of("data.jitter_order", cfg.data.jitter_order, ("fixed", "random"))

@@ -25,22 +25,21 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from vidkd.data import layouts
-from vidkd.data.records import (INNER_FOLDERS, LAYOUT_HINTS, LAYOUT_NAMES, VIDEO_EXTENSIONS, VideoRecord, VideoSplit,
-                                layout_on_disk, looks_like, parent_hint)
+from vidkd.data.records import VIDEO_EXTENSIONS, VideoRecord, VideoSplit, layout_on_disk, looks_like, parent_hint
 from vidkd.data.textfiles import inside, read_lines
 from vidkd.data.video import VideoInfo, probe_video
 from vidkd.errors import DatasetError, VideoDecodeError
+from vidkd.layout_specs import LAYOUT_SPECS, LAYOUTS
 from vidkd.utils.runtime import usable_cpus, worker_context
 
 log = logging.getLogger("vidkd.data")
 
-LAYOUTS = ("ucf101", "hmdb51", "folder", "kinetics", "ssv2")
 _GROUP_RE = re.compile(r"_(g\d+)_", re.IGNORECASE)
 CACHE_DIR_NAME = ".vidkd_cache"
 
@@ -59,10 +58,8 @@ def detect_layout(root: str | Path) -> str:
         return layout
     if any(_folder_videos(d) for d in _class_dirs(root)):
         return "folder"
-    raise DatasetError(
-        f"no dataset found at {root}: expected splits/classInd.txt (UCF101), splits/*_test_split1.txt (HMDB51), "
-        f"annotations/train.csv (Kinetics), labels.json with train.json (Something-Something v2) "
-        f"or one sub-folder of videos per class; see docs/data.md")
+    expected = ", ".join(f"{spec.marker} ({spec.title})" for spec in LAYOUT_SPECS.values())
+    raise DatasetError(f"no dataset found at {root}: expected one of {expected}; see docs/data.md")
 
 
 def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: str = "auto", seed: int = 0,
@@ -81,24 +78,36 @@ def load_split(root: str | Path, subset: str = "train", split: int = 1, layout: 
         layout = detect_layout(root)
     elif not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a directory")
-    elif layout in INNER_FOLDERS and parent_hint(root):
-        raise DatasetError(parent_hint(root))
-    if layout in ("kinetics", "ssv2") and split != 1:
-        raise DatasetError(f"{LAYOUT_NAMES[layout]} has one official split (train and validation); split must be 1, "
-                           f"got {split}")
-    if layout == "ucf101":
-        result = _load_ucf101(root, subset, split)
-    elif layout == "hmdb51":
-        result = _load_hmdb51(root, subset, split)
-    elif layout == "folder":
-        result = _load_folder(root, subset, split, seed, test_fraction)
-    elif layout in ("kinetics", "ssv2"):
-        result = layouts.load_kinetics(root, subset) if layout == "kinetics" else layouts.load_ssv2(root, subset)
-    else:
+    elif layout not in LOADERS:
         raise DatasetError(f"unknown layout {layout!r}; use one of auto, {', '.join(LAYOUTS)}")
+    elif LAYOUT_SPECS[layout].inner_folders and parent_hint(root):
+        raise DatasetError(parent_hint(root))
+    if LAYOUT_SPECS[layout].one_split and split != 1:
+        raise DatasetError(f"{LAYOUT_SPECS[layout].title} has one official split (train and validation); split must "
+                           f"be 1, got {split}")
+    result = LOADERS[layout](root, subset, split, Holdout(seed, test_fraction))
     if not result.records:
         raise DatasetError(f"{root}: the {subset} subset of split {split} ({layout}) has no videos")
     return result
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """How a layout without official test lists (folder) holds out test groups: seeded, a fraction per class."""
+
+    seed: int = 0
+    test_fraction: float = 0.3
+
+
+# each layout's loader (the registry is vidkd.layout_specs): (root, subset, split, holdout) -> VideoSplit
+LOADERS: dict[str, Callable[[Path, str, int, Holdout], VideoSplit]] = {
+    "ucf101": lambda root, subset, split, _: _load_ucf101(root, subset, split),
+    "hmdb51": lambda root, subset, split, _: _load_hmdb51(root, subset, split),
+    "folder": lambda root, subset, split, holdout: _load_folder(root, subset, split, holdout.seed, holdout.test_fraction),
+    "kinetics": lambda root, subset, split, _: layouts.load_kinetics(root, subset),
+    "ssv2": lambda root, subset, split, _: layouts.load_ssv2(root, subset),
+}
+assert tuple(LOADERS) == LAYOUTS  # one loader per registered layout
 
 
 def group_of(name: str) -> str:
@@ -271,12 +280,11 @@ def _load_folder(root: Path, subset: str, split: int, seed: int, test_fraction: 
         raise DatasetError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     classes = [(d.name, _folder_videos(d)) for d in _class_dirs(root)]
     classes = [(name, videos) for name, videos in classes if videos]
-    inner = {"videos", "annotations", "20bn-something-something-v2"}
+    inner = {name for spec in LAYOUT_SPECS.values() for name in spec.inner_folders}
     if not classes or all(name in inner for name, _ in classes):  # Kinetics' or SSv2's flat videos/ is no class
-        layout = layout_on_disk(root)
-        if layout:
-            raise DatasetError(f"{root} looks like {LAYOUT_HINTS[layout]}, not a folder of classes; "
-                               f"set data.layout={layout} (or auto)")
+        hint = looks_like(root, "folder")
+        if hint:
+            raise DatasetError(hint)
     if not classes:
         raise DatasetError(f"{root}: no class folders with videos ({', '.join(VIDEO_EXTENSIONS)})")
     class_names = [name for name, _ in classes]

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from vidkd.layout_specs import LAYOUT_SPECS
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 
@@ -41,24 +44,19 @@ class VideoSplit:
         return len(self.class_names)
 
 
-# The folders inside a dataset root that a user may pass by mistake, and what the root holds.
-INNER_FOLDERS = {"ucf101": ("videos", "splits"), "hmdb51": ("videos", "splits"),
-                  "kinetics": ("videos", "annotations"), "ssv2": ("videos", "20bn-something-something-v2")}
-_HOLDS = {"ucf101": "videos/ and splits/", "hmdb51": "videos/ and splits/",
-          "kinetics": "annotations/ and videos/", "ssv2": "labels.json, train.json and validation.json"}
-LAYOUT_NAMES = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kinetics": "Kinetics", "ssv2": "Something-Something v2"}
 KINETICS_ANNOTATIONS = {"train": ("train.csv",), "test": ("validate.csv", "val.csv")}
 
 
 def parent_hint(root: Path) -> str | None:
     """The error for a root that is an inner folder (videos/, splits/, ...) of a dataset one level up."""
-    if not any(root.name in names for names in INNER_FOLDERS.values()):
+    if not any(root.name in spec.inner_folders for spec in LAYOUT_SPECS.values()):
         return None
     kind = layout_on_disk(root.parent)
-    if kind is None or root.name not in INNER_FOLDERS[kind]:
+    if kind is None or root.name not in LAYOUT_SPECS[kind].inner_folders:
         return None
-    return (f"{root} is the {root.name}/ folder of the {LAYOUT_NAMES[kind]} dataset at {root.parent}; pass {root.parent} "
-            f"as the dataset root (the folder that holds {_HOLDS[kind]})")
+    spec = LAYOUT_SPECS[kind]
+    return (f"{root} is the {root.name}/ folder of the {spec.title} dataset at {root.parent}; pass {root.parent} "
+            f"as the dataset root (the folder that holds {spec.holds})")
 
 
 def kinetics_annotation(root: Path, subset: str) -> Path | None:
@@ -70,27 +68,21 @@ def kinetics_annotation(root: Path, subset: str) -> Path | None:
     return None
 
 
+# how each layout with annotation files shows on disk (a few stats, no listing of the videos), in the
+# order they are tried; the folder layout has none (data.datasets recognises it by its videos)
+ON_DISK: dict[str, Callable[[Path], bool]] = {
+    "ucf101": lambda root: (root / "splits" / "classInd.txt").is_file(),
+    "hmdb51": lambda root: (root / "splits").is_dir() and any((root / "splits").glob("*_test_split*.txt")),
+    "kinetics": lambda root: bool(kinetics_annotation(root, "train") or kinetics_annotation(root, "test")),
+    "ssv2": lambda root: (root / "labels.json").is_file() and (
+        (root / "train.json").is_file() or (root / "validation.json").is_file()),
+}
+assert set(ON_DISK) <= set(LAYOUT_SPECS)
+
+
 def layout_on_disk(root: Path) -> str | None:
-    """The layout its annotation files name (a few stats, no listing of the videos), else None.
-
-    ucf101: splits/classInd.txt; hmdb51: splits/*_test_split*.txt; kinetics: annotations/train.csv
-    (or validate.csv, val.csv); ssv2: labels.json beside train.json or validation.json.
-    """
-    splits = root / "splits"
-    if (splits / "classInd.txt").is_file():
-        return "ucf101"
-    if splits.is_dir() and any(splits.glob("*_test_split*.txt")):
-        return "hmdb51"
-    if kinetics_annotation(root, "train") or kinetics_annotation(root, "test"):
-        return "kinetics"
-    if (root / "labels.json").is_file() and ((root / "train.json").is_file() or (root / "validation.json").is_file()):
-        return "ssv2"
-    return None
-
-
-LAYOUT_HINTS = {"ucf101": "UCF101 (splits/classInd.txt)", "hmdb51": "HMDB51 (splits/*_test_split*.txt)",
-                 "kinetics": "Kinetics (annotations/train.csv)",
-                 "ssv2": "Something-Something v2 (labels.json, train.json)"}
+    """The layout its annotation files name (`ON_DISK`, `LayoutSpec.marker`), else None."""
+    return next((name for name, found in ON_DISK.items() if found(root)), None)
 
 
 def looks_like(root: Path, expected: str) -> str | None:
@@ -98,5 +90,5 @@ def looks_like(root: Path, expected: str) -> str | None:
     layout = layout_on_disk(root)
     if layout is None or layout == expected:
         return None
-    return f"{root} looks like {LAYOUT_HINTS[layout]}, not {LAYOUT_NAMES.get(expected, expected)}; " \
-           f"set data.layout={layout} (or auto)"
+    expected_title = LAYOUT_SPECS[expected].title if expected in LAYOUT_SPECS else expected
+    return f"{root} looks like {LAYOUT_SPECS[layout].hint}, not {expected_title}; set data.layout={layout} (or auto)"
