@@ -7,9 +7,12 @@ import logging
 import pytest
 
 from conftest import write_index_video, write_ucf_layout
-from vidkd.data.datasets import detect_layout, group_of, load_split, probe_videos
+from vidkd.config import load_config
+from vidkd.data.datasets import LOADERS, detect_layout, group_of, load_split, probe_videos
+from vidkd.data.records import ON_DISK
 from vidkd.data.video import VideoInfo
 from vidkd.errors import DatasetError
+from vidkd.layout_specs import LAYOUT_SPECS, LAYOUTS
 
 CLASSES = {"ApplyEyeMakeup": 1, "Basketball": 2, "CliffDiving": 3}
 
@@ -162,3 +165,11 @@ def test_probe_videos_reports_failures_and_uses_cache(tmp_path):
     assert second == first
     write_index_video(good, 12, 32, 48)  # a changed file is probed again
     assert probe_videos([good], cache_dir=cache)[good].num_frames == 12
+
+
+def test_every_registered_layout_has_one_loader_and_the_config_and_cli_take_it():
+    assert tuple(LOADERS) == LAYOUTS and set(ON_DISK) == set(LAYOUTS) - {"folder"}
+    for layout in LAYOUTS:
+        assert load_config(None, [f"data.layout={layout}"]).data.layout == layout
+    one_split = [name for name, spec in LAYOUT_SPECS.items() if spec.one_split]
+    assert one_split == ["kinetics", "ssv2"]
