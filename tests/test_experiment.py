@@ -115,6 +115,14 @@ def test_a_grid_on_a_labelled_fraction_or_another_split_reports_its_results(tmp_
         runs.result_path(eval_dir, "linear", split, fraction).read_text())["metrics"]["test_top1"], abs=0.051)
 
 
+def test_another_methods_section_set_in_an_experiment_is_planned_and_compared_by_its_keys(tmp_path):
+    """config.yaml leaves out another method's section at its defaults: comparisons read every section."""
+    paper = plan_experiment("paper_ucf101", tmp_path / "paper", overrides=["base.vcop.hidden=256"])
+    assert "vcop.hidden 256 (reference 512)" in paper
+    text = plan_experiment("kd_study_synthetic", tmp_path / "study", overrides=["base.vcop.hidden=256"])
+    assert "baseline_r3d" in text
+
+
 def test_the_paper_grid_dry_run_names_recipe_and_protocol_per_run(tmp_path):
     text = plan_experiment("paper_ucf101", tmp_path / "paper")
     rows = [line.split() for line in text.splitlines() if line.startswith(("baseline_", "kd_")) and ":" not in line]

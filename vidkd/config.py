@@ -132,7 +132,8 @@ Config = dataclasses.make_dataclass("Config", [
     ("train", TrainConfig, field(default_factory=TrainConfig)),
     ("teacher", TeacherConfig, field(default_factory=TeacherConfig)),
     ("eval", EvalConfig, field(default_factory=EvalConfig)),
-], namespace={"to_dict": _to_dict, "__module__": __name__})
+], namespace={"to_dict": _to_dict, "__module__": __name__,
+              "__doc__": "A run config: one section per concern and one per registered method (vidkd.options)."})
 
 
 @dataclass
@@ -431,6 +432,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{path} is an experiment config (it has {found}), not a run config; run it with "
                           f"`vidkd experiment --config {path} --out DIR`")
     return config_from_dict(deep_merge(values, parse_overrides(overrides)))
+
+
+def config_values(cfg: Config) -> dict[str, Any]:
+    """Every value of the config, every method's section included: what two configs are compared by
+    (`to_dict`, what config.yaml holds, leaves out another method's section at its defaults)."""
+    return dataclasses.asdict(cfg)
 
 
 def config_yaml(cfg: Config) -> str:

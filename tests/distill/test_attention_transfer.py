@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from tiny_runs import checkpoint_meta, tiny_config
+from vidkd.apps import grid
 from vidkd.apps.pretrain import build_trainer
-from vidkd.config import load_config
+from vidkd.config import load_config, load_experiment
 from vidkd.distill.losses import KDLoss, attention_map, attention_transfer_loss, relational_kd_loss
 from vidkd.errors import ConfigError
 from vidkd.methods.pcl import PCLModel, pcl_model
@@ -197,3 +198,11 @@ def test_a_stage_one_backbone_lacks_is_refused_in_one_line_before_training(data_
                                           "the student's r3d has 4 stages"):
         build_trainer(cfg, tmp_path / "student")
     assert not (tmp_path / "student").exists()
+
+
+def test_a_grid_refuses_a_stage_a_student_or_teacher_lacks_before_it_trains(tmp_path, monkeypatch):
+    """The baselines train first: a student's missing stage must not wait for them."""
+    monkeypatch.setattr(grid, "_refuse_changed_runs", lambda *args: pytest.fail("the check came too late"))
+    exp = load_experiment("kd_study_synthetic", ["teacher.attention_weight=1", "teacher.attention_stages=[4]"])
+    with pytest.raises(ConfigError, match=r"teacher.attention_stages \[4\]: stage index 4 is out of range"):
+        grid._run_grid(exp, tmp_path / "grid")

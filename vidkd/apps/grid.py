@@ -20,11 +20,12 @@ import yaml
 from vidkd import runs
 from vidkd.apps.pretrain import moved_teacher, pretrain, read_run_config, resumable, resume, writing
 from vidkd.config import (Config, ExperimentConfig, check_arch_names, config_differences, config_from_dict,
-                          deep_merge)
+                          config_values, deep_merge)
 from vidkd.config import list_presets
 from vidkd.config import load_config as read_config
 from vidkd.config import load_experiment as read_experiment
 from vidkd.data.datasets import load_split
+from vidkd.distill.method import check_map_stages
 from vidkd.errors import ConfigError, VidkdError
 from vidkd.eval.protocols import EvaluationChoices, changed_settings, evaluate
 from vidkd.models import build_backbone, list_backbones
@@ -163,8 +164,8 @@ def _write_plan(exp: ExperimentConfig, planned: list[PlanEntry], out_dir: Path) 
 
 def training_recipe(cfg: Config) -> str:
     """'pcl-reference' when the method's options say every one follows the reference code
-    (`follows_reference`, PCL's: docs/method.md), else 'pcl-vidkd'; a reference recipe that differs from
-    its preset in some setting is 'pcl-ref+N' (`recipe_differences`)."""
+    (`follows_reference`, PCL's: docs/method.md), else '<method>-vidkd'; a reference recipe that differs
+    from its preset in some setting is 'pcl-ref+N' (`recipe_differences`)."""
     follows = getattr(getattr(cfg, SECTION_OF[cfg.method]), "follows_reference", None)
     if follows is None or not follows(cfg):
         return f"{cfg.method}-vidkd"
@@ -184,7 +185,7 @@ def recipe_differences(cfg: Config) -> tuple[str | None, list[str]]:
     preset = f"{cfg.method}_{cfg.model.arch}_ucf101"
     if preset not in list_presets():
         return None, []
-    reference, values = read_config(preset).to_dict(), cfg.to_dict()
+    reference, values = config_values(read_config(preset)), config_values(cfg)
     keys = [k for k in config_differences(reference, values) if not k.startswith(_NOT_RECIPE)]
     return preset, [f"{k} {_lookup(values, k)} (reference {_lookup(reference, k)})" for k in keys]
 
@@ -240,15 +241,14 @@ def _train(exp: ExperimentConfig, run: PlanEntry, out_dir: Path, position: str) 
         log.info("%s %s: done, skipping", position, run.name)
         return
     if status == "partial":
-        existing = config_from_dict(read_run_config(run_dir)).to_dict()
-        differs = config_differences(existing, cfg.to_dict())
+        existing, values = config_values(config_from_dict(read_run_config(run_dir))), config_values(cfg)
+        differs = config_differences(existing, values)
         fixed = [k for k in differs if not resumable(k) and not (
-            k == "teacher.path" and moved_teacher(_lookup(existing, k), _lookup(cfg.to_dict(), k)))]
+            k == "teacher.path" and moved_teacher(_lookup(existing, k), _lookup(values, k)))]
         if fixed:  # (checked for every run by _refuse_changed_runs before anything was written)
             raise ConfigError(f"{run_dir} was started with a different config ({', '.join(fixed[:4])}); "
                               "remove that run directory or use a new experiment --out")
         log.info("%s %s: resuming after epoch %d", position, run.name, epoch)
-        values = cfg.to_dict()
         resume(run_dir, overrides=[f"{key}={json.dumps(_lookup(values, key))}" for key in differs])
         return
     log.info("%s %s: training (%s, %d epochs)", position, run.name,
@@ -369,6 +369,10 @@ def _run_grid(exp: ExperimentConfig, out_dir: Path) -> Path:
     for run in planned:  # every run config and architecture is checked before any training starts
         cfg = run_config(exp, run, out_dir)
         build_backbone(cfg.model.arch, width=cfg.model.width)
+        if run.teacher_arch:
+            teacher = run_config(exp, dataclasses.replace(run, kind="baseline", arch=run.teacher_arch), out_dir)
+            check_map_stages(cfg.teacher, {"student": (cfg.model.arch, cfg.model.width),
+                                           "teacher": (teacher.model.arch, teacher.model.width)})
     with writing(out_dir, "experiment directory"):
         _refuse_changed_runs(exp, planned, out_dir)
         if dist_utils.is_main_process_env():
@@ -407,9 +411,9 @@ def _refuse_changed_runs(exp: ExperimentConfig, planned: list[PlanEntry], out_di
         if not runs.is_run_dir(run_dir) or not runs.has_trained(run_dir):
             continue
         cfg = run_config(exp, run, out_dir)
-        existing = config_from_dict(read_run_config(run_dir)).to_dict()
+        existing = config_values(config_from_dict(read_run_config(run_dir)))
         partial = runs.run_state(run_dir, cfg.train.epochs)[0] != "done"
-        changed = _changed_settings(existing, cfg.to_dict(), partial)
+        changed = _changed_settings(existing, config_values(cfg), partial)
         if changed:
             conflicts.append(f"{run.name} ({', '.join(changed[:3])}{', …' if len(changed) > 3 else ''})")
     if conflicts:

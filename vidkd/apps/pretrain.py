@@ -6,7 +6,6 @@ directory is touched; `config.yaml` is written only once the run has accepted it
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -15,9 +14,9 @@ from typing import Any
 import yaml
 
 from vidkd import runs
-from vidkd.config import (Config, config_differences, config_from_dict, deep_merge, parse_overrides, save_config,
-                          section_names)
-from vidkd.distill.method import Distillation
+from vidkd.config import (Config, config_differences, config_from_dict, config_values, deep_merge, parse_overrides,
+                          save_config, section_names)
+from vidkd.distill.method import Distillation, check_map_stages
 from vidkd.distill.teacher import load_teacher
 from vidkd.engine.trainer import RunOptions, Trainer
 from vidkd.errors import ConfigError
@@ -59,6 +58,9 @@ def _last_meta(run_dir: Path) -> dict[str, Any]:
 
 def build_trainer(cfg: Config, run_dir: Path, resume: bool = False) -> Trainer:
     """The method of `cfg` (with its teacher, if any) and its probes, handed to the engine."""
+    if cfg.teacher.path:  # before the dataset is read: a stage the student (or a named teacher) lacks
+        check_map_stages(cfg.teacher, {"student": (cfg.model.arch, cfg.model.width)}
+                         | ({"teacher": (cfg.teacher.arch, cfg.teacher.width or 1.0)} if cfg.teacher.arch else {}))
     seed_everything(cfg.train.seed)  # model initialisation depends on it
     splits = run_splits(cfg)
     if resume:
@@ -91,10 +93,10 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     return values
 
 
-def _as_written_now(values: dict[str, Any]) -> dict[str, Any]:
-    """A run's recorded config as this version writes it (an earlier one wrote every method's section)."""
+def _recorded_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded config with every section (config.yaml leaves out other methods' defaults)."""
     try:
-        return config_from_dict(values).to_dict()
+        return config_values(config_from_dict(values))
     except ConfigError:
         return values  # a config this version refuses: compare what is written
 
@@ -108,7 +110,7 @@ def prepare_run_dir(cfg: Config, out_dir: Path) -> None:
         if not runs.has_trained(out_dir):
             log.info("%s holds a run that never finished an epoch; starting it again", out_dir)
             return
-        differs = config_differences(_as_written_now(read_run_config(out_dir)), cfg.to_dict())
+        differs = config_differences(_recorded_values(read_run_config(out_dir)), config_values(cfg))
         if differs:
             shown = ", ".join(differs[:5]) + (" …" if len(differs) > 5 else "")
             raise ConfigError(f"{out_dir} already holds a different run (differs in {shown}); choose a new --out")
@@ -151,7 +153,7 @@ def moved_teacher(old: Any, new: Any) -> bool:
 def check_resume_overrides(overrides: list[str], values: dict[str, Any] | None = None) -> None:
     """Refuse, before anything is written, an override a resumed run cannot honour (one that
     repeats the run's own value, e.g. its teacher, is no change; nor is its moved teacher)."""
-    current = dataclasses.asdict(config_from_dict(values)) if values is not None else {}  # every section
+    current = config_values(config_from_dict(values)) if values is not None else {}
     tree = parse_overrides(overrides)
     for key in _dotted_keys(tree):
         wanted, have = _get(tree, key), _get(current, key)
@@ -248,7 +250,7 @@ def _check_config_matches_checkpoint(run_dir: Path, values: dict[str, Any]) -> N
     """A hand-edited config.yaml must not change what the checkpoint was trained with."""
     recorded = _last_meta(run_dir).get("config")
     try:
-        differs = config_differences(config_from_dict(recorded).to_dict(), config_from_dict(values).to_dict())
+        differs = config_differences(config_values(config_from_dict(recorded)), config_values(config_from_dict(values)))
     except (ConfigError, TypeError, AttributeError):
         return  # no config in the checkpoint, or one of an older vidkd: config.yaml is all there is
     fixed = [key for key in differs if not resumable(key) and not (

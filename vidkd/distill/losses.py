@@ -168,6 +168,13 @@ def active_terms(teacher_cfg: TeacherConfig) -> dict[str, KDTerm]:
     return {name: term for name, term in KD_TERMS.items() if getattr(teacher_cfg, term.weight_key) > 0}
 
 
+def requested_stages(teacher_cfg: TeacherConfig) -> tuple[int, ...] | None:
+    """The backbone stages whose maps the active terms compare (`teacher.attention_stages`), or None
+    when no active term compares stage maps."""
+    wanted = any(term.needs == "maps" for term in active_terms(teacher_cfg).values())
+    return tuple(teacher_cfg.attention_stages) if wanted else None
+
+
 class KDLoss(nn.Module):
     """Sum of weight * term over the active KD terms (see `KD_TERMS`).
 
@@ -178,7 +185,7 @@ class KDLoss(nn.Module):
     def __init__(self, teacher_cfg: TeacherConfig, student_dim: int, teacher_dim: int) -> None:
         super().__init__()
         self.specs = active_terms(teacher_cfg)
-        self.stages = list(teacher_cfg.attention_stages)
+        self._map_stages = requested_stages(teacher_cfg)
         self.weights = {name: float(getattr(teacher_cfg, term.weight_key)) for name, term in self.specs.items()}
         self.terms = nn.ModuleDict({name: term.build(teacher_cfg, student_dim, teacher_dim)
                                     for name, term in self.specs.items()})
@@ -191,7 +198,7 @@ class KDLoss(nn.Module):
     def map_stages(self) -> tuple[int, ...] | None:
         """The backbone stages whose maps the models must return (`maps=`), or None when no active
         term needs `maps` (then the models run their plain forward)."""
-        return tuple(self.stages) if "maps" in self.needs else None
+        return self._map_stages
 
     def forward(self, student: ModelOutput, teacher: ModelOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted KD loss and its unweighted, detached parts (one per active term)."""

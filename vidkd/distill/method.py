@@ -9,18 +9,37 @@ backbone only: the feature terms can compare them, the logit and embedding terms
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from vidkd.distill.losses import KDLoss
+from vidkd.distill.losses import KDLoss, requested_stages
 from vidkd.errors import ConfigError
 from vidkd.methods.base import Method, ModelOutput
 from vidkd.methods.pcl import tuple_features_and_maps
-from vidkd.models.registry import resolve_stage
+from vidkd.models import build_backbone
+from vidkd.models.registry import VideoBackbone, resolve_stage
 from vidkd.options import TeacherConfig
+
+
+def check_stages(stages: Sequence[int], backbone: VideoBackbone, who: str) -> None:
+    """Refuse, in one line, a stage of `teacher.attention_stages` that `backbone` lacks."""
+    for index in stages:
+        try:
+            resolve_stage(index, backbone.num_stages, f"the {who}'s {backbone.arch}")
+        except ValueError as exc:
+            raise ConfigError(f"teacher.attention_stages {list(stages)}: {exc}; choose stages both backbones "
+                              "have") from None
+
+
+def check_map_stages(teacher_cfg: TeacherConfig, archs: dict[str, tuple[str, float]]) -> None:
+    """Before any data is read: the stages an active KD term asks for exist in every backbone of
+    `archs` (who -> (architecture, width)), when a term asks for stage maps at all."""
+    stages = requested_stages(teacher_cfg)
+    for who, (arch, width) in archs.items() if stages is not None else ():
+        check_stages(stages, build_backbone(arch, width=width), who)
 
 
 class Distillation(Method):
@@ -34,12 +53,7 @@ class Distillation(Method):
         self.map_stages = self.kd_loss.map_stages
         if self.map_stages is not None:
             for network, who in ((student.model, "student"), (teacher, "teacher")):
-                for index in self.map_stages:  # refused before training: a stage the backbone lacks
-                    try:
-                        resolve_stage(index, network.backbone.num_stages, f"the {who}'s {network.backbone.arch}")
-                    except ValueError as exc:
-                        raise ConfigError(f"teacher.attention_stages {list(self.map_stages)}: {exc}; "
-                                          "choose stages both backbones have") from None
+                check_stages(self.map_stages, network.backbone, who)
         self._extra = nn.ModuleDict({"kd": self.kd_loss})
         student_extra = student.extra_modules()
         if student_extra is not None:
