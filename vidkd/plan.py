@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vidkd import runs
-from vidkd.protocol_specs import EVAL_PROTOCOLS
+from vidkd.protocol_specs import EVAL_PROTOCOLS, PROTOCOL_SPECS
 
 
 class PlanError(ValueError):
@@ -68,8 +68,11 @@ class Plan:
     student_evaluations: tuple[str, ...] | None = None  # None: `evaluations`
 
     def labelled_fraction(self, protocol: str = "linear") -> float:
-        """The labelled fraction `protocol` uses."""
-        return self.finetune_fraction if protocol == "finetune" and self.finetune_fraction else self.fraction
+        """The labelled fraction `protocol` uses: the plan's field of its spec's `fraction_key` when set
+        (the plan's fraction fields are named as the eval.* keys they record)."""
+        spec = PROTOCOL_SPECS.get(protocol)
+        own = getattr(self, spec.fraction_key, None) if spec is not None else None
+        return own or self.fraction
 
     def evaluations_of(self, kind: str) -> tuple[str, ...]:
         """The evaluations planned for a run of `kind`."""
