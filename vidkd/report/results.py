@@ -11,6 +11,7 @@ full labels, or, when a protocol has exactly one result, that one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ from typing import Any, Sequence
 import yaml
 
 from vidkd import runs
-from vidkd.protocol_specs import PROTOCOL_NAMES, recipe_of
 from vidkd.errors import VidkdError
 from vidkd.methods import METHODS
 from vidkd.plan import Plan, PlanEntry, PlanError
+from vidkd.protocol_specs import PROTOCOL_NAMES, SUPERVISED_PROTOCOL, recipe_of
 from vidkd.result_record import RecordError, ResultRecord
 from vidkd.utils.checkpoint import WEIGHTS_FILE
 
@@ -212,10 +213,12 @@ def read_config(run_dir: Path, problems: list[str]) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = False,
-                 eval_protocol: str = "vidkd", finetune_fraction: float | None = None) -> dict[str, Path]:
-    """protocol -> the result file of `run_dir` for `split` and `fraction` (`finetune_fraction` for
-    fine-tuning, when given).
+ALL_LABELS = Plan(runs=())  # the setting of a run evaluated by hand: split 1, every label, the vidkd recipe
+
+
+def result_files(run_dir: Path, setting: Plan = ALL_LABELS, any_single: bool = False) -> dict[str, Path]:
+    """protocol -> the result file of `run_dir` in the plan's `setting`: its split and recipe, and each
+    protocol's labelled fraction (`Plan.labelled_fraction`).
 
     With `any_single`, a protocol without that exact result but with exactly one result of
     another split or fraction gets that one (a run evaluated by hand in one setting).
@@ -227,8 +230,8 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
         for key, path in runs.iter_results(eval_dir):
             others.setdefault(key.protocol, []).append(path)
     for protocol in PROTOCOL_NAMES:
-        labelled = finetune_fraction if protocol == "finetune" and finetune_fraction is not None else fraction
-        exact = runs.result_path(eval_dir, protocol, split, labelled, recipe_of(eval_protocol, protocol))
+        exact = runs.result_path(eval_dir, protocol, setting.split, setting.labelled_fraction(protocol),
+                                 recipe_of(setting.protocol, protocol))
         if exact.is_file():
             found[protocol] = exact
         elif len(others.get(protocol, [])) == 1:
@@ -236,12 +239,11 @@ def result_files(run_dir: Path, split: int, fraction: float, any_single: bool = 
     return found
 
 
-def load_run(entry: PlanEntry, base: Path, planned_epochs: int | None, split: int = 1,
-             fraction: float = 1.0, any_single: bool = False, eval_protocol: str = "vidkd",
-             finetune_fraction: float | None = None) -> Run:
+def load_run(entry: PlanEntry, base: Path, planned_epochs: int | None, setting: Plan = ALL_LABELS,
+             any_single: bool = False) -> Run:
     """Read one plan entry's run directory (relative to `base`); nothing in it is required.
 
-    Evaluation results are those of `split` and `fraction` (see `result_files`).
+    Evaluation results are those of the plan's `setting` (see `result_files`).
     """
     run_dir = entry.path(base).resolve()
     problems: list[str] = []
@@ -265,7 +267,7 @@ def load_run(entry: PlanEntry, base: Path, planned_epochs: int | None, split: in
     if entry.width is not None and "model" not in config:  # a run not started yet: the plan knows its width
         run.config.setdefault("model", {})["width"] = entry.width
     run.metrics = runs.read_metrics(run_dir, problems)
-    for protocol, path in result_files(run_dir, split, fraction, any_single, eval_protocol, finetune_fraction).items():
+    for protocol, path in result_files(run_dir, setting, any_single).items():
         read_result(run, protocol, path)
     return run
 
@@ -323,21 +325,15 @@ def load_experiment(directory: Path) -> Experiment:
     else:
         raise VidkdError(f"{directory} is not an experiment directory (no {runs.PLAN_FILE}) nor a run directory "
                          f"(no {runs.METRICS_FILE}); pass the --out directory of `vidkd experiment` or `vidkd pretrain`")
-    split, fraction, protocol = plan.split, plan.labelled_fraction(), plan.protocol
-    finetune_fraction = plan.labelled_fraction("finetune")
-    loaded = [load_run(entry, directory, plan.epochs, split, fraction, any_single=single, eval_protocol=protocol,
-                       finetune_fraction=finetune_fraction)
-              for entry in plan.runs]
+    loaded = [load_run(entry, directory, plan.epochs, plan, any_single=single) for entry in plan.runs]
     return Experiment(directory=directory, plan=plan, runs=loaded, single_run=single,
-                      random_init=_random_init_groups(directory, {r.run_dir for r in loaded}, split, fraction,
-                                                      protocol, finetune_fraction))
+                      random_init=_random_init_groups(directory, {r.run_dir for r in loaded}, plan))
 
 
 SUPERVISED = "supervised"  # Run.evals key of a random network fine-tuned on every training label
 
 
-def _random_init_groups(directory: Path, planned: set[Path], split: int, fraction: float,
-                        protocol: str = "vidkd", finetune_fraction: float | None = None) -> list[Group]:
+def _random_init_groups(directory: Path, planned: set[Path], setting: Plan) -> list[Group]:
     """The untrained references `vidkd experiment` evaluates beside the plan (eval.random_init), one
     group per architecture with one run per seed. A fine-tuning on every training label (the
     supervised reference) is read into `evals["supervised"]` when fine-tuning's fraction is below 1."""
@@ -346,10 +342,10 @@ def _random_init_groups(directory: Path, planned: set[Path], split: int, fractio
         if run_dir.resolve() in planned or not runs.eval_dir(run_dir).is_dir():
             continue
         entry = PlanEntry(run_dir.name, "random", arch, seed, run_dir=str(run_dir.relative_to(directory)))
-        run = load_run(entry, directory, None, split, fraction, eval_protocol=protocol,
-                       finetune_fraction=finetune_fraction)
-        if (fraction if finetune_fraction is None else finetune_fraction) < 1:
-            supervised = result_files(run.run_dir, split, 1.0, eval_protocol=protocol).get("finetune")
+        run = load_run(entry, directory, None, setting)
+        if setting.labelled_fraction(SUPERVISED_PROTOCOL) < 1:
+            every_label = dataclasses.replace(setting, fraction=1.0, finetune_fraction=None)
+            supervised = result_files(run.run_dir, every_label).get(SUPERVISED_PROTOCOL)
             if supervised:
                 read_result(run, SUPERVISED, supervised)
         if run.evals:
