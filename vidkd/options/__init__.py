@@ -3,8 +3,9 @@
 Each is a dataclass in its owner's module here, with `check(cfg)` refusing values its owner could not
 use. A method's section names its config key (`SECTION`) and its method (`METHOD`); `METHOD_SECTIONS`
 is the registry `vidkd.config` builds `Config` from, so config.py names no method. These modules
-import nothing but `vidkd.errors` and no torch: a preset loads with `vidkd.config` alone
-(tests/test_packaging.py), and the method module (`vidkd/methods/<name>.py`) imports its options from here.
+import only `vidkd.errors` and the protocol registry, and no torch (an import contract and a test check
+it): a preset loads with `vidkd.config` alone (tests/test_packaging.py), and the method module
+(`vidkd/methods/<name>.py`) imports its options from here.
 """
 
 from __future__ import annotations
